@@ -1,0 +1,84 @@
+"""From CAMs to label maps: background-threshold argmax (IRN), dense CRF, and confident pseudo-masks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .voc import IGNORE
+
+
+def cam_to_indices(cams: np.ndarray, bg_threshold: float) -> np.ndarray:
+    """Per-pixel index into [background, *image classes]: a constant background channel, then argmax."""
+    padded = np.concatenate([np.full((1, *cams.shape[1:]), bg_threshold, np.float32), cams.astype(np.float32)])
+    return np.argmax(padded, axis=0)
+
+
+def label_keys(class_ids: list[int]) -> np.ndarray:
+    """Maps an index from cam_to_indices to its class id (0 = background)."""
+    return np.asarray([0, *class_ids], np.uint8)
+
+
+def cam_to_label(cams: np.ndarray, class_ids: list[int], bg_threshold: float) -> np.ndarray:
+    """A class-id label map (uint8 HxW) from an image's CAMs (one channel per image class, ascending ids)."""
+    return label_keys(class_ids)[cam_to_indices(cams, bg_threshold)]
+
+
+def crf_inference_label(image: np.ndarray, indices: np.ndarray, num_labels: int, params: dict) -> np.ndarray:
+    """Dense CRF over a hard label map (IRN's crf_inference_label); returns refined indices."""
+    if num_labels < 2:
+        return np.zeros(indices.shape, np.int64)
+    import pydensecrf.densecrf as dcrf
+    from pydensecrf.utils import unary_from_labels
+
+    height, width = indices.shape
+    crf = dcrf.DenseCRF2D(width, height, num_labels)
+    unary = unary_from_labels(indices, num_labels, gt_prob=params["gt_prob"], zero_unsure=False)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary))
+    crf.addPairwiseGaussian(sxy=params["gaussian"]["sxy"], compat=params["gaussian"]["compat"])
+    crf.addPairwiseBilateral(
+        sxy=params["bilateral"]["sxy"],
+        srgb=params["bilateral"]["srgb"],
+        rgbim=np.ascontiguousarray(image, dtype=np.uint8),
+        compat=params["bilateral"]["compat"],
+    )
+    q = np.asarray(crf.inference(params["iterations"])).reshape(num_labels, height, width)
+    return np.argmax(q, axis=0)
+
+
+def crf_label(image: np.ndarray, cams: np.ndarray, class_ids: list[int], bg_threshold: float, params: dict) -> np.ndarray:
+    """CAM -> thresholded argmax -> dense CRF -> class-id label map (every pixel labelled)."""
+    indices = cam_to_indices(cams, bg_threshold)
+    return label_keys(class_ids)[crf_inference_label(image, indices, len(class_ids) + 1, params)]
+
+
+def pseudo_mask(
+    image: np.ndarray, cams: np.ndarray, class_ids: list[int], fg_threshold: float, bg_threshold: float, params: dict
+) -> np.ndarray:
+    """IRN's confident pseudo-mask: foreground where the CRF at the high threshold says so, background where
+    the CRF at the low threshold says so, 255 (ignored in training) where neither is confident."""
+    num_labels = len(class_ids) + 1
+    fg = crf_inference_label(image, cam_to_indices(cams, fg_threshold), num_labels, params)
+    bg = crf_inference_label(image, cam_to_indices(cams, bg_threshold), num_labels, params)
+    mask = label_keys(class_ids)[fg]
+    mask[fg == 0] = IGNORE
+    mask[(fg == 0) & (bg == 0)] = 0
+    return mask
+
+
+def label_shard(tree, image_ids, cam_dir, labels, out_dir, to_label) -> None:
+    """Write <out_dir>/<id>.png = to_label(image, cams, class_ids) for every image of one shard."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from .voc import DataError, load_npy, read_image, write_mask
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for image_id in tqdm(image_ids, desc=f"{out_dir.parent.name} {out_dir.name}", mininterval=5):
+        image = read_image(tree.image_path(image_id))
+        cams = load_npy(Path(cam_dir) / f"{image_id}.npy")
+        if cams.shape[1:] != image.shape[:2] or len(cams) != len(labels[image_id]):
+            raise DataError(f"CAM {cam_dir}/{image_id}.npy has shape {cams.shape}; image {image.shape[:2]}, "
+                            f"{len(labels[image_id])} classes")
+        write_mask(out_dir / f"{image_id}.png", to_label(image, cams, labels[image_id]))

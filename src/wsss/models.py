@@ -1,0 +1,93 @@
+"""Networks: a ResNet multi-label classifier with a CAM head, and torchvision DeepLabV3 / FCN."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
+from torchvision.models.segmentation.fcn import FCN, FCNHead
+
+ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+def resnet_backbone(arch: str, output_stride: int, weights: str | None = None) -> nn.Module:
+    """A torchvision ResNet whose last stages keep resolution so features have the given output stride.
+
+    ResNet-50/101 dilate the kept stages (as torchvision's segmentation models do); ResNet-18/34's
+    BasicBlock cannot dilate, so their strides are simply removed, as IRN does for its stride-16 ResNet-50.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown backbone {arch!r}; choose one of {ARCHS}")
+    keep = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}
+    if output_stride not in keep:
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+    dilate = keep[output_stride]
+    factory = getattr(torchvision.models, arch)
+    if arch in ("resnet50", "resnet101"):
+        return factory(weights=weights, replace_stride_with_dilation=dilate)
+    net = factory(weights=weights)
+    for layer, keep_resolution in zip((net.layer2, net.layer3, net.layer4), dilate):
+        if keep_resolution:
+            for module in layer[0].modules():
+                if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
+                    module.stride = (1, 1)
+    return net
+
+
+def feature_channels(arch: str) -> int:
+    return 512 if arch in ("resnet18", "resnet34") else 2048
+
+
+class Classifier(nn.Module):
+    """ResNet features -> global average pooling -> 1x1 conv: one logit per foreground class.
+
+    The same 1x1 weights applied before pooling give the class activation maps.
+    """
+
+    def __init__(self, arch: str, num_foreground: int, output_stride: int = 16, weights: str | None = None):
+        super().__init__()
+        net = resnet_backbone(arch, output_stride, weights)
+        self.features = nn.Sequential(
+            net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
+        )
+        self.classifier = nn.Conv2d(feature_channels(arch), num_foreground, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = F.adaptive_avg_pool2d(self.features(x), 1)
+        return self.classifier(pooled).flatten(1)
+
+    def cam(self, x: torch.Tensor) -> torch.Tensor:
+        """ReLU'd class activation maps at feature resolution, (N, num_foreground, h, w)."""
+        return F.relu(self.classifier(self.features(x)))
+
+    def param_groups(self):
+        """Backbone and the freshly initialised classifier head, so the head can take a larger lr (IRN)."""
+        return [list(self.features.parameters()), list(self.classifier.parameters())]
+
+
+def segmentation_model(arch: str, backbone: str, num_classes: int, output_stride: int = 8) -> nn.Module:
+    """torchvision DeepLabV3 (ASPP head) or FCN on a ResNet backbone of the given output stride."""
+    net = resnet_backbone(backbone, output_stride)
+    body = IntermediateLayerGetter(net, return_layers={"layer4": "out"})
+    channels = feature_channels(backbone)
+    if arch == "deeplabv3":
+        return DeepLabV3(body, DeepLabHead(channels, num_classes))
+    if arch == "fcn":
+        return FCN(body, FCNHead(channels, num_classes))
+    raise ValueError(f"segmentation.arch must be 'deeplabv3' or 'fcn', got {arch!r}")
+
+
+def save_model(path, model: nn.Module, **meta) -> None:
+    """Weights plus plain metadata, loadable with torch.load(weights_only=True)."""
+    import os
+
+    tmp = f"{path}.tmp"
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)

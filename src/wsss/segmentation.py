@@ -1,0 +1,98 @@
+"""The segmentation step: DeepLabV3 / FCN trained on (pseudo-)masks with 255 ignored, and inference."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from .models import load_checkpoint, save_model, segmentation_model
+from .training import fit, make_loader
+from .transforms import augment, to_tensor
+from .voc import IGNORE, VOCTree, read_image, read_mask, write_mask
+
+log = logging.getLogger(__name__)
+
+
+class SegmentationDataset(Dataset):
+    def __init__(self, tree: VOCTree, image_ids, mask_paths: dict[str, Path], num_classes, resize_long, crop_size):
+        missing = [i for i in image_ids if i not in mask_paths]
+        if missing:
+            raise ValueError(f"{len(missing)} training images have no mask, e.g. {missing[0]}")
+        self.tree, self.image_ids, self.mask_paths = tree, list(image_ids), mask_paths
+        self.num_classes, self.resize_long, self.crop_size = num_classes, resize_long, crop_size
+
+    def __len__(self):
+        return len(self.image_ids)
+
+    def __getitem__(self, index):
+        image_id = self.image_ids[index]
+        image = read_image(self.tree.image_path(image_id))
+        mask = read_mask(self.mask_paths[image_id], self.num_classes)
+        x, y = augment(image, mask, self.resize_long, self.crop_size)
+        return x, y
+
+
+def train_segmentation(
+    tree: VOCTree, image_ids, mask_paths, num_classes, settings, seed, device, model_path, history_path,
+    checkpoint_path, desc,
+) -> pd.DataFrame:
+    dataset = SegmentationDataset(
+        tree, image_ids, mask_paths, num_classes, settings["resize_long"], settings["crop_size"]
+    )
+    torch.manual_seed(seed)
+    model = segmentation_model(settings["arch"], settings["backbone"], num_classes, settings["output_stride"])
+    head = list(model.classifier.parameters())
+    head_ids = {id(p) for p in head}
+    backbone = [p for p in model.parameters() if id(p) not in head_ids]
+
+    def loss_fn(outputs, targets):
+        return F.cross_entropy(outputs["out"], targets, ignore_index=IGNORE)
+
+    history = fit(
+        model,
+        make_loader(dataset, settings["batch_size"], settings["num_workers"], seed),
+        loss_fn,
+        [(backbone, 1.0), (head, settings["head_lr_mult"])],
+        settings,
+        device,
+        checkpoint_path,
+        desc=desc,
+    )
+    save_model(model_path, model.cpu(), arch=settings["arch"], backbone=settings["backbone"],
+               output_stride=settings["output_stride"], num_classes=num_classes)
+    frame = pd.DataFrame(history)
+    frame.to_parquet(history_path, index=False)
+    return frame
+
+
+def load_segmentation(path) -> torch.nn.Module:
+    checkpoint = load_checkpoint(path)
+    meta = checkpoint["meta"]
+    model = segmentation_model(meta["arch"], meta["backbone"], meta["num_classes"], meta["output_stride"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, image: np.ndarray, device) -> np.ndarray:
+    """Class-id map (uint8 HxW) for one image, averaged over the image and its horizontal flip."""
+    x = to_tensor(image)
+    pair = torch.stack([x, x.flip(-1)]).to(device)
+    logits = model(pair)["out"]
+    logits = logits[0] + logits[1].flip(-1)
+    return logits.argmax(0).cpu().numpy().astype(np.uint8)
+
+
+def predict_images(model, tree: VOCTree, image_ids, out_dir: Path, device) -> None:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.to(device).eval()
+    for image_id in tqdm(image_ids, desc="predict", mininterval=5):
+        write_mask(out_dir / f"{image_id}.png", predict(model, read_image(tree.image_path(image_id)), device))

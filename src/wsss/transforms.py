@@ -1,0 +1,58 @@
+"""Training augmentation (random rescale, flip, crop) and normalisation, shared by both networks."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .voc import IGNORE
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 HxWx3 -> normalised float (3, H, W)."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+
+
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
+
+
+def augment(
+    image: np.ndarray, mask: np.ndarray | None, resize_long: tuple[int, int], crop_size: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Random long-side rescale, horizontal flip and crop (padding: zeros for the image, 255 for the mask).
+
+    Randomness comes from torch's generator, so a seeded run (and seeded DataLoader workers) repeats exactly.
+    """
+    long_side = int(torch.randint(resize_long[0], resize_long[1] + 1, (1,)))
+    scale = long_side / max(image.shape[:2])
+    height, width = max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))
+    image = resize_image(image, height, width)
+    if mask is not None:
+        mask = resize_mask(mask, height, width)
+    if torch.rand(1).item() < 0.5:
+        image = image[:, ::-1]
+        mask = mask[:, ::-1] if mask is not None else None
+    x = to_tensor(image)
+    y = torch.from_numpy(np.ascontiguousarray(mask)).long() if mask is not None else None
+    pad_h, pad_w = max(crop_size - height, 0), max(crop_size - width, 0)
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), value=0.0)
+        y = F.pad(y, (0, pad_w, 0, pad_h), value=IGNORE) if y is not None else None
+    top = int(torch.randint(0, x.shape[1] - crop_size + 1, (1,)))
+    left = int(torch.randint(0, x.shape[2] - crop_size + 1, (1,)))
+    x = x[:, top : top + crop_size, left : left + crop_size]
+    y = y[top : top + crop_size, left : left + crop_size] if y is not None else None
+    return x, y

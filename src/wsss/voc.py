@@ -1,0 +1,135 @@
+"""PASCAL VOC conventions: class names, the colour palette, the directory layout and checked readers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+IGNORE = 255
+
+
+class DataError(ValueError):
+    """A data file (image, mask, list) that cannot be used; the message names the file."""
+
+
+def voc_palette() -> list[int]:
+    """The 256-entry VOC colour map (bit-interleaved class id), flat [r, g, b, r, g, b, ...]."""
+    palette = []
+    for index in range(256):
+        r = g = b = 0
+        c = index
+        for bit in range(8):
+            r |= ((c >> 0) & 1) << (7 - bit)
+            g |= ((c >> 1) & 1) << (7 - bit)
+            b |= ((c >> 2) & 1) << (7 - bit)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+@dataclass(frozen=True)
+class VOCTree:
+    """A directory in VOC 2012 layout (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/)."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    def image_path(self, image_id: str) -> Path:
+        return self.root / "JPEGImages" / f"{image_id}.jpg"
+
+    def mask_path(self, image_id: str) -> Path:
+        return self.root / "SegmentationClass" / f"{image_id}.png"
+
+    def split_path(self, split: str) -> Path:
+        return self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+
+    def split_ids(self, split: str) -> list[str]:
+        path = self.split_path(split)
+        if not path.is_file():
+            raise DataError(f"image list for split {split!r} not found: {path}")
+        ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+        if not ids:
+            raise DataError(f"image list {path} is empty")
+        return ids
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An RGB image as a uint8 (H, W, 3) array; a clear error names an unreadable file."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise DataError(f"cannot read image {path}: {error}") from error
+
+
+def read_mask(path: Path, num_classes: int) -> np.ndarray:
+    """A label mask as uint8 (H, W): class ids < num_classes, or 255 = ignore.
+
+    Raises DataError naming the file for unreadable files, colour (RGB) masks and out-of-range values.
+    """
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("P", "L"):
+                raise DataError(f"mask {path} has mode {image.mode}; expected a palette or grey PNG of class ids")
+            mask = np.asarray(image)
+    except (OSError, UnidentifiedImageError) as error:
+        raise DataError(f"cannot read mask {path}: {error}") from error
+    bad = (mask >= num_classes) & (mask != IGNORE)
+    if bad.any():
+        value = int(mask[bad][0])
+        raise DataError(
+            f"mask {path} has class id {value}, but the class list has {num_classes} classes (ids 0-{num_classes - 1}, 255 = ignore)"
+        )
+    return mask
+
+
+def write_mask(path: Path, mask: np.ndarray) -> None:
+    """Write a uint8 label map as a VOC-palette PNG, atomically (temporary name, then rename)."""
+    image = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8))
+    image.putpalette(voc_palette())
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """np.save, atomically: a killed job never leaves a half-written array under the final name."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+def load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read array {path}: {error}") from error
+
+
+def shard_ids(ids: list[str], shard: int, num_shards: int) -> list[str]:
+    """The ids of one shard: every num_shards-th id of the sorted list, so shards stay balanced."""
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} outside 0..{num_shards - 1}")
+    return sorted(ids)[shard::num_shards]
+
+
+def index_files(directories: list[Path], suffix: str) -> dict[str, Path]:
+    """Map image id -> file over several shard directories (e.g. every CAM .npy of one round)."""
+    index: dict[str, Path] = {}
+    for directory in directories:
+        for path in Path(directory).glob(f"*{suffix}"):
+            index[path.name[: -len(suffix)]] = path
+    return index
