@@ -1,0 +1,8 @@
+from wsss.results import write_tables
+from wsss.runtime import setup
+
+setup(snakemake.log[0], snakemake.threads)
+write_tables(
+    list(zip(snakemake.params.stages, snakemake.params.splits, snakemake.input)), snakemake.params.classes,
+    snakemake.output.miou, snakemake.output.summary, snakemake.output.text,
+)

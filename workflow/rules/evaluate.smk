@@ -1,0 +1,64 @@
+def stage_spec(stage):
+    """What a stage scores: its per-image outputs, their kind, the split, the CAM thresholds."""
+    seed_eval, val = config["splits"]["seed_eval"], config["splits"]["val"]
+    merged = expand("results/cams/merged/shard{shard}", shard=SHARDS)
+    threshold = [config["cam"]["eval_threshold"]]
+    if stage.startswith("cam_r"):
+        return dict(kind="cam", inputs=cam_shards(int(stage[5:])), split=seed_eval, thresholds=threshold)
+    if stage == "cam":
+        return dict(kind="cam", inputs=merged, split=seed_eval, thresholds=threshold)
+    if stage == "cam_oracle":
+        return dict(kind="cam_oracle", inputs=merged, split=seed_eval, thresholds=config["cam"]["oracle_thresholds"])
+    if stage in ("crf", "pseudo_mask"):
+        folder = "crf" if stage == "crf" else "pseudo_masks"
+        return dict(kind="labels", inputs=expand(f"results/{folder}/shard{{shard}}", shard=SHARDS), split=seed_eval, thresholds=[])
+    return dict(kind="labels", inputs=[f"results/segmentation/{SUPERVISION[stage]}/predictions"], split=val, thresholds=[])
+
+
+rule evaluate_stage:
+    """Confusion matrix of one stage against the ground truth of its split."""
+    input:
+        data=DATA_ROOT,
+        labels=LABELS,
+        outputs=lambda wc: stage_spec(wc.stage)["inputs"],
+    output:
+        "results/metrics/{stage}.npz",
+    params:
+        kind=lambda wc: stage_spec(wc.stage)["kind"],
+        split=lambda wc: stage_spec(wc.stage)["split"],
+        thresholds=lambda wc: stage_spec(wc.stage)["thresholds"],
+        num_classes=len(config["classes"]),
+    wildcard_constraints:
+        stage=r"cam_r\d+|cam|cam_oracle|crf|pseudo_mask|segmentation|fully_supervised",
+    log:
+        "logs/evaluate/{stage}.log",
+    conda:
+        "../envs/wsss.yaml"
+    threads: config["threads"]["evaluate"]
+    resources:
+        mem_mb=2000,
+    script:
+        "../../scripts/evaluate_stage.py"
+
+
+rule miou_table:
+    """results/miou.parquet (per stage and class), results/summary.parquet and the printed summary."""
+    input:
+        expand("results/metrics/{stage}.npz", stage=stages()),
+    output:
+        miou="results/miou.parquet",
+        summary="results/summary.parquet",
+        text="results/summary.txt",
+    params:
+        stages=stages(),
+        splits=[stage_spec(s)["split"] for s in stages()],
+        classes=config["classes"],
+    log:
+        "logs/miou_table.log",
+    conda:
+        "../envs/wsss.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/miou_table.py"
