@@ -22,11 +22,11 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    return np.array(Image.fromarray(image).resize((width, height), Image.BILINEAR))
 
 
 def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
+    return np.array(Image.fromarray(mask).resize((width, height), Image.NEAREST))
 
 
 def augment(

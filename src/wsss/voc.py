@@ -67,7 +67,7 @@ def read_image(path: Path) -> np.ndarray:
     """An RGB image as a uint8 (H, W, 3) array; a clear error names an unreadable file."""
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))  # writable: pydensecrf and in-place erasing need it
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise DataError(f"cannot read image {path}: {error}") from error
 
