@@ -11,5 +11,6 @@ make_demo_dataset(
     size_range=tuple(demo["size_range"]),
     max_objects=demo["max_objects"],
     background_only_fraction=demo["background_only_fraction"],
+    body_colour_prob=demo["body_colour_prob"],
     seed=snakemake.params.seed,
 )

@@ -1,9 +1,11 @@
 """The demo dataset: synthetic images in PASCAL VOC 2012 layout that make the WSSS problem real.
 
-Each object is a large plain *body* (a class-specific shape in a colour shared by all classes) carrying a
-small, highly discriminative *part* (a class-specific colour and stripe pattern). A classifier can tell the
-classes apart from the part alone, so its CAM covers the part and misses most of the body: the gap that
-erasing and the CRF have to close. Backgrounds are textured, images hold 1-3 objects of varied size and
+Each object is a large plain *body* carrying a small, highly discriminative *part* (a class-specific
+saturated colour and stripe pattern). The body is only weakly informative: its shape depends on the class,
+and its muted colour is the class's own for a fraction `body_colour_prob` of the objects and a colour shared
+by all classes otherwise. A classifier can tell the classes apart from the part alone, so its CAM covers the part
+and misses most of the body: the gap that erasing (which hides the part, leaving the weaker body evidence)
+and the CRF have to close. Backgrounds are textured, images hold 1-3 objects of varied size and
 position, and masks carry VOC's thin 255 band along object boundaries.
 """
 
@@ -74,7 +76,11 @@ def _boundary_band(labels: np.ndarray) -> np.ndarray:
 
 
 def render_image(
-    rng: np.random.Generator, class_ids: list[int], class_slots: dict[int, int], size_range: tuple[int, int]
+    rng: np.random.Generator,
+    class_ids: list[int],
+    class_slots: dict[int, int],
+    size_range: tuple[int, int],
+    body_colour_prob: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One image (uint8 HxWx3) and its mask (uint8 HxW, VOC ids, 255 band) with the given objects."""
     height, width = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, size=2))
@@ -91,7 +97,8 @@ def render_image(
             overlap = (labels[body] != 0).mean() if body.any() else 1.0
             if body.sum() > 0.02 * height * width and overlap < 0.15:
                 break
-        colour = np.asarray(BODY_COLOURS[rng.integers(len(BODY_COLOURS))], np.float32) + rng.uniform(-15, 15, 3)
+        colour_slot = slot if rng.random() < body_colour_prob else rng.integers(len(BODY_COLOURS))
+        colour = np.asarray(BODY_COLOURS[colour_slot], np.float32) + rng.uniform(-12, 12, 3)
         image[body] = colour + rng.normal(0, 3, size=(int(body.sum()), 3))
         labels[body] = class_id
         # The part: a small striped square placed well inside the body.
@@ -126,6 +133,7 @@ def make_demo_dataset(
     size_range: tuple[int, int],
     max_objects: int,
     background_only_fraction: float,
+    body_colour_prob: float,
     seed: int,
 ) -> None:
     """Write the demo dataset under root in VOC 2012 layout; the same arguments give the same files."""
@@ -150,7 +158,7 @@ def make_demo_dataset(
         else:
             count = int(rng.integers(1, min(max_objects, len(class_ids)) + 1))
             objects = [int(c) for c in rng.choice(class_ids, size=count, replace=False)]
-        image, mask = render_image(rng, objects, class_slots, size_range)
+        image, mask = render_image(rng, objects, class_slots, size_range, body_colour_prob)
         Image.fromarray(image).save(root / "JPEGImages" / f"{image_id}.jpg", quality=92)
         write_mask(root / "SegmentationClass" / f"{image_id}.png", mask)
         splits[split].append(image_id)
