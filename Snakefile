@@ -11,6 +11,12 @@ configfile: "config/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+wildcard_constraints:
+    round=r"\d+",
+    shard=r"\d+",
+    supervision="pseudo_mask|ground_truth",
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/classifier.smk"
@@ -21,9 +27,14 @@ include: "workflow/rules/evaluate.smk"
 
 
 rule all:
+    """The result tables and every per-shard artifact. Naming the artifacts here makes a plain
+    `snakemake --cores all` restore a deleted one (and rerun only what depends on it): with an explicit
+    target such as results/miou.parquet, Snakemake >= 7.7 ignores deleted intermediate files while the
+    target is up to date (snakemake#1978)."""
     default_target: True
     input:
         "results/miou.parquet",
+        all_artifacts(),
 
 
 onsuccess:

@@ -1,4 +1,4 @@
-# Helpers shared by the rule files: paths, shard lists, the stage list.
+# Helpers shared across the workflow: paths, shard lists, the stages and their inputs.
 from pathlib import Path
 
 ROUNDS = list(range(config["erasing"]["rounds"]))
@@ -6,12 +6,6 @@ SHARDS = list(range(config["shards"]))
 DATA_ROOT = "resources/demo/VOC2012"
 LABELS = "results/labels/image_labels.parquet"
 SUPERVISION = {"segmentation": "pseudo_mask", "fully_supervised": "ground_truth"}
-
-wildcard_constraints:
-    round=r"\d+",
-    shard=r"\d+",
-    supervision="pseudo_mask|ground_truth",
-
 
 def cam_shards(round_):
     return expand("results/cams/r{round}/shard{shard}", round=round_, shard=SHARDS)
@@ -30,7 +24,40 @@ def stages():
     return names + ["crf", "pseudo_mask", "segmentation", "fully_supervised"]
 
 
+def all_artifacts():
+    """Every model and per-shard output directory of the workflow."""
+    return (
+        expand("results/classifier/r{round}/model.pt", round=ROUNDS)
+        + [d for r in ROUNDS for d in cam_shards(r)]
+        + expand("results/{stage}/shard{shard}", stage=["cams/merged", "crf", "pseudo_masks"], shard=SHARDS)
+        + expand("results/segmentation/{supervision}/predictions", supervision=SUPERVISION.values())
+    )
+
+
 def print_summary():
     summary = Path("results/summary.txt")
     if summary.exists():
         print(f"\nWSSS results ({summary}):\n{summary.read_text()}")
+
+
+def segmentation_masks(wildcards):
+    if wildcards.supervision == "pseudo_mask":
+        return expand("results/pseudo_masks/shard{shard}", shard=SHARDS)
+    return []
+
+
+def stage_spec(stage):
+    """What a stage scores: its per-image outputs, their kind, the split, the CAM thresholds."""
+    seed_eval, val = config["splits"]["seed_eval"], config["splits"]["val"]
+    merged = expand("results/cams/merged/shard{shard}", shard=SHARDS)
+    threshold = [config["cam"]["eval_threshold"]]
+    if stage.startswith("cam_r"):
+        return dict(kind="cam", inputs=cam_shards(int(stage[5:])), split=seed_eval, thresholds=threshold)
+    if stage == "cam":
+        return dict(kind="cam", inputs=merged, split=seed_eval, thresholds=threshold)
+    if stage == "cam_oracle":
+        return dict(kind="cam_oracle", inputs=merged, split=seed_eval, thresholds=config["cam"]["oracle_thresholds"])
+    if stage in ("crf", "pseudo_mask"):
+        folder = "crf" if stage == "crf" else "pseudo_masks"
+        return dict(kind="labels", inputs=expand(f"results/{folder}/shard{{shard}}", shard=SHARDS), split=seed_eval, thresholds=[])
+    return dict(kind="labels", inputs=[f"results/segmentation/{SUPERVISION[stage]}/predictions"], split=val, thresholds=[])

@@ -1,20 +1,3 @@
-def stage_spec(stage):
-    """What a stage scores: its per-image outputs, their kind, the split, the CAM thresholds."""
-    seed_eval, val = config["splits"]["seed_eval"], config["splits"]["val"]
-    merged = expand("results/cams/merged/shard{shard}", shard=SHARDS)
-    threshold = [config["cam"]["eval_threshold"]]
-    if stage.startswith("cam_r"):
-        return dict(kind="cam", inputs=cam_shards(int(stage[5:])), split=seed_eval, thresholds=threshold)
-    if stage == "cam":
-        return dict(kind="cam", inputs=merged, split=seed_eval, thresholds=threshold)
-    if stage == "cam_oracle":
-        return dict(kind="cam_oracle", inputs=merged, split=seed_eval, thresholds=config["cam"]["oracle_thresholds"])
-    if stage in ("crf", "pseudo_mask"):
-        folder = "crf" if stage == "crf" else "pseudo_masks"
-        return dict(kind="labels", inputs=expand(f"results/{folder}/shard{{shard}}", shard=SHARDS), split=seed_eval, thresholds=[])
-    return dict(kind="labels", inputs=[f"results/segmentation/{SUPERVISION[stage]}/predictions"], split=val, thresholds=[])
-
-
 rule evaluate_stage:
     """Confusion matrix of one stage against the ground truth of its split."""
     input:

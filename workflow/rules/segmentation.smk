@@ -1,9 +1,3 @@
-def segmentation_masks(wildcards):
-    if wildcards.supervision == "pseudo_mask":
-        return expand("results/pseudo_masks/shard{shard}", shard=SHARDS)
-    return []
-
-
 rule train_segmentation:
     """DeepLabV3 (or FCN) on the pseudo-masks, or on the ground truth for the fully-supervised bound."""
     input:
