@@ -3,7 +3,7 @@ from wsss.classifier import load_classifier
 from wsss.erasing import Eraser
 from wsss.labels import load_labels, mean_colour
 from wsss.runtime import device, setup
-from wsss.voc import VOCTree, shard_ids
+from wsss.voc import VOCTree
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
@@ -15,6 +15,6 @@ if snakemake.input.earlier_cams:
     eraser = Eraser.from_shard_dirs(snakemake.input.earlier_cams, params.erasing_threshold, fill)
 compute_cams(
     load_classifier(snakemake.input.model), tree,
-    shard_ids(split_ids, int(snakemake.wildcards.shard), params.num_shards),
+    tree.shard_ids(params.split, snakemake.wildcards.shard, params.num_shards),
     load_labels(snakemake.input.labels), params.scales, snakemake.output[0], device(), eraser,
 )

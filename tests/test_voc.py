@@ -66,3 +66,10 @@ def test_read_image_is_writable_for_crf_and_erasing(tmp_path):
     Image.fromarray(np.full((5, 6, 3), 90, np.uint8)).save(tmp_path / "x.jpg")
     image = read_image(tmp_path / "x.jpg")
     assert image.shape == (5, 6, 3) and image.dtype == np.uint8 and image.flags.writeable
+
+
+def test_tree_shard_ids_split_the_list_file(tmp_path):
+    (tmp_path / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "Segmentation" / "train.txt").write_text("c\na\nb\n")
+    tree = VOCTree(tmp_path)
+    assert tree.shard_ids("train", "0", 2) == ["a", "c"] and tree.shard_ids("train", 1, 2) == ["b"]

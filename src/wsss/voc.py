@@ -62,6 +62,10 @@ class VOCTree:
             raise DataError(f"image list {path} is empty")
         return ids
 
+    def shard_ids(self, split: str, shard: int, num_shards: int) -> list[str]:
+        """The ids of one shard of a split (see shard_ids below)."""
+        return shard_ids(self.split_ids(split), int(shard), num_shards)
+
 
 def read_image(path: Path) -> np.ndarray:
     """An RGB image as a uint8 (H, W, 3) array; a clear error names an unreadable file."""
