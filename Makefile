@@ -18,6 +18,7 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/snakemake --cores all results/miou.parquet
+	@echo; echo "WSSS results (results/summary.txt; per class: results/miou.parquet):"; cat results/summary.txt
 
 test: install
 	$(BIN)/python -m pytest

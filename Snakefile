@@ -35,7 +35,3 @@ rule all:
     input:
         "results/miou.parquet",
         all_artifacts(),
-
-
-onsuccess:
-    print_summary()

@@ -1,6 +1,4 @@
 # Helpers shared across the workflow: paths, shard lists, the stages and their inputs.
-from pathlib import Path
-
 ROUNDS = list(range(config["erasing"]["rounds"]))
 SHARDS = list(range(config["shards"]))
 DATA_ROOT = "resources/demo/VOC2012"
@@ -32,12 +30,6 @@ def all_artifacts():
         + expand("results/{stage}/shard{shard}", stage=["cams/merged", "crf", "pseudo_masks"], shard=SHARDS)
         + expand("results/segmentation/{supervision}/predictions", supervision=SUPERVISION.values())
     )
-
-
-def print_summary():
-    summary = Path("results/summary.txt")
-    if summary.exists():
-        print(f"\nWSSS results ({summary}):\n{summary.read_text()}")
 
 
 def segmentation_masks(wildcards):
