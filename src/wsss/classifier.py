@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from .erasing import Eraser
 from .metrics import average_precision
-from .models import Classifier, save_model
+from .models import Classifier, load_checkpoint, save_model
 from .training import fit, make_loader
 from .transforms import augment
 from .voc import VOCTree, read_image
@@ -102,8 +102,6 @@ def train_classifier(
 
 
 def load_classifier(path) -> Classifier:
-    from .models import load_checkpoint
-
     checkpoint = load_checkpoint(path)
     meta = checkpoint["meta"]
     model = Classifier(meta["arch"], meta["num_foreground"], meta["output_stride"])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-from .voc import IGNORE
+import numpy as np
+from tqdm import tqdm
+
+from .voc import IGNORE, DataError, load_npy, read_image, write_mask
 
 
 def cam_to_indices(cams: np.ndarray, bg_threshold: float) -> np.ndarray:
@@ -67,12 +70,6 @@ def pseudo_mask(
 
 def label_shard(tree, image_ids, cam_dir, labels, out_dir, to_label) -> None:
     """Write <out_dir>/<id>.png = to_label(image, cams, class_ids) for every image of one shard."""
-    from pathlib import Path
-
-    from tqdm import tqdm
-
-    from .voc import DataError, load_npy, read_image, write_mask
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for image_id in tqdm(image_ids, desc=f"{out_dir.parent.name} {out_dir.name}", mininterval=5):
