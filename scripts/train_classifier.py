@@ -1,8 +1,8 @@
 from pathlib import Path
 
 from wsss.classifier import train_classifier
-from wsss.erasing import Eraser
-from wsss.labels import load_labels, mean_colour
+from wsss.erasing import eraser_for_round
+from wsss.labels import load_labels
 from wsss.runtime import device, setup
 from wsss.voc import VOCTree
 
@@ -12,10 +12,7 @@ tree = VOCTree(snakemake.input.data)
 labels = load_labels(snakemake.input.labels)
 image_ids = tree.split_ids(params.split)
 round_index = int(snakemake.wildcards.round)
-eraser = None
-if round_index > 0:
-    fill = mean_colour(snakemake.input.labels, image_ids)
-    eraser = Eraser.from_shard_dirs(snakemake.input.earlier_cams, params.erasing_threshold, fill)
+eraser = eraser_for_round(snakemake.input.earlier_cams, params.erasing_threshold, snakemake.input.labels, image_ids)
 train_classifier(
     tree, image_ids, labels, params.num_classes, params.settings, params.seed + round_index, device(),
     snakemake.output.model, snakemake.output.history, Path(snakemake.output.model).with_name("checkpoint.pt"),

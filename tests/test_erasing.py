@@ -34,3 +34,23 @@ def test_eraser_reads_earlier_rounds_from_shard_dirs(tmp_path):
     assert out[0, 0].tolist() == [0, 0, 0] and (out.reshape(-1, 3)[1:] == 200).all()
     with pytest.raises(DataError, match="other"):
         eraser("other", np.zeros((3, 3, 3), np.uint8))
+
+
+def test_eraser_for_round_is_none_for_round_zero_and_fills_the_mean_colour(tmp_path):
+    import pandas as pd
+
+    from wsss.erasing import eraser_for_round
+
+    labels = tmp_path / "labels.parquet"
+    pd.DataFrame({"image_id": ["a", "b"], "class_ids": [[8], [15]], "height": [2, 2], "width": [1, 3],
+                  "mean_r": [10.0, 30.0], "mean_g": [0.0, 0.0], "mean_b": [100.0, 100.0]}).to_parquet(labels)
+    assert eraser_for_round([], 0.5, labels, ["a", "b"]) is None
+    shard = tmp_path / "r0" / "shard0"
+    shard.mkdir(parents=True)
+    cams = np.zeros((1, 2, 3), np.float16)
+    cams[0, 1, 2] = 0.9
+    save_npy(shard / "b.npy", cams)
+    eraser = eraser_for_round([shard], 0.5, labels, ["a", "b"])
+    out = eraser("b", np.full((2, 3, 3), 200, np.uint8))
+    assert out[1, 2].tolist() == [25, 0, 100]  # pixel-weighted mean: (10*2 + 30*6) / 8 = 25
+    assert (out.reshape(-1, 3)[:-1] == 200).all()

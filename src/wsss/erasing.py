@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .labels import mean_colour
 from .voc import DataError, index_files, load_npy
 
 
@@ -50,3 +51,11 @@ class Eraser:
                 raise DataError(f"no CAM of an earlier round for image {image_id}")
             cams.append(load_npy(index[image_id]))
         return erase(image, mined_region(cams, self.threshold, image.shape[:2]), self.fill_rgb)
+
+
+def eraser_for_round(earlier_shard_dirs, threshold: float, labels_path, image_ids) -> Eraser | None:
+    """The eraser a round's classifier and CAMs see: none for round 0 (no earlier CAM shards), otherwise
+    every earlier round's mined regions filled with the mean colour of the given images."""
+    if not earlier_shard_dirs:
+        return None
+    return Eraser.from_shard_dirs(earlier_shard_dirs, threshold, mean_colour(labels_path, image_ids))

@@ -8,7 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .masks import cam_to_label
-from .metrics import confusion_matrix
+from .metrics import confusion_matrix, mean_iou
 from .voc import IGNORE, DataError, VOCTree, index_files, load_npy, read_mask
 
 
@@ -77,8 +77,6 @@ def evaluate_stage(kind, tree, image_ids, inputs, labels, thresholds, num_classe
         scores = evaluate_cams(tree, image_ids, inputs, labels, thresholds[0], num_classes)
         save_scores(out_path, scores, bg_threshold=thresholds[0], oracle=False)
     elif kind == "cam_oracle":
-        from .metrics import mean_iou
-
         swept = evaluate_cams_oracle(tree, image_ids, inputs, labels, thresholds, num_classes)
         best = max(range(len(thresholds)), key=lambda k: mean_iou(swept[k]["confusion"]))
         save_scores(out_path, swept[best], bg_threshold=thresholds[best], oracle=True)

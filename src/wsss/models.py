@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -82,8 +84,6 @@ def segmentation_model(arch: str, backbone: str, num_classes: int, output_stride
 
 def save_model(path, model: nn.Module, **meta) -> None:
     """Weights plus plain metadata, loadable with torch.load(weights_only=True)."""
-    import os
-
     tmp = f"{path}.tmp"
     torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
     os.replace(tmp, path)

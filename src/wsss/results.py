@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
+from .evaluate import load_scores
 from .metrics import mean_iou, per_class_scores, pixel_accuracy
 
 
@@ -63,10 +66,6 @@ def format_summary(summary: pd.DataFrame) -> str:
 
 def write_tables(stage_files, class_names, miou_path, summary_path, text_path) -> str:
     """Load each stage's scores, write the per-class and summary parquet files and the text summary."""
-    import logging
-
-    from .evaluate import load_scores
-
     stages = [(stage, split, load_scores(path)) for stage, split, path in stage_files]
     per_class, summary = build_tables(stages, list(class_names))
     per_class.to_parquet(miou_path, index=False)
