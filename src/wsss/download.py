@@ -1,0 +1,200 @@
+"""Verified downloads and safe extraction of dataset archives and backbone weights.
+
+A download resumes a partial file with an HTTP Range request, retries with exponential backoff, moves
+on to the next mirror when one fails, and only renames the file to its final name once its checksum
+matches. Extraction checks every member before writing anything, extracts into a temporary directory
+with Python's tarfile ``data`` filter, and renames that directory into place: a bad archive never
+leaves a half-extracted tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path, PurePosixPath
+
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+
+# The literature's data: VOC 2012 trainval and the SBD release (Hariharan et al.) used for train_aug.
+# Their published md5 sums are config values (download.voc.md5, download.sbd.md5).
+ARCHIVES = {"voc": "VOCtrainval_11-May-2012.tar", "sbd": "benchmark.tgz"}
+
+
+class DownloadError(RuntimeError):
+    """No mirror delivered a file with the expected checksum; the message lists what each one did."""
+
+
+class ArchiveError(ValueError):
+    """An archive that cannot be extracted safely or completely; the message names the archive and member."""
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_matches(path: Path, md5: str | None = None, sha256_prefix: str | None = None) -> bool:
+    if md5 and file_digest(path, "md5") != md5.lower():
+        return False
+    if sha256_prefix and not file_digest(path, "sha256").startswith(sha256_prefix.lower()):
+        return False
+    return True
+
+
+def _fetch(url: str, part: Path, timeout: float) -> None:
+    """Append the rest of url to part, asking the server to skip what part already holds."""
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and have:  # nothing left to send: part is already whole (or too long)
+            return
+        raise
+    with response:
+        if have and response.status != 206:  # the server ignored the Range header: start again
+            log.info("%s does not resume; downloading from the start", url)
+            have = 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length is not None else None
+        with open(part, "ab" if have else "wb") as handle, tqdm(
+            total=total, initial=have, unit="B", unit_scale=True, desc=part.name[:-5], mininterval=2
+        ) as progress:
+            for block in iter(lambda: response.read(CHUNK), b""):
+                handle.write(block)
+                progress.update(len(block))
+        if total is not None and part.stat().st_size < total:
+            raise ConnectionError(f"connection closed at byte {part.stat().st_size} of {total}")
+
+
+def download(
+    urls: list[str],
+    dest: Path,
+    md5: str | None = None,
+    sha256_prefix: str | None = None,
+    retries: int = 3,
+    backoff_s: float = 2.0,
+    timeout_s: float = 60.0,
+) -> Path:
+    """Fetch dest from the first mirror that delivers a file with the expected checksum.
+
+    The partial file (``<dest>.part``) survives failures and interrupted jobs, so the next attempt, or the
+    next run, resumes it. A mirror gets ``retries`` attempts after its first one, ``backoff_s`` doubling
+    between them; a checksum mismatch discards the partial file and moves on to the next mirror.
+    """
+    if not md5 and not sha256_prefix:
+        raise ValueError(f"refusing to download {dest} without a checksum to verify")
+    dest = Path(dest)
+    if dest.exists() and checksum_matches(dest, md5, sha256_prefix):
+        log.info("%s is already present and verified", dest)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    failures = []
+    for url in urls:
+        for attempt in range(retries + 1):
+            if attempt:
+                wait = backoff_s * 2 ** (attempt - 1)
+                log.info("retrying %s in %.1f s (attempt %d of %d)", url, wait, attempt + 1, retries + 1)
+                time.sleep(wait)
+            try:
+                log.info("downloading %s", url)
+                _fetch(url, part, timeout_s)
+            except urllib.error.HTTPError as error:
+                failures.append(f"{url}: HTTP {error.code} {error.reason}")
+                log.warning("%s", failures[-1])
+                if 400 <= error.code < 500 and error.code not in (408, 429):
+                    break  # the mirror does not have it: retrying will not help
+                continue
+            except (OSError, ConnectionError) as error:  # URLError, timeouts and cut connections
+                failures.append(f"{url}: {error}")
+                log.warning("%s", failures[-1])
+                continue
+            if checksum_matches(part, md5, sha256_prefix):
+                os.replace(part, dest)
+                log.info("verified %s", dest)
+                return dest
+            expected = md5 or f"sha256 {sha256_prefix}…"
+            failures.append(f"{url}: checksum mismatch (expected {expected}), file discarded")
+            log.warning("%s", failures[-1])
+            part.unlink()
+            break
+    raise DownloadError(f"could not download {dest.name} from any mirror:\n  " + "\n  ".join(failures or ["no mirrors configured"]))
+
+
+def _member_problem(member: tarfile.TarInfo) -> str | None:
+    """Why a member must not be extracted, or None. Checked before anything is written."""
+    name = PurePosixPath(member.name)
+    if member.name.startswith(("/", "\\")) or name.is_absolute():
+        return "absolute path"
+    if ".." in name.parts:
+        return "path with '..'"
+    if member.isdev():
+        return "device or fifo"
+    if member.issym() or member.islnk():
+        target = PurePosixPath(member.linkname)
+        base = name.parent if member.issym() else PurePosixPath()
+        if target.is_absolute() or ".." in PurePosixPath(os.path.normpath(base / target)).parts:
+            return f"link to {member.linkname} outside the archive"
+    return None
+
+
+def extract(archive: Path, dest: Path, member_root: str = "", keep: tuple[str, ...] = ()) -> Path:
+    """Extract the members under ``member_root`` of a tar archive into dest, atomically.
+
+    ``keep`` limits extraction to those sub-paths of member_root (e.g. only JPEGImages of VOC). Unsafe
+    members (absolute paths, '..', device files, links leaving the archive) are rejected by name before
+    anything is written; a truncated or corrupt archive raises ArchiveError; either way dest is not created.
+    """
+    archive, dest = Path(archive), Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"{dest} already exists; remove it to extract {archive.name} again")
+    root = PurePosixPath(member_root) if member_root else None
+    tmp = dest.with_name(f".{dest.name}.extracting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()  # reads the whole index: a truncated archive fails here
+            selected = []
+            for member in members:
+                problem = _member_problem(member)
+                if problem:
+                    raise ArchiveError(f"{archive}: refusing to extract member {member.name!r} ({problem})")
+                path = PurePosixPath(member.name)
+                if root is not None and root != path and root not in path.parents:
+                    continue
+                relative = path.relative_to(root) if root is not None else path
+                if keep and not any(relative.parts[: len(PurePosixPath(k).parts)] == PurePosixPath(k).parts for k in keep):
+                    continue
+                selected.append((member, relative))
+            if not selected:
+                raise ArchiveError(f"{archive} has no members under {member_root!r}")
+            tmp.mkdir(parents=True)
+            for member, relative in tqdm(selected, desc=f"extract {archive.name}", mininterval=2):
+                if str(relative) == ".":
+                    continue
+                member.name = str(relative)  # symlink targets are relative to the member: unaffected
+                tar.extract(member, tmp, filter="data")
+        os.replace(tmp, dest)
+    except (tarfile.TarError, EOFError, OSError) as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ArchiveError(f"cannot extract {archive}: {error}") from error
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("extracted %d members of %s into %s", len(selected), archive, dest)
+    return dest
