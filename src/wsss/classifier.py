@@ -61,6 +61,7 @@ def train_classifier(
     checkpoint_path,
     eraser: Eraser | None = None,
     round_index: int = 0,
+    weights=None,
 ) -> pd.DataFrame:
     num_foreground = num_classes - 1
     dataset = ClassificationDataset(
@@ -68,7 +69,7 @@ def train_classifier(
         settings["resize_long"], settings["crop_size"], eraser,
     )
     torch.manual_seed(seed)
-    model = Classifier(settings["arch"], num_foreground, settings["output_stride"])
+    model = Classifier(settings["arch"], num_foreground, settings["output_stride"], weights)
     backbone, head = model.param_groups()
     scores, targets = [], []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,29 @@ from torchvision.models.segmentation.fcn import FCN, FCNHead
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
-def resnet_backbone(arch: str, output_stride: int, weights: str | None = None) -> nn.Module:
+def weights_source(arch: str, tag: str, mirrors: list[str] = ()) -> tuple[list[str], str]:
+    """Download URLs (mirrors first, then torchvision's own) and the sha256 prefix of ImageNet weights.
+
+    torchvision names its weight files ``<arch>-<first hex digits of their sha256>.pth``.
+    """
+    url = torchvision.models.get_weight(f"{arch.replace('resnet', 'ResNet')}_Weights.{tag}").url
+    file = url.rsplit("/", 1)[1]
+    match = re.search(r"-([0-9a-f]{8,})\.pth$", file)
+    if match is None:
+        raise ValueError(f"cannot find a checksum in the weight file name {file}")
+    return [f"{mirror.rstrip('/')}/{file}" for mirror in mirrors] + [url], match.group(1)
+
+
+def load_pretrained(net: nn.Module, path) -> None:
+    """ImageNet weights into a torchvision ResNet; its fc layer is not used, so it may be missing."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit {type(net).__name__}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
+def resnet_backbone(arch: str, output_stride: int, weights=None) -> nn.Module:
     """A torchvision ResNet whose last stages keep resolution so features have the given output stride.
 
     ResNet-50/101 dilate the kept stages (as torchvision's segmentation models do); ResNet-18/34's
@@ -29,8 +52,13 @@ def resnet_backbone(arch: str, output_stride: int, weights: str | None = None) -
     dilate = keep[output_stride]
     factory = getattr(torchvision.models, arch)
     if arch in ("resnet50", "resnet101"):
-        return factory(weights=weights, replace_stride_with_dilation=dilate)
-    net = factory(weights=weights)
+        net = factory(replace_stride_with_dilation=dilate)
+    else:
+        net = factory()
+    if weights:  # a local file from the pretrained_weights rule: training never downloads
+        load_pretrained(net, weights)
+    if arch in ("resnet50", "resnet101"):
+        return net
     for layer, keep_resolution in zip((net.layer2, net.layer3, net.layer4), dilate):
         if keep_resolution:
             for module in layer[0].modules():
@@ -49,7 +77,7 @@ class Classifier(nn.Module):
     The same 1x1 weights applied before pooling give the class activation maps.
     """
 
-    def __init__(self, arch: str, num_foreground: int, output_stride: int = 16, weights: str | None = None):
+    def __init__(self, arch: str, num_foreground: int, output_stride: int = 16, weights=None):
         super().__init__()
         net = resnet_backbone(arch, output_stride, weights)
         self.features = nn.Sequential(
@@ -70,9 +98,9 @@ class Classifier(nn.Module):
         return [list(self.features.parameters()), list(self.classifier.parameters())]
 
 
-def segmentation_model(arch: str, backbone: str, num_classes: int, output_stride: int = 8) -> nn.Module:
+def segmentation_model(arch: str, backbone: str, num_classes: int, output_stride: int = 8, weights=None) -> nn.Module:
     """torchvision DeepLabV3 (ASPP head) or FCN on a ResNet backbone of the given output stride."""
-    net = resnet_backbone(backbone, output_stride)
+    net = resnet_backbone(backbone, output_stride, weights)
     body = IntermediateLayerGetter(net, return_layers={"layer4": "out"})
     channels = feature_channels(backbone)
     if arch == "deeplabv3":

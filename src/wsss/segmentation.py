@@ -41,13 +41,13 @@ class SegmentationDataset(Dataset):
 
 def train_segmentation(
     tree: VOCTree, image_ids, mask_paths, num_classes, settings, seed, device, model_path, history_path,
-    checkpoint_path, desc,
+    checkpoint_path, desc, weights=None,
 ) -> pd.DataFrame:
     dataset = SegmentationDataset(
         tree, image_ids, mask_paths, num_classes, settings["resize_long"], settings["crop_size"]
     )
     torch.manual_seed(seed)
-    model = segmentation_model(settings["arch"], settings["backbone"], num_classes, settings["output_stride"])
+    model = segmentation_model(settings["arch"], settings["backbone"], num_classes, settings["output_stride"], weights)
     head = list(model.classifier.parameters())
     head_ids = {id(p) for p in head}
     backbone = [p for p in model.parameters() if id(p) not in head_ids]
