@@ -7,7 +7,7 @@ from wsss.voc import VOCTree
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
-tree = VOCTree(snakemake.input.data)
+tree = VOCTree.open(snakemake.input.data)
 eraser = eraser_for_round(
     snakemake.input.earlier_cams, params.erasing_threshold, snakemake.input.labels, tree.split_ids(params.split)
 )

@@ -7,7 +7,7 @@ from wsss.voc import VOCTree
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
-tree = VOCTree(snakemake.input.data)
+tree = VOCTree.open(snakemake.input.data)
 label_shard(
     tree, tree.shard_ids(params.split, snakemake.wildcards.shard, params.num_shards),
     snakemake.input.cams, load_labels(snakemake.input.labels), snakemake.output[0],

@@ -5,7 +5,7 @@ from wsss.voc import VOCTree
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
-tree = VOCTree(snakemake.input.data)
+tree = VOCTree.open(snakemake.input.data)
 evaluate_stage(
     params.kind, tree, tree.split_ids(params.split), snakemake.input.outputs, load_labels(snakemake.input.labels),
     params.thresholds, params.num_classes, snakemake.output[0],

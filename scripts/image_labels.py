@@ -3,6 +3,6 @@ from wsss.runtime import setup
 from wsss.voc import VOCTree
 
 setup(snakemake.log[0], snakemake.threads)
-tree = VOCTree(snakemake.input.data)
+tree = VOCTree.open(snakemake.input.data)
 image_ids = sorted({i for split in set(snakemake.params.splits.values()) for i in tree.split_ids(split)})
 image_labels(tree, image_ids, len(snakemake.params.classes)).to_parquet(snakemake.output[0], index=False)

@@ -8,7 +8,7 @@ from wsss.voc import VOCTree
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads, params.seed)
-tree = VOCTree(snakemake.input.data)
+tree = VOCTree.open(snakemake.input.data)
 labels = load_labels(snakemake.input.labels)
 image_ids = tree.split_ids(params.split)
 round_index = int(snakemake.wildcards.round)
@@ -16,5 +16,5 @@ eraser = eraser_for_round(snakemake.input.earlier_cams, params.erasing_threshold
 train_classifier(
     tree, image_ids, labels, params.num_classes, params.settings, params.seed + round_index, device(),
     snakemake.output.model, snakemake.output.history, Path(snakemake.output.model).with_name("checkpoint.pt"),
-    eraser=eraser, round_index=round_index,
+    eraser=eraser, round_index=round_index, weights=snakemake.input.weights[0] if snakemake.input.weights else None,
 )

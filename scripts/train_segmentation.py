@@ -6,7 +6,7 @@ from wsss.voc import VOCTree, index_files
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads, params.seed)
-tree = VOCTree(snakemake.input.data)
+tree = VOCTree.open(snakemake.input.data)
 image_ids = tree.split_ids(params.split)
 supervision = snakemake.wildcards.supervision
 if supervision == "pseudo_mask":
@@ -16,5 +16,5 @@ else:
 train_segmentation(
     tree, image_ids, mask_paths, params.num_classes, params.settings, params.seed, device(),
     snakemake.output.model, snakemake.output.history, Path(snakemake.output.model).with_name("checkpoint.pt"),
-    desc=f"segmentation ({supervision})",
+    desc=f"segmentation ({supervision})", weights=snakemake.input.weights[0] if snakemake.input.weights else None,
 )

@@ -32,11 +32,15 @@ def run(workdir, *args, check=True, configfiles=("tiny.yaml",)):
     return result
 
 
-def planned_jobs(workdir, *targets) -> dict[str, int]:
-    """Rule -> job count of a dry run (empty when there is nothing to do)."""
-    out = run(workdir, "-n", *targets).stdout
-    table = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", out, re.S)
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """Rule -> job count from a dry run's job table (empty when there is nothing to do)."""
+    table = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", dry_run_output, re.S)
     return {} if table is None else {line.split()[0]: int(line.split()[1]) for line in table.group(1).splitlines()}
+
+
+def planned_jobs(workdir, *targets) -> dict[str, int]:
+    """Rule -> job count of a dry run of the targets with the tiny config."""
+    return job_counts(run(workdir, "-n", *targets).stdout)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 rule cams:
     """CAMs of one round for one shard of the train images (erased as that round's classifier saw them)."""
     input:
-        data=DATA_ROOT,
+        data=DATASET,
         labels=LABELS,
         model="results/classifier/r{round}/model.pt",
         earlier_cams=earlier_cam_shards,
@@ -10,7 +10,7 @@ rule cams:
     params:
         scales=config["cam"]["scales"],
         erasing_threshold=config["erasing"]["threshold"],
-        split=config["splits"]["train"],
+        split=SPLITS["train"],
         num_shards=config["shards"],
     log:
         "logs/cams/r{round}/shard{shard}.log",
@@ -26,12 +26,12 @@ rule cams:
 rule merge_cams:
     """The per-pixel maximum over erasing rounds."""
     input:
-        data=DATA_ROOT,
+        data=DATASET,
         rounds=expand("results/cams/r{round}/shard{{shard}}", round=ROUNDS),
     output:
         directory("results/cams/merged/shard{shard}"),
     params:
-        split=config["splits"]["train"],
+        split=SPLITS["train"],
         num_shards=config["shards"],
     log:
         "logs/merge_cams/shard{shard}.log",

@@ -1,8 +1,42 @@
-# Helpers shared across the workflow: paths, shard lists, the stages and their inputs.
+# Helpers shared across the workflow: the data source, paths, shard lists, the stages and their inputs.
+import os
+import re
+
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+
+from wsss.download import ARCHIVES
+
+# torch/torchvision cache here, inside the project, should anything try to download in a job.
+os.environ.setdefault("TORCH_HOME", os.path.abspath("resources/torch"))
+
 ROUNDS = list(range(config["erasing"]["rounds"]))
 SHARDS = list(range(config["shards"]))
-DATA_ROOT = "resources/demo/VOC2012"
+
+
+def existing_dir(key):
+    """The directory a config key points at; a clear error names the key when it is not there."""
+    path = config.get(key)
+    if path and not os.path.isdir(path):
+        raise WorkflowError(f"config key {key}: {path!r} is not a directory")
+    return path
+
+
+# Where the data comes from: an existing tree (voc_root / sbd_root), else a verified download when
+# mirrors are configured, else (VOC only) the built-in demo dataset.
+DOWNLOADED = {"VOC2012": dict(source="voc", member_root="VOCdevkit/VOC2012",
+                              keep=["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"]),
+              "SBD": dict(source="sbd", member_root="benchmark_RELEASE/dataset", keep=["cls", "train.txt", "val.txt"])}
+ARCHIVE_SOURCE = {file: source for source, file in ARCHIVES.items()}
+VOC_ROOT = existing_dir("voc_root") or ("resources/VOC2012" if config["download"]["voc"]["mirrors"] else "resources/demo/VOC2012")
+SBD_ROOT = existing_dir("sbd_root") or ("resources/SBD" if config["download"]["sbd"]["mirrors"] else None)
+DATASET = "results/data"  # the dataset index every step reads: lists, SBD masks, where the images are
 LABELS = "results/labels/image_labels.parquet"
+
+SPLITS = dict(config["splits"])
+if SPLITS["train"] == "train_aug" and SBD_ROOT is None:
+    logger.warning("No SBD configured (sbd_root or download.sbd): training on VOC train instead of train_aug.")
+    SPLITS["train"] = "train"
 SUPERVISION = {"segmentation": "pseudo_mask", "fully_supervised": "ground_truth"}
 
 def cam_shards(round_):
@@ -53,3 +87,9 @@ def stage_spec(stage):
         folder = "crf" if stage == "crf" else "pseudo_masks"
         return dict(kind="labels", inputs=expand(f"results/{folder}/shard{{shard}}", shard=SHARDS), split=seed_eval, thresholds=[])
     return dict(kind="labels", inputs=[f"results/segmentation/{SUPERVISION[stage]}/predictions"], split=val, thresholds=[])
+
+
+def pretrained_weights(settings):
+    """The ImageNet weights file a network starts from, or nothing for a random initialisation."""
+    arch = settings.get("backbone", settings["arch"])
+    return [f"resources/weights/{arch}.{settings['pretrained']}.pth"] if settings.get("pretrained") else []

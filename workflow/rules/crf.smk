@@ -1,7 +1,7 @@
 rule crf:
     """Merged CAM -> background threshold (cam.eval_threshold) -> dense CRF: a full label map per image."""
     input:
-        data=DATA_ROOT,
+        data=DATASET,
         labels=LABELS,
         cams="results/cams/merged/shard{shard}",
     output:
@@ -9,7 +9,7 @@ rule crf:
     params:
         crf=config["crf"],
         bg_threshold=config["cam"]["eval_threshold"],
-        split=config["splits"]["train"],
+        split=SPLITS["train"],
         num_shards=config["shards"],
     log:
         "logs/crf/shard{shard}.log",
@@ -25,7 +25,7 @@ rule crf:
 rule pseudo_masks:
     """IRN-style confident pseudo-masks: CRF at the fg and bg thresholds, 255 where neither is confident."""
     input:
-        data=DATA_ROOT,
+        data=DATASET,
         labels=LABELS,
         cams="results/cams/merged/shard{shard}",
     output:
@@ -34,7 +34,7 @@ rule pseudo_masks:
         crf=config["crf"],
         fg_threshold=config["pseudo_mask"]["fg_threshold"],
         bg_threshold=config["pseudo_mask"]["bg_threshold"],
-        split=config["splits"]["train"],
+        split=SPLITS["train"],
         num_shards=config["shards"],
     log:
         "logs/pseudo_masks/shard{shard}.log",

@@ -1,6 +1,74 @@
-rule demo_dataset:
+rule download_archive:
+    """A dataset archive from the first configured mirror that delivers the published md5 (on the submit host)."""
     output:
-        directory(DATA_ROOT),
+        "resources/downloads/{archive}",
+    params:
+        mirrors=lambda wc: config["download"][ARCHIVE_SOURCE[wc.archive]]["mirrors"],
+        md5=lambda wc: config["download"][ARCHIVE_SOURCE[wc.archive]]["md5"],
+        settings=lambda wc: {k: config["download"][k] for k in ("retries", "backoff_s", "timeout_s")},
+    wildcard_constraints:
+        archive="|".join(re.escape(file) for file in ARCHIVES.values()),
+    log:
+        "logs/download/{archive}.log",
+    localrule: True
+    conda:
+        "../envs/wsss.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+    script:
+        "../../scripts/download_archive.py"
+
+
+rule extract_archive:
+    """The part of an archive the workflow reads, extracted safely and atomically."""
+    input:
+        lambda wc: f"resources/downloads/{ARCHIVES[DOWNLOADED[wc.dataset]['source']]}",
+    output:
+        directory("resources/{dataset}"),
+    params:
+        member_root=lambda wc: DOWNLOADED[wc.dataset]["member_root"],
+        keep=lambda wc: DOWNLOADED[wc.dataset]["keep"],
+    wildcard_constraints:
+        dataset="VOC2012|SBD",
+    log:
+        "logs/extract/{dataset}.log",
+    localrule: True
+    conda:
+        "../envs/wsss.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/extract_archive.py"
+
+
+rule pretrained_weights:
+    """ImageNet weights of a torchvision ResNet (URL and checksum from torchvision's weights API)."""
+    output:
+        "resources/weights/{arch}.{tag}.pth",
+    params:
+        mirrors=config["download"]["weights"],
+        settings={k: config["download"][k] for k in ("retries", "backoff_s", "timeout_s")},
+    wildcard_constraints:
+        arch="resnet18|resnet34|resnet50|resnet101",
+        tag=r"IMAGENET1K_V\d",
+    log:
+        "logs/download/{arch}.{tag}.log",
+    localrule: True
+    conda:
+        "../envs/wsss.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/pretrained_weights.py"
+
+
+rule demo_dataset:
+    """The built-in synthetic dataset in VOC layout (used when no voc_root or VOC download is configured)."""
+    output:
+        directory("resources/demo/VOC2012"),
     params:
         demo=config["demo"],
         seed=config["seed"],
@@ -15,14 +83,36 @@ rule demo_dataset:
         "../../scripts/demo_dataset.py"
 
 
+rule dataset_index:
+    """Image lists (train_aug when SBD is there), SBD masks as PNG, and where the VOC tree is."""
+    input:
+        voc=VOC_ROOT,
+        sbd=SBD_ROOT or [],
+    output:
+        directory(DATASET),
+    params:
+        splits=sorted(set(SPLITS.values())),
+        num_classes=len(config["classes"]),
+        expected_train_aug=config["expected_train_aug"],
+    log:
+        "logs/dataset_index.log",
+    conda:
+        "../envs/wsss.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    script:
+        "../../scripts/dataset_index.py"
+
+
 rule image_labels:
     input:
-        data=DATA_ROOT,
+        data=DATASET,
     output:
         LABELS,
     params:
         classes=config["classes"],
-        splits=config["splits"],
+        splits=SPLITS,
     log:
         "logs/image_labels.log",
     conda:

@@ -1,7 +1,7 @@
 rule evaluate_stage:
     """Confusion matrix of one stage against the ground truth of its split."""
     input:
-        data=DATA_ROOT,
+        data=DATASET,
         labels=LABELS,
         outputs=lambda wc: stage_spec(wc.stage)["inputs"],
     output:

@@ -1,14 +1,15 @@
 rule train_segmentation:
     """DeepLabV3 (or FCN) on the pseudo-masks, or on the ground truth for the fully-supervised bound."""
     input:
-        data=DATA_ROOT,
+        data=DATASET,
         masks=segmentation_masks,
+        weights=pretrained_weights(config["segmentation"]),
     output:
         model="results/segmentation/{supervision}/model.pt",
         history="results/segmentation/{supervision}/history.parquet",
     params:
         settings=config["segmentation"],
-        split=config["splits"]["train"],
+        split=SPLITS["train"],
         num_classes=len(config["classes"]),
         seed=config["seed"],
     log:
@@ -24,7 +25,7 @@ rule train_segmentation:
 
 rule predict_segmentation:
     input:
-        data=DATA_ROOT,
+        data=DATASET,
         model="results/segmentation/{supervision}/model.pt",
     output:
         directory("results/segmentation/{supervision}/predictions"),

@@ -1,0 +1,133 @@
+"""The workflow on data in the published VOC 2012 / SBD layouts: an existing tree, or the download rules."""
+
+import hashlib
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from tests.servers import FileServer
+from tests.test_workflow import REPO, TINY, job_counts, planned_jobs, run
+from tests.voc_data import make_voc_and_sbd, tar_bytes
+from wsss.dataset import read_sbd_mask
+from wsss.voc import read_mask, voc_palette
+
+# Demo-sized training on the tree: one erasing round keeps the test short.
+VOC_TINY = {**TINY, "erasing": {"rounds": 1}, "splits": {"train": "train_aug"}}
+
+
+def workflow_copy(root, overrides):
+    root.mkdir()
+    for name in ("Snakefile", "workflow", "scripts", "config"):
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
+    (root / "tiny.yaml").write_text(yaml.safe_dump({**VOC_TINY, **overrides}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_voc_and_sbd(tmp_path_factory.mktemp("voc"))
+
+
+@pytest.fixture(scope="module")
+def existing(data, tmp_path_factory):
+    voc, sbd, _ = data
+    workdir = workflow_copy(tmp_path_factory.mktemp("existing") / "w", {"voc_root": str(voc), "sbd_root": str(sbd)})
+    run(workdir, "results/miou.parquet")
+    return workdir
+
+
+def test_existing_tree_runs_end_to_end_on_train_aug(data, existing):
+    voc, sbd, train_aug = data
+    lists = existing / "results" / "data" / "lists"
+    assert (lists / "train_aug.txt").read_text().split() == train_aug
+    summary = pd.read_parquet(existing / "results" / "summary.parquet").set_index("stage")
+    voc_train = (voc / "ImageSets/Segmentation/train.txt").read_text().split()
+    assert summary.loc["cam", "num_images"] == len(voc_train)  # seeds scored on VOC train
+    assert summary.loc["pseudo_mask", "num_images"] == len(voc_train)
+    assert summary.loc["segmentation", "num_images"] == 6  # the network on val
+    assert summary["miou"].between(0, 1).all()
+    # CAMs and pseudo-masks cover all of train_aug
+    assert sorted(p.stem for p in (existing / "results/cams/r0").glob("shard*/*.npy")) == train_aug
+    assert sorted(p.stem for p in (existing / "results/pseudo_masks").glob("shard*/*.png")) == train_aug
+    assert not (existing / "resources").exists()  # nothing downloaded, no demo built
+
+
+def test_sbd_masks_are_converted_for_images_voc_does_not_annotate(data, existing):
+    voc, sbd, train_aug = data
+    converted = sorted((existing / "results/data/SegmentationClassAug").glob("*.png"))
+    without_voc_mask = [i for i in train_aug if not (voc / "SegmentationClass" / f"{i}.png").exists()]
+    assert [p.stem for p in converted] == without_voc_mask and len(converted) == 8
+    for path in converted:
+        np.testing.assert_array_equal(read_mask(path, 21), read_sbd_mask(sbd / "cls" / f"{path.stem}.mat", 21))
+
+
+def test_download_rules_fetch_verify_and_extract_the_same_dataset(data, existing, tmp_path):
+    voc, sbd, _ = data
+    voc_tar = tar_bytes(voc.parent, "VOCdevkit")
+    sbd_tgz = tar_bytes(sbd.parent, "benchmark_RELEASE", mode="w:gz")
+    files = {"VOCtrainval_11-May-2012.tar": voc_tar, "benchmark.tgz": sbd_tgz}
+    with FileServer(files) as server:
+        download = {
+            "voc": {"mirrors": [f"{server.url}/gone/", f"{server.url}/files/"], "md5": hashlib.md5(voc_tar).hexdigest()},
+            "sbd": {"mirrors": [f"{server.url}/files/"], "md5": hashlib.md5(sbd_tgz).hexdigest()},
+            "weights": [], "retries": 1, "backoff_s": 0, "timeout_s": 10,
+        }
+        workdir = workflow_copy(tmp_path / "w", {"download": download})
+        run(workdir, "results/labels/image_labels.parquet")
+    assert sorted(p.name for p in (workdir / "resources/VOC2012").glob("[!.]*")) == ["ImageSets", "JPEGImages", "SegmentationClass"]
+    assert sorted(p.name for p in (workdir / "resources/SBD").glob("[!.]*")) == ["cls", "train.txt", "val.txt"]
+    for name in ("train", "val", "train_aug"):
+        assert (workdir / f"results/data/lists/{name}.txt").read_text() == (existing / f"results/data/lists/{name}.txt").read_text()
+    pd.testing.assert_frame_equal(pd.read_parquet(workdir / "results/labels/image_labels.parquet"),
+                                  pd.read_parquet(existing / "results/labels/image_labels.parquet"))
+    assert planned_jobs(workdir, "results/labels/image_labels.parquet") == {}  # the server is gone: nothing refetched
+
+
+def test_without_sbd_the_workflow_trains_on_train_and_says_so(data, tmp_path):
+    voc, _, _ = data
+    workdir = workflow_copy(tmp_path / "w", {"voc_root": str(voc)})
+    result = run(workdir, "-n", "results/miou.parquet")
+    assert "training on VOC train instead of train_aug" in result.stdout + result.stderr
+    assert "download_archive" not in result.stdout
+
+
+def test_missing_voc_root_names_the_key(tmp_path):
+    workdir = workflow_copy(tmp_path / "w", {"voc_root": str(tmp_path / "nowhere")})
+    result = run(workdir, "-n", check=False)
+    assert result.returncode != 0 and "config key voc_root" in result.stderr + result.stdout
+
+
+def test_mask_ids_beyond_the_class_list_name_the_file_and_value(data, tmp_path):
+    voc, _, _ = data
+    tree = tmp_path / "VOC2012"
+    shutil.copytree(voc, tree)
+    bad = sorted((tree / "SegmentationClass").glob("*.png"))[0]
+    mask = read_mask(bad, 21).copy()
+    mask[0, 0] = 30
+    image = Image.fromarray(mask)
+    image.putpalette(voc_palette())
+    image.save(bad)
+    workdir = workflow_copy(tmp_path / "w", {"voc_root": str(tree)})
+    result = run(workdir, "results/labels/image_labels.parquet", check=False)
+    assert result.returncode != 0
+    log = (workdir / "logs/image_labels.log").read_text()
+    assert f"mask {bad} has class id 30" in log and "21 classes" in log
+    assert (workdir / "results/data/lists/train.txt").exists()  # the finished index is kept
+
+
+def test_voc_config_plans_the_full_experiment_with_downloads_first(tmp_path):
+    """config/voc2012.yaml from a fresh tree: the data and weights come only through the download rules."""
+    workdir = workflow_copy(tmp_path / "w", {})
+    result = run(workdir, "-n", "results/miou.parquet", configfiles=("config/voc2012.yaml",))
+    jobs = job_counts(result.stdout)
+    assert jobs["download_archive"] == 2 and jobs["extract_archive"] == 2 and jobs["pretrained_weights"] == 2
+    assert jobs["train_classifier"] == 3 and jobs["cams"] == 3 * 16 and jobs["crf"] == 16
+    assert "demo_dataset" not in jobs
+    assert "resources/weights/resnet50.IMAGENET1K_V1.pth" in result.stdout
+    assert "resources/weights/resnet101.IMAGENET1K_V1.pth" in result.stdout
+    assert not (workdir / "resources").exists()
