@@ -5,4 +5,5 @@ setup(snakemake.log[0], snakemake.threads)
 write_tables(
     list(zip(snakemake.params.stages, snakemake.params.splits, snakemake.input)), snakemake.params.classes,
     snakemake.output.miou, snakemake.output.summary, snakemake.output.text,
+    metrics_path=snakemake.output.metrics, plots_path=snakemake.output.per_class,
 )

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from wsss.evaluate import evaluate_cams, evaluate_label_maps, load_scores, save_scores
-from wsss.results import build_tables, format_summary
+from wsss.results import build_tables, format_summary, metrics_json, per_class_wide
 from wsss.voc import VOC_CLASSES, VOCTree, save_npy, write_mask
 
 
@@ -54,3 +54,18 @@ def test_tables_and_summary():
     text = format_summary(summary)
     assert "ORACLE" in text.splitlines()[3] and "segmentation / fully-supervised" in text
     assert isinstance(per_class, pd.DataFrame)
+
+
+def test_dvc_views_carry_the_same_figures():
+    confusion = np.zeros((21, 21), np.int64)
+    confusion[0, 0], confusion[8, 8], confusion[8, 0], confusion[0, 3] = 90, 6, 4, 2  # bird predicted, absent
+    scores = {"confusion": confusion, "ignored_pixels": np.int64(0), "scored_pixels": np.int64(102),
+              "num_images": np.int64(1)}
+    per_class, summary = build_tables([("crf", "train", scores), ("segmentation", "val", scores)], list(VOC_CLASSES))
+    metrics = metrics_json(summary)
+    assert list(metrics) == ["crf", "segmentation"]
+    assert metrics["crf"]["miou"] == pytest.approx(summary["miou"][0], abs=1e-6) and metrics["crf"]["split"] == "train"
+    wide = per_class_wide(per_class)
+    assert list(wide.columns) == ["class_name", "crf", "segmentation"]
+    assert list(wide["class_name"]) == ["background", "cat"]  # classes absent from ground truth are left out
+    assert wide.set_index("class_name").loc["cat", "segmentation"] == pytest.approx(0.6)

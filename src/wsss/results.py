@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -64,12 +65,38 @@ def format_summary(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_tables(stage_files, class_names, miou_path, summary_path, text_path) -> str:
-    """Load each stage's scores, write the per-class and summary parquet files and the text summary."""
+def metrics_json(summary: pd.DataFrame) -> dict:
+    """Per-stage figures for `dvc metrics show`: {stage: {miou, pixel_accuracy, split, oracle}}."""
+    return {
+        row.stage: {"miou": round(float(row.miou), 6), "pixel_accuracy": round(float(row.pixel_accuracy), 6),
+                    "split": row.split, "oracle": bool(row.oracle)}
+        for row in summary.itertuples()
+    }
+
+
+def per_class_wide(per_class: pd.DataFrame) -> pd.DataFrame:
+    """IoU of each class present in ground truth: one row per class, one column per stage (for `dvc plots`)."""
+    present = per_class[per_class["present"]]
+    wide = present.pivot(index="class_name", columns="stage", values="iou")
+    order = list(dict.fromkeys(per_class["stage"]))
+    classes = list(dict.fromkeys(present.sort_values("class_id")["class_name"]))
+    return wide.reindex(index=classes, columns=order).round(6).reset_index()
+
+
+def write_tables(stage_files, class_names, miou_path, summary_path, text_path, metrics_path=None, plots_path=None) -> str:
+    """Load each stage's scores, write the per-class and summary parquet files and the text summary.
+
+    metrics_path (JSON) and plots_path (CSV, class x stage IoU) are the same figures in DVC's formats.
+    """
     stages = [(stage, split, load_scores(path)) for stage, split, path in stage_files]
     per_class, summary = build_tables(stages, list(class_names))
     per_class.to_parquet(miou_path, index=False)
     summary.to_parquet(summary_path, index=False)
+    if metrics_path:
+        with open(metrics_path, "w") as handle:
+            json.dump(metrics_json(summary), handle, indent=2)
+    if plots_path:
+        per_class_wide(per_class).to_csv(plots_path, index=False)
     text = format_summary(summary)
     with open(text_path, "w") as handle:
         handle.write(text + "\n")

@@ -32,6 +32,8 @@ rule miou_table:
         miou="results/miou.parquet",
         summary="results/summary.parquet",
         text="results/summary.txt",
+        metrics="results/metrics.json",
+        per_class="results/per_class_iou.csv",
     params:
         stages=stages(),
         splits=[stage_spec(s)["split"] for s in stages()],
