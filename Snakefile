@@ -24,6 +24,7 @@ include: "workflow/rules/cam.smk"
 include: "workflow/rules/crf.smk"
 include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/stages.smk"
 
 
 rule all:

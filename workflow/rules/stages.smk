@@ -1,0 +1,35 @@
+# Target rules grouping each stage's outputs; dvc.yaml wraps each as the DVC stage of the same name
+# (`snakemake stage_<name>`), and `make pull` touches them once their artifacts match dvc.lock.
+
+
+rule stage_data:
+    input:
+        [VOC_ROOT] if VOC_ROOT.startswith("resources/") else [],
+        DATASET,
+        LABELS,
+
+
+for round_ in ROUNDS:
+
+    rule:
+        name:
+            f"stage_cams_r{round_}"
+        input:
+            expand("results/classifier/r{round}/{file}", round=round_, file=["model.pt", "history.parquet"]),
+            cam_shards(round_),
+
+
+rule stage_pseudo_masks:
+    input:
+        expand("results/{stage}/shard{shard}", stage=["cams/merged", "crf", "pseudo_masks"], shard=SHARDS),
+
+
+rule stage_segmentation:
+    input:
+        expand("results/segmentation/{supervision}/{file}", supervision=SUPERVISION.values(),
+               file=["model.pt", "history.parquet", "predictions"]),
+
+
+rule stage_evaluate:
+    input:
+        rules.miou_table.output,
