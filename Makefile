@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint
+.PHONY: install run test lint repro pull
 
 # (Re)creates .venv and installs the project (torch/torchvision pinned in pyproject.toml) whenever
 # pyproject.toml changes.
@@ -25,3 +25,13 @@ test: install
 
 lint: install
 	$(BIN)/snakemake --lint
+
+# DVC (see README, "Share and reuse results"). The dvc.yaml stages call snakemake: the venv goes on PATH.
+repro: | $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro $(ARGS)
+
+# dvc pull (ARGS: stages or paths, e.g. ARGS="data pseudo_masks"), then check what arrived against
+# dvc.lock and let Snakemake mark the verified stages up to date (mismatches are removed and reported).
+pull: | $(STAMP)
+	$(BIN)/dvc pull $(ARGS) || echo "dvc pull did not fetch everything; restoring what it fetched"
+	$(BIN)/python -m wsss.restore

@@ -1,0 +1,166 @@
+"""Sharing artifacts through DVC remotes: a fresh clone + `make pull` is up to date for Snakemake.
+
+One tiny demo run is recorded with `dvc repro` and pushed to a local-directory remote and to S3 (moto's
+server on 127.0.0.1); each test works in its own `git clone` of that project.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.test_workflow import REPO, TINY, job_counts
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+VENV = BIN.parent
+
+
+def sh(cwd, *command, check=True, env=None):
+    result = subprocess.run([str(c) for c in command], cwd=cwd, capture_output=True, text=True, env=env or ENV)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, command))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def dry_run(cwd, *targets):
+    return job_counts(sh(cwd, BIN / "snakemake", "-n", *targets).stdout)
+
+
+def make_pull(clone, *args, check=True, env=None):
+    extra = [f"ARGS={' '.join(args)}"] if args else []
+    return sh(clone, "make", "pull", f"VENV={VENV}", *extra, check=check, env=env)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """moto's S3 server on 127.0.0.1, credentials in the environment only."""
+    port = free_port()
+    server = subprocess.Popen([BIN / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**ENV, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    import boto3
+
+    boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket="wsss")
+    yield url, env
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory, s3_server):
+    """The demo (tiny config) run, recorded by dvc repro, pushed to a local and an S3 remote, committed."""
+    root = tmp_path_factory.mktemp("dvc") / "origin"
+    root.mkdir()
+    for name in ("Snakefile", "workflow", "scripts", "config", "src", "dvc.yaml", ".dvc", ".dvcignore", "Makefile",
+                 "pyproject.toml", ".gitignore"):
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name,
+                                                                   **({"ignore": shutil.ignore_patterns("cache", "tmp", "__pycache__")} if source.is_dir() else {}))
+    config = yaml.safe_load((root / "config/config.yaml").read_text())
+    for key, value in TINY.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    (root / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    sh(root, "git", "init", "-q")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "project")
+    sh(root, BIN / "snakemake", "--cores", "2", "results/miou.parquet")
+    model = root / "results/classifier/r0/model.pt"
+    before = model.stat().st_mtime_ns
+    sh(root, BIN / "dvc", "repro")
+    assert model.stat().st_mtime_ns == before  # dvc repro ran no Snakemake job: both agree it was up to date
+    assert "up to date" in sh(root, BIN / "dvc", "status").stdout
+    assert dry_run(root) == {}
+    url, s3_env = s3_server
+    sh(root, BIN / "dvc", "remote", "add", "-d", "shared", root.parent / "remote")
+    sh(root, BIN / "dvc", "remote", "add", "s3", "s3://wsss/cache")
+    sh(root, BIN / "dvc", "remote", "modify", "s3", "endpointurl", url)
+    sh(root, BIN / "dvc", "push")
+    sh(root, BIN / "dvc", "push", "-r", "s3", env=s3_env)
+    sh(root, "git", "add", "dvc.lock", ".dvc/config")
+    sh(root, "git", "commit", "-qm", "results")
+    return root
+
+
+def clone(origin, tmp_path):
+    target = tmp_path / "clone"
+    sh(tmp_path, "git", "clone", "-q", origin, target)
+    return target
+
+
+def test_fresh_clone_pull_is_up_to_date(origin, tmp_path):
+    repo = clone(origin, tmp_path)
+    result = make_pull(repo)
+    assert "up to date for Snakemake: evaluate" in result.stdout
+    assert dry_run(repo, "results/miou.parquet") == {} and dry_run(repo) == {}  # `all` names every shard too
+    pd.testing.assert_frame_equal(pd.read_parquet(repo / "results/miou.parquet"), pd.read_parquet(origin / "results/miou.parquet"))
+    # a changed config value reruns exactly the steps that use it
+    config = yaml.safe_load((repo / "config/config.yaml").read_text())
+    config["pseudo_mask"]["fg_threshold"] = 0.7
+    (repo / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert dry_run(repo, "results/miou.parquet") == {
+        "pseudo_masks": 2, "train_segmentation": 1, "predict_segmentation": 1, "evaluate_stage": 2, "miou_table": 1,
+    }
+    status = sh(repo, BIN / "dvc", "status").stdout
+    assert "pseudo_masks" in status and "cams_r0" not in status
+
+
+def test_partial_pull_runs_segmentation_without_cams(origin, tmp_path):
+    repo = clone(origin, tmp_path)
+    result = make_pull(repo, "data", "pseudo_masks")
+    assert "up to date for Snakemake: pseudo_masks" in result.stdout and "skipped cams_r0: not pulled" in result.stdout
+    assert not (repo / "results/cams/r0").exists()
+    assert dry_run(repo, "results/segmentation/pseudo_mask/model.pt") == {"train_segmentation": 1}
+
+
+def test_tampered_remote_object_is_not_marked_up_to_date(origin, tmp_path):
+    remote = tmp_path / "remote"
+    shutil.copytree(origin.parent / "remote", remote)
+    repo = clone(origin, tmp_path)
+    sh(repo, BIN / "dvc", "remote", "modify", "--local", "shared", "url", remote)
+    # corrupt one pseudo-mask in the remote: find its object through the .dir manifest
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    entry = next(o for o in lock["stages"]["pseudo_masks"]["outs"] if o["path"] == "results/pseudo_masks")
+    manifest_md5 = entry["md5"][: -len(".dir")]
+    manifest = yaml.safe_load((remote / "files/md5" / manifest_md5[:2] / f"{manifest_md5[2:]}.dir").read_text())
+    victim = next(item for item in manifest if item["relpath"].endswith(".png"))
+    obj = remote / "files/md5" / victim["md5"][:2] / victim["md5"][2:]
+    obj.chmod(0o644)
+    obj.write_bytes(obj.read_bytes()[:-10] + b"tampered!!")
+    result = make_pull(repo, check=False)
+    assert "up to date for Snakemake: pseudo_masks" not in result.stdout
+    assert "pseudo_masks" in result.stderr + result.stdout
+    assert not (repo / "results/pseudo_masks").exists()  # removed: never taken as a valid output
+    jobs = dry_run(repo)
+    assert jobs.get("pseudo_masks") == 2
+
+
+def test_round_trip_through_s3(origin, s3_server, tmp_path):
+    _, s3_env = s3_server
+    repo = clone(origin, tmp_path)
+    result = make_pull(repo, "-r", "s3", env=s3_env)
+    assert "skipped" not in result.stdout
+    assert dry_run(repo, "results/miou.parquet") == {} and dry_run(repo) == {}
+    assert (repo / "results/summary.txt").read_text() == (origin / "results/summary.txt").read_text()
