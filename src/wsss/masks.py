@@ -72,7 +72,8 @@ def label_shard(tree, image_ids, cam_dir, labels, out_dir, to_label) -> None:
     """Write <out_dir>/<id>.png = to_label(image, cams, class_ids) for every image of one shard not written yet."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for image_id in tqdm(pending_ids(image_ids, out_dir, ".png"), desc=f"{out_dir.parent.name} {out_dir.name}", mininterval=5):
+    todo = pending_ids(image_ids, out_dir, ".png")
+    for image_id in tqdm(todo, desc=f"{out_dir.parent.name} {out_dir.name}", mininterval=5):
         image = read_image(tree.image_path(image_id))
         cams = load_npy(Path(cam_dir) / f"{image_id}.npy")
         if cams.shape[1:] != image.shape[:2] or len(cams) != len(labels[image_id]):
