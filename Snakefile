@@ -27,6 +27,13 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/stages.smk"
 
 
+# Quick steps run by the Snakemake process itself, not submitted to a cluster
+localrules:
+    demo_dataset,
+    image_labels,
+    miou_table,
+
+
 rule all:
     """The result tables and every per-shard artifact. Naming the artifacts here makes a plain
     `snakemake --cores all` restore a deleted one (and rerun only what depends on it): with an explicit

@@ -2,6 +2,7 @@ from wsss.cam import compute_cams
 from wsss.classifier import load_classifier
 from wsss.erasing import eraser_for_round
 from wsss.labels import load_labels
+from wsss.resume import fingerprint, shard_work_dir
 from wsss.runtime import device, setup
 from wsss.voc import VOCTree
 
@@ -11,8 +12,9 @@ tree = VOCTree.open(snakemake.input.data)
 eraser = eraser_for_round(
     snakemake.input.earlier_cams, params.erasing_threshold, snakemake.input.labels, tree.split_ids(params.split)
 )
-compute_cams(
-    load_classifier(snakemake.input.model), tree,
-    tree.shard_ids(params.split, snakemake.wildcards.shard, params.num_shards),
-    load_labels(snakemake.input.labels), params.scales, snakemake.output[0], device(), eraser,
-)
+with shard_work_dir(snakemake.output[0], fingerprint(dict(params.items()), snakemake.input)) as work:
+    compute_cams(
+        load_classifier(snakemake.input.model), tree,
+        tree.shard_ids(params.split, snakemake.wildcards.shard, params.num_shards),
+        load_labels(snakemake.input.labels), params.scales, work, device(), eraser,
+    )

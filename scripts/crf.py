@@ -2,14 +2,16 @@ from functools import partial
 
 from wsss.labels import load_labels
 from wsss.masks import crf_label, label_shard
+from wsss.resume import fingerprint, shard_work_dir
 from wsss.runtime import setup
 from wsss.voc import VOCTree
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
 tree = VOCTree.open(snakemake.input.data)
-label_shard(
-    tree, tree.shard_ids(params.split, snakemake.wildcards.shard, params.num_shards),
-    snakemake.input.cams, load_labels(snakemake.input.labels), snakemake.output[0],
-    partial(crf_label, bg_threshold=params.bg_threshold, params=params.crf),
-)
+with shard_work_dir(snakemake.output[0], fingerprint(dict(params.items()), snakemake.input)) as work:
+    label_shard(
+        tree, tree.shard_ids(params.split, snakemake.wildcards.shard, params.num_shards),
+        snakemake.input.cams, load_labels(snakemake.input.labels), work,
+        partial(crf_label, bg_threshold=params.bg_threshold, params=params.crf),
+    )

@@ -1,8 +1,10 @@
 from wsss.cam import merge_cams
+from wsss.resume import fingerprint, shard_work_dir
 from wsss.runtime import setup
 from wsss.voc import VOCTree, index_files
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
 image_ids = VOCTree.open(snakemake.input.data).shard_ids(params.split, snakemake.wildcards.shard, params.num_shards)
-merge_cams([index_files([d], ".npy") for d in snakemake.input.rounds], image_ids, snakemake.output[0])
+with shard_work_dir(snakemake.output[0], fingerprint(dict(params.items()), snakemake.input)) as work:
+    merge_cams([index_files([d], ".npy") for d in snakemake.input.rounds], image_ids, work)

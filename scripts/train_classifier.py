@@ -3,6 +3,7 @@ from pathlib import Path
 from wsss.classifier import train_classifier
 from wsss.erasing import eraser_for_round
 from wsss.labels import load_labels
+from wsss.resume import fingerprint
 from wsss.runtime import device, setup
 from wsss.voc import VOCTree
 
@@ -13,8 +14,12 @@ labels = load_labels(snakemake.input.labels)
 image_ids = tree.split_ids(params.split)
 round_index = int(snakemake.wildcards.round)
 eraser = eraser_for_round(snakemake.input.earlier_cams, params.erasing_threshold, snakemake.input.labels, image_ids)
+# Not a declared output, so Snakemake keeps it when a killed job reruns; the job resumes from it.
+checkpoint = Path(snakemake.output.model).with_name("checkpoint.pt")
 train_classifier(
     tree, image_ids, labels, params.num_classes, params.settings, params.seed + round_index, device(),
-    snakemake.output.model, snakemake.output.history, Path(snakemake.output.model).with_name("checkpoint.pt"),
-    eraser=eraser, round_index=round_index, weights=snakemake.input.weights[0] if snakemake.input.weights else None,
+    snakemake.output.model, snakemake.output.history, checkpoint, eraser=eraser, round_index=round_index,
+    fingerprint=fingerprint(dict(params.items(), round=round_index), snakemake.input),
+    checkpoint_every=snakemake.config["checkpoint_every"],
+    weights=snakemake.input.weights[0] if snakemake.input.weights else None,
 )

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from wsss.resume import fingerprint
 from wsss.runtime import device, setup
 from wsss.segmentation import train_segmentation
 from wsss.voc import VOCTree, index_files
@@ -13,8 +14,12 @@ if supervision == "pseudo_mask":
     mask_paths = index_files(snakemake.input.masks, ".png")
 else:
     mask_paths = {i: tree.mask_path(i) for i in image_ids}
+# Not a declared output, so Snakemake keeps it when a killed job reruns; the job resumes from it.
+checkpoint = Path(snakemake.output.model).with_name("checkpoint.pt")
 train_segmentation(
     tree, image_ids, mask_paths, params.num_classes, params.settings, params.seed, device(),
-    snakemake.output.model, snakemake.output.history, Path(snakemake.output.model).with_name("checkpoint.pt"),
-    desc=f"segmentation ({supervision})", weights=snakemake.input.weights[0] if snakemake.input.weights else None,
+    snakemake.output.model, snakemake.output.history, checkpoint, desc=f"segmentation ({supervision})",
+    fingerprint=fingerprint(dict(params.items(), supervision=supervision), snakemake.input),
+    checkpoint_every=snakemake.config["checkpoint_every"],
+    weights=snakemake.input.weights[0] if snakemake.input.weights else None,
 )

@@ -23,3 +23,13 @@ def num_classes() -> int:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_reference(tmp_path_factory):
+    """An uninterrupted local run of the whole workflow on the tiny config: the figures other runs must match."""
+    from .workflow_helpers import copy_workflow, run
+
+    root = copy_workflow(tmp_path_factory.mktemp("reference"))
+    run(root, "results/miou.parquet")
+    return root

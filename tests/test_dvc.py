@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.test_workflow import REPO, TINY, job_counts
+from tests.workflow_helpers import REPO, TINY, job_counts
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
@@ -80,7 +80,7 @@ def origin(tmp_path_factory, s3_server):
         (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name,
                                                                    **({"ignore": shutil.ignore_patterns("cache", "tmp", "__pycache__")} if source.is_dir() else {}))
     config = yaml.safe_load((root / "config/config.yaml").read_text())
-    for key, value in TINY.items():
+    for key, value in {**TINY, "classifier": {**TINY["classifier"], "epochs": 1}}.items():
         config[key] = {**config[key], **value} if isinstance(value, dict) else value
     (root / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     sh(root, "git", "init", "-q")

@@ -10,13 +10,14 @@ import yaml
 from PIL import Image
 
 from tests.servers import FileServer
-from tests.test_workflow import REPO, TINY, job_counts, planned_jobs, run
+from tests.workflow_helpers import REPO, TINY, job_counts, planned_jobs, run
 from tests.voc_data import make_voc_and_sbd, tar_bytes
 from wsss.dataset import read_sbd_mask
 from wsss.voc import read_mask, voc_palette
 
 # Demo-sized training on the tree: one erasing round keeps the test short.
-VOC_TINY = {**TINY, "erasing": {"rounds": 1}, "splits": {"train": "train_aug"}}
+VOC_TINY = {**TINY, "classifier": {**TINY["classifier"], "epochs": 1}, "erasing": {"rounds": 1},
+            "splits": {"train": "train_aug"}}
 
 
 def workflow_copy(root, overrides):

@@ -1,56 +1,20 @@
 """The workflow through Snakemake's CLI on a tiny demo config, in a copy of the repository."""
 
-import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-TINY = {
-    "demo": {"num_train": 12, "num_val": 6, "size_range": [40, 56], "background_only_fraction": 0.1},
-    "shards": 2,
-    "classifier": {"epochs": 1, "batch_size": 4, "resize_long": [40, 56], "crop_size": 40},
-    "cam": {"scales": [1.0, 0.5], "oracle_thresholds": [0.1, 0.3]},
-    "segmentation": {"epochs": 1, "batch_size": 4, "resize_long": [40, 56], "crop_size": 40},
-}
+from .workflow_helpers import copy_workflow, planned_jobs, run
+
 STAGES = ["cam_r0", "cam_r1", "cam", "cam_oracle", "crf", "pseudo_mask", "segmentation", "fully_supervised"]
-
-
-def run(workdir, *args, check=True, configfiles=("tiny.yaml",)):
-    """Run snakemake in workdir; --configfile goes last because it takes several files."""
-    command = [str(SNAKEMAKE), "--cores", "2", *args, "--configfile", *configfiles]
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
-    return result
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    """Rule -> job count from a dry run's job table (empty when there is nothing to do)."""
-    table = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", dry_run_output, re.S)
-    return {} if table is None else {line.split()[0]: int(line.split()[1]) for line in table.group(1).splitlines()}
-
-
-def planned_jobs(workdir, *targets) -> dict[str, int]:
-    """Rule -> job count of a dry run of the targets with the tiny config."""
-    return job_counts(run(workdir, "-n", *targets).stdout)
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("workflow")
-    for name in ("Snakefile", "workflow", "scripts", "config"):
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
-    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    return root
+    return copy_workflow(tmp_path_factory.mktemp("workflow"))
 
 
 def test_invalid_config_names_the_key(workdir):
@@ -105,16 +69,10 @@ def test_deleting_one_crf_shard_reruns_only_that_shard(workdir):
     assert len(list((workdir / "results" / "crf" / "shard1").glob("*.png"))) == 6  # 12 train images, 2 shards
 
 
-def test_same_config_same_outputs(workdir, tmp_path):
+def test_same_config_same_outputs(workdir, tiny_reference):
     """Determinism on CPU: a second copy of the workflow reproduces the table exactly."""
     run(workdir, "results/miou.parquet")  # no-op when the tests above already ran it
-    other = tmp_path / "again"
-    other.mkdir()
-    for name in ("Snakefile", "workflow", "scripts", "config", "tiny.yaml"):
-        source = workdir / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, other / name)
-    run(other, "results/miou.parquet")
-    pd.testing.assert_frame_equal(pd.read_parquet(other / "results" / "miou.parquet"),
+    pd.testing.assert_frame_equal(pd.read_parquet(tiny_reference / "results" / "miou.parquet"),
                                   pd.read_parquet(workdir / "results" / "miou.parquet"))
 
 

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from .erasing import Eraser
 from .metrics import average_precision
 from .models import Classifier, load_checkpoint, save_model
-from .training import fit, make_loader
+from .training import discard_checkpoint, fit, make_loader
 from .transforms import augment
 from .voc import VOCTree, read_image
 
@@ -62,7 +62,11 @@ def train_classifier(
     eraser: Eraser | None = None,
     round_index: int = 0,
     weights=None,
+    fingerprint: str = "",
+    checkpoint_every: int = 1,
 ) -> pd.DataFrame:
+    """Train one round's classifier; resumes from checkpoint_path when it holds a checkpoint of the same
+    fingerprint (see training.fit), and removes it once the model and history are written."""
     num_foreground = num_classes - 1
     dataset = ClassificationDataset(
         tree, trainable_ids(image_ids, labels), labels, num_foreground,
@@ -85,7 +89,7 @@ def train_classifier(
 
     history = fit(
         model,
-        make_loader(dataset, settings["batch_size"], settings["num_workers"], seed),
+        make_loader(dataset, settings["batch_size"], settings["num_workers"], seed, torch.device(device).type == "cuda"),
         F.multilabel_soft_margin_loss,
         [(backbone, 1.0), (head, settings["head_lr_mult"])],
         settings,
@@ -94,11 +98,14 @@ def train_classifier(
         desc=f"classifier r{round_index}",
         on_batch=on_batch,
         on_epoch_end=on_epoch_end,
+        fingerprint=fingerprint,
+        checkpoint_every=checkpoint_every,
     )
     save_model(model_path, model.cpu(), arch=settings["arch"], output_stride=settings["output_stride"],
                num_foreground=num_foreground)
     frame = pd.DataFrame(history).assign(round=round_index)
     frame.to_parquet(history_path, index=False)
+    discard_checkpoint(checkpoint_path)
     return frame
 
 

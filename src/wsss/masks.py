@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .voc import IGNORE, DataError, load_npy, read_image, write_mask
+from .voc import IGNORE, DataError, load_npy, pending_ids, read_image, write_mask
 
 
 def cam_to_indices(cams: np.ndarray, bg_threshold: float) -> np.ndarray:
@@ -69,10 +69,11 @@ def pseudo_mask(
 
 
 def label_shard(tree, image_ids, cam_dir, labels, out_dir, to_label) -> None:
-    """Write <out_dir>/<id>.png = to_label(image, cams, class_ids) for every image of one shard."""
+    """Write <out_dir>/<id>.png = to_label(image, cams, class_ids) for every image of one shard not written yet."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for image_id in tqdm(image_ids, desc=f"{out_dir.parent.name} {out_dir.name}", mininterval=5):
+    todo = pending_ids(image_ids, out_dir, ".png")
+    for image_id in tqdm(todo, desc=f"{out_dir.parent.name} {out_dir.name}", mininterval=5):
         image = read_image(tree.image_path(image_id))
         cams = load_npy(Path(cam_dir) / f"{image_id}.npy")
         if cams.shape[1:] != image.shape[:2] or len(cams) != len(labels[image_id]):

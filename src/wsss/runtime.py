@@ -46,3 +46,19 @@ def device() -> torch.device:
         chosen = torch.device("cpu")
         log.info("device: cpu")
     return chosen
+
+
+def memory_format(device: torch.device) -> torch.memory_format:
+    """channels_last on CUDA (faster convolutions with tensor cores); tensors stay as they are on CPU."""
+    return torch.channels_last if torch.device(device).type == "cuda" else torch.preserve_format
+
+
+def autocast(device: torch.device):
+    """float16 autocast on CUDA; a no-op on CPU, so CPU results stay exact and deterministic."""
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda")
+
+
+def for_inference(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model on the device in eval mode (channels_last on CUDA)."""
+    return model.to(torch.device(device), memory_format=memory_format(device)).eval()

@@ -13,9 +13,10 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from .models import load_checkpoint, save_model, segmentation_model
-from .training import fit, make_loader
+from .runtime import autocast, for_inference, memory_format
+from .training import discard_checkpoint, fit, make_loader
 from .transforms import augment, to_tensor
-from .voc import IGNORE, VOCTree, read_image, read_mask, write_mask
+from .voc import IGNORE, VOCTree, pending_ids, read_image, read_mask, write_mask
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,10 @@ class SegmentationDataset(Dataset):
 
 def train_segmentation(
     tree: VOCTree, image_ids, mask_paths, num_classes, settings, seed, device, model_path, history_path,
-    checkpoint_path, desc, weights=None,
+    checkpoint_path, desc, fingerprint: str = "", checkpoint_every: int = 1, weights=None,
 ) -> pd.DataFrame:
+    """Train the segmentation network; resumes from checkpoint_path when it holds a checkpoint of the same
+    fingerprint (see training.fit), and removes it once the model and history are written."""
     dataset = SegmentationDataset(
         tree, image_ids, mask_paths, num_classes, settings["resize_long"], settings["crop_size"]
     )
@@ -57,18 +60,21 @@ def train_segmentation(
 
     history = fit(
         model,
-        make_loader(dataset, settings["batch_size"], settings["num_workers"], seed),
+        make_loader(dataset, settings["batch_size"], settings["num_workers"], seed, torch.device(device).type == "cuda"),
         loss_fn,
         [(backbone, 1.0), (head, settings["head_lr_mult"])],
         settings,
         device,
         checkpoint_path,
         desc=desc,
+        fingerprint=fingerprint,
+        checkpoint_every=checkpoint_every,
     )
     save_model(model_path, model.cpu(), arch=settings["arch"], backbone=settings["backbone"],
                output_stride=settings["output_stride"], num_classes=num_classes)
     frame = pd.DataFrame(history)
     frame.to_parquet(history_path, index=False)
+    discard_checkpoint(checkpoint_path)
     return frame
 
 
@@ -83,16 +89,19 @@ def load_segmentation(path) -> torch.nn.Module:
 @torch.no_grad()
 def predict(model: torch.nn.Module, image: np.ndarray, device) -> np.ndarray:
     """Class-id map (uint8 HxW) for one image, averaged over the image and its horizontal flip."""
+    device = torch.device(device)
     x = to_tensor(image)
-    pair = torch.stack([x, x.flip(-1)]).to(device)
-    logits = model(pair)["out"]
+    pair = torch.stack([x, x.flip(-1)]).to(device, memory_format=memory_format(device))
+    with autocast(device):
+        logits = model(pair)["out"].float()
     logits = logits[0] + logits[1].flip(-1)
     return logits.argmax(0).cpu().numpy().astype(np.uint8)
 
 
 def predict_images(model, tree: VOCTree, image_ids, out_dir: Path, device) -> None:
+    """Write <out_dir>/<id>.png for every image not written yet."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.to(device).eval()
-    for image_id in tqdm(image_ids, desc="predict", mininterval=5):
+    model = for_inference(model, device)
+    for image_id in tqdm(pending_ids(image_ids, out_dir, ".png"), desc="predict", mininterval=5):
         write_mask(out_dir / f"{image_id}.png", predict(model, read_image(tree.image_path(image_id)), device))

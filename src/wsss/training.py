@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from .runtime import memory_format
+
 log = logging.getLogger(__name__)
 
 
-def make_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int) -> DataLoader:
-    """Shuffled batches from a seeded generator (workers are seeded from it too, so runs repeat)."""
+def make_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int, pin_memory: bool = False) -> DataLoader:
+    """Shuffled batches from a seeded generator (workers are seeded from it too, so runs repeat).
+
+    The generator drives both the shuffling and the workers' seeds; its state is checkpointed, so a resumed
+    run sees the same batches as an uninterrupted one.
+    """
     if len(dataset) == 0:
         raise ValueError("no training images")
     return DataLoader(
@@ -26,8 +34,65 @@ def make_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int) 
         shuffle=True,
         drop_last=len(dataset) > batch_size,  # avoid a size-1 last batch, which BatchNorm cannot train on
         num_workers=num_workers,
+        pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def rng_state(loader: DataLoader) -> dict:
+    """Every random state a training epoch draws from: torch (CPU and CUDA), numpy, Python, the loader's."""
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": _numpy_state_to_plain(np.random.get_state()),
+        "python": random.getstate(),
+        "loader": loader.generator.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(loader: DataLoader, state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(_numpy_state_from_plain(state["numpy"]))
+    random.setstate(_as_tuples(state["python"]))
+    loader.generator.set_state(state["loader"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _numpy_state_to_plain(state) -> dict:
+    """np.random's state without an ndarray, so the checkpoint loads with torch.load(weights_only=True)."""
+    name, keys, pos, has_gauss, cached = state
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _numpy_state_from_plain(state: dict):
+    keys = state["keys"].numpy().astype(np.uint32)
+    return state["name"], keys, state["pos"], state["has_gauss"], state["cached"]
+
+
+def _as_tuples(value):
+    """random.setstate needs the nested tuples that a save/load round trip may have turned into lists."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def load_resumable(checkpoint_path: Path, fingerprint: str) -> dict | None:
+    """The checkpoint to resume from, or None: missing, unreadable, or written by a different job
+    (other settings or inputs: a different fingerprint), which must not be continued."""
+    checkpoint_path = Path(checkpoint_path)
+    if not checkpoint_path.is_file():
+        return None
+    try:
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a checkpoint is only ever replaced atomically, but disks fail
+        log.warning("checkpoint %s unreadable (%s): training from scratch", checkpoint_path, error)
+        return None
+    if checkpoint.get("fingerprint") != fingerprint:
+        log.info("checkpoint %s is from other settings or inputs: training from scratch", checkpoint_path)
+        return None
+    return checkpoint
 
 
 def fit(
@@ -41,11 +106,17 @@ def fit(
     desc: str,
     on_batch: Callable[[object, torch.Tensor], None] | None = None,
     on_epoch_end: Callable[[], dict] | None = None,
+    fingerprint: str = "",
+    checkpoint_every: int = 1,
+    mixed_precision: bool | None = None,
 ) -> list[dict]:
     """Train for settings['epochs'] epochs; returns one record per epoch (loss, lr, seconds, extras).
 
-    param_groups: (parameters, lr multiplier) pairs. The model, optimiser and scheduler are checkpointed
-    after every epoch, atomically, to checkpoint_path.
+    param_groups: (parameters, lr multiplier) pairs. Every checkpoint_every epochs, model, optimiser,
+    scheduler, gradient scaler, RNG states and history are written atomically to checkpoint_path, tagged
+    with fingerprint (the job's settings and inputs). A call that finds a checkpoint with the same
+    fingerprint resumes after its epoch; on CPU the result is bit-identical to an uninterrupted run.
+    mixed_precision (default: on for CUDA) runs the forward pass under autocast with a gradient scaler.
     """
     optimizer = torch.optim.SGD(
         [{"params": params, "lr": settings["lr"] * mult} for params, mult in param_groups],
@@ -57,19 +128,42 @@ def fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: max(0.0, 1 - step / total_steps) ** settings["poly_power"]
     )
-    model.to(device)
-    history = []
-    for epoch in range(1, settings["epochs"] + 1):
+    device = torch.device(device)
+    if mixed_precision is None:
+        mixed_precision = device.type == "cuda"
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision)
+    model_format = memory_format(device)
+    model.to(device, memory_format=model_format)
+    log.info("%s: device %s, mixed precision %s, channels_last %s", desc, device, mixed_precision,
+             model_format is torch.channels_last)
+
+    history, start = [], 1
+    checkpoint = load_resumable(checkpoint_path, fingerprint)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        if scaler.is_enabled() and checkpoint["scaler"]:
+            scaler.load_state_dict(checkpoint["scaler"])
+        set_rng_state(loader, checkpoint["rng"])
+        history, start = list(checkpoint["history"]), checkpoint["epoch"] + 1
+        log.info("%s: resumed from checkpoint %s after epoch %d", desc, checkpoint_path, checkpoint["epoch"])
+
+    for epoch in range(start, settings["epochs"] + 1):
         model.train()
         started, loss_sum, seen = time.time(), 0.0, 0
         bar = tqdm(loader, desc=f"{desc} epoch {epoch}/{settings['epochs']}", mininterval=5)
         for inputs, targets in bar:
-            inputs, targets = inputs.to(device), targets.to(device)
-            outputs = model(inputs)
-            loss = loss_fn(outputs, targets)
+            inputs = inputs.to(device, memory_format=model_format, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=mixed_precision):
+                outputs = model(inputs)
+                loss = loss_fn(outputs, targets)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             loss_sum += loss.item() * len(inputs)
             seen += len(inputs)
@@ -82,11 +176,25 @@ def fit(
             record.update(on_epoch_end())
         history.append(record)
         log.info("%s epoch %d: %s", desc, epoch, {k: round(v, 5) for k, v in record.items()})
-        tmp = Path(f"{checkpoint_path}.tmp")
-        torch.save(
-            {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "history": history},
-            tmp,
-        )
-        os.replace(tmp, checkpoint_path)
+        if epoch % checkpoint_every == 0 and epoch < settings["epochs"]:
+            save_checkpoint(checkpoint_path, {
+                "epoch": epoch, "fingerprint": fingerprint, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "rng": rng_state(loader), "history": history,
+            })
+            log.info("%s: checkpoint after epoch %d: %s", desc, epoch, checkpoint_path)
     return history
+
+
+def save_checkpoint(path: Path, checkpoint: dict) -> None:
+    """torch.save to a temporary name, then rename: a kill never leaves a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+
+
+def discard_checkpoint(path: Path) -> None:
+    """Called once a run's outputs are written: a finished run leaves no checkpoint to resume."""
+    Path(path).unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ VOC_CLASSES = (
 )
 IGNORE = 255
 INDEX_FILE = "dataset.json"
+
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -163,3 +166,14 @@ def index_files(directories: list[Path], suffix: str) -> dict[str, Path]:
         for path in Path(directory).glob(f"*{suffix}"):
             index[path.name[: -len(suffix)]] = path
     return index
+
+
+def pending_ids(image_ids, out_dir: Path, suffix: str) -> list[str]:
+    """The ids whose <out_dir>/<id><suffix> is not written yet. Per-image files are written atomically
+    (temporary name, then rename), so a file under its final name is complete: a rerun after a kill
+    skips those images and redoes only the rest."""
+    out_dir = Path(out_dir)
+    todo = [i for i in image_ids if not (out_dir / f"{i}{suffix}").is_file()]
+    if len(todo) < len(image_ids):
+        log.info("%s: %d of %d images already written, skipped", out_dir, len(image_ids) - len(todo), len(image_ids))
+    return todo

@@ -1,0 +1,131 @@
+"""The workflow on a real one-node SLURM cluster (Debian's slurmctld, slurmd, munge) through Snakemake's
+SLURM executor and workflow/profiles/slurm: a classifier job is killed with scancel mid-training, the rerun
+resumes it from its checkpoint, and the figures equal an uninterrupted local run.
+
+The cluster is started by .ci/slurm-cluster (as root; it installs the packages with apt-get if missing)
+and stopped at the end of the module.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from .workflow_helpers import REPO, copy_workflow, run, snakemake_command
+
+HELPER = REPO / ".ci" / "slurm-cluster"
+PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
+GPU_RULES = ["train_classifier", "cams", "train_segmentation", "predict_segmentation"]
+CPU_RULES = ["crf", "pseudo_masks", "merge_cams", "evaluate_stage"]
+LOCAL_RULES = ["demo_dataset", "image_labels", "miou_table"]
+SLURM_ARGS = [
+    "--workflow-profile", "workflow/profiles/slurm",
+    "--slurm-status-command", "squeue", "--slurm-no-account",  # no accounting database on the test cluster
+    "--slurm-init-seconds-before-status-checks", "2",
+    "--slurm-keep-successful-logs",
+    # The test node has no GPU. A --set-resources on the command line replaces the profile's whole table,
+    # so the jobs keep the rules' own memory figures and the profile's default runtime.
+    "--set-resources", *[f"{rule}:gpu=0" for rule in GPU_RULES],
+    # The threads of the local reference run (config `threads`): CPU float results depend on them.
+    "--set-threads", "train_classifier=2", "train_segmentation=2", "cams=1", "predict_segmentation=1",
+    "crf=1", "pseudo_masks=1", "merge_cams=1", "evaluate_stage=1",
+]
+SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+
+
+def missing_requirement() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to install and run Debian's slurmctld, slurmd and munge"
+    installed = all(shutil.which(tool) for tool in ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scancel"))
+    if not installed and not shutil.which("apt-get"):
+        return "SLURM is not installed and there is no apt-get to install it"
+    return None
+
+
+def test_profile_asks_gpus_for_gpu_rules_and_cpus_for_the_rest():
+    profile = yaml.safe_load(PROFILE.read_text())
+    assert profile["executor"] == "slurm"
+    for rule in GPU_RULES:
+        resources = profile["set-resources"][rule]
+        assert resources["gpu"] == 1 and resources["cpus_per_gpu"] >= 1, rule
+        assert resources["mem_mb"] > 0 and resources["runtime"] > 0, rule
+    for rule in CPU_RULES:
+        assert "gpu" not in profile["set-resources"][rule] and profile["set-threads"][rule] >= 1, rule
+    assert not set(LOCAL_RULES) & set(profile["set-resources"])
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    reason = missing_requirement()
+    if reason:
+        pytest.skip(reason)
+    state = tmp_path_factory.mktemp("slurm")
+    started = subprocess.run([HELPER, "up", state], capture_output=True, text=True)
+    if started.returncode != 0:
+        pytest.fail(f"could not start the SLURM test cluster:\n{started.stdout}\n{started.stderr}")
+    yield state
+    subprocess.run([HELPER, "down", state], check=True)
+
+
+@pytest.fixture(scope="module")
+def slurm_workdir(slurm_cluster, tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("slurm_workflow"))
+
+
+def slurm_job_id(comment: str) -> str:
+    """The id of the queued or running job whose comment (set by the executor: rule and wildcards) matches."""
+    listing = subprocess.run(["squeue", "-h", "-o", "%i|%k"], capture_output=True, text=True, check=True).stdout
+    ids = [line.split("|")[0] for line in listing.splitlines() if line.split("|", 1)[1] == comment]
+    assert len(ids) == 1, listing
+    return ids[0]
+
+
+def test_classifier_job_killed_mid_training(slurm_workdir):
+    checkpoint = slurm_workdir / "results" / "classifier" / "r0" / "checkpoint.pt"
+    log_path = slurm_workdir / "first_run.log"
+    # --retries 0: the kill ends this run (with the profile's retries, Snakemake would resubmit it itself)
+    command = snakemake_command("results/miou.parquet", *SLURM_ARGS, "--retries", "0")
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=slurm_workdir, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 1200
+        while not checkpoint.exists():
+            if process.poll() is not None or time.time() > deadline:
+                process.kill()
+                pytest.fail(f"no classifier checkpoint appeared:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.05)
+        subprocess.run(["scancel", slurm_job_id("rule_train_classifier_wildcards_0")], check=True)
+        assert process.wait(timeout=1200) != 0
+    output = log_path.read_text()
+    assert "SLURM status is: 'CANCELLED'" in output, output[-4000:]
+    for rule in LOCAL_RULES[:2]:  # run by Snakemake itself, never submitted
+        assert f"localrule {rule}:" in output and f"rule_{rule}/" not in output
+    assert not (slurm_workdir / "results" / "classifier" / "r0" / "model.pt").exists(), "killed after training ended"
+    assert torch.load(checkpoint, weights_only=True)["epoch"] in (1, 2, 3)  # of 4 epochs
+
+
+def test_rerun_resumes_and_matches_local_run(slurm_workdir, tiny_reference):
+    result = run(slurm_workdir, "results/miou.parquet", *SLURM_ARGS)
+    output = result.stdout + result.stderr
+    training_log = (slurm_workdir / "logs" / "train_classifier" / "r0.log").read_text()
+    assert re.search(r"resumed from checkpoint \S+ after epoch [123]\n", training_log), training_log[-3000:]
+    assert not (slurm_workdir / "results" / "classifier" / "r0" / "checkpoint.pt").exists()
+
+    submitted = SUBMITTED.findall(output)
+    slurm_logs = slurm_workdir / ".snakemake" / "slurm_logs"
+    rules = {Path(log).relative_to(slurm_logs).parts[0] for _, log in submitted}
+    assert rules == {f"rule_{rule}" for rule in GPU_RULES + CPU_RULES}, output[-4000:]
+    assert all(Path(log).is_file() and Path(log).stem == job_id for job_id, log in submitted)
+    states = subprocess.run(["squeue", "-h", "--states=all", "-o", "%T", "-j", ",".join(i for i, _ in submitted)],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert states == ["COMPLETED"] * len(submitted)
+    assert "localrule miou_table:" in output  # demo_dataset and image_labels ran (locally) in the first run
+
+    pd.testing.assert_frame_equal(pd.read_parquet(slurm_workdir / "results" / "miou.parquet"),
+                                  pd.read_parquet(tiny_reference / "results" / "miou.parquet"))

@@ -1,0 +1,55 @@
+"""Running the workflow through Snakemake's CLI on a tiny demo config, in a copy of the repository."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+TINY = {
+    "demo": {"num_train": 12, "num_val": 6, "size_range": [40, 56], "background_only_fraction": 0.1},
+    "shards": 2,
+    # 4 epochs: the SLURM kill test needs a classifier that checkpoints and is still training
+    "classifier": {"epochs": 4, "batch_size": 4, "resize_long": [40, 56], "crop_size": 40},
+    "cam": {"scales": [1.0, 0.5], "oracle_thresholds": [0.1, 0.3]},
+    "segmentation": {"epochs": 1, "batch_size": 4, "resize_long": [40, 56], "crop_size": 40},
+}
+WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config")
+
+
+def copy_workflow(root: Path) -> Path:
+    """The workflow's files and the tiny config in root."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    return root
+
+
+def snakemake_command(*args, configfiles=("tiny.yaml",)) -> list[str]:
+    """--configfile goes last because it takes several files."""
+    return [str(SNAKEMAKE), "--cores", "2", *args, "--configfile", *configfiles]
+
+
+def run(workdir, *args, check=True, configfiles=("tiny.yaml",), env=None):
+    result = subprocess.run(snakemake_command(*args, configfiles=configfiles), cwd=workdir, capture_output=True,
+                            text=True, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """Rule -> job count from a dry run's job table (empty when there is nothing to do)."""
+    table = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", dry_run_output, re.S)
+    return {} if table is None else {line.split()[0]: int(line.split()[1]) for line in table.group(1).splitlines()}
+
+
+def planned_jobs(workdir, *targets) -> dict[str, int]:
+    """Rule -> job count of a dry run of the targets with the tiny config."""
+    return job_counts(run(workdir, "-n", *targets).stdout)
