@@ -24,7 +24,7 @@ HELPER = REPO / ".ci" / "slurm-cluster"
 PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
 GPU_RULES = ["train_classifier", "cams", "train_segmentation", "predict_segmentation"]
 CPU_RULES = ["crf", "pseudo_masks", "merge_cams", "evaluate_stage"]
-LOCAL_RULES = ["demo_dataset", "image_labels", "miou_table"]
+LOCAL_RULES = ["demo_dataset", "image_labels", "miou_table", "download_archive", "extract_archive", "pretrained_weights"]
 SLURM_ARGS = [
     "--workflow-profile", "workflow/profiles/slurm",
     "--slurm-status-command", "squeue", "--slurm-no-account",  # no accounting database on the test cluster
@@ -35,7 +35,7 @@ SLURM_ARGS = [
     "--set-resources", *[f"{rule}:gpu=0" for rule in GPU_RULES],
     # The threads of the local reference run (config `threads`): CPU float results depend on them.
     "--set-threads", "train_classifier=2", "train_segmentation=2", "cams=1", "predict_segmentation=1",
-    "crf=1", "pseudo_masks=1", "merge_cams=1", "evaluate_stage=1",
+    "crf=1", "pseudo_masks=1", "merge_cams=1", "evaluate_stage=1", "dataset_index=1",
 ]
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
@@ -56,7 +56,7 @@ def test_profile_asks_gpus_for_gpu_rules_and_cpus_for_the_rest():
         resources = profile["set-resources"][rule]
         assert resources["gpu"] == 1 and resources["cpus_per_gpu"] >= 1, rule
         assert resources["mem_mb"] > 0 and resources["runtime"] > 0, rule
-    for rule in CPU_RULES:
+    for rule in CPU_RULES + ["dataset_index"]:  # dataset_index runs once, in the first (killed) run
         assert "gpu" not in profile["set-resources"][rule] and profile["set-threads"][rule] >= 1, rule
     assert not set(LOCAL_RULES) & set(profile["set-resources"])
 
