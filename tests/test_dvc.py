@@ -164,3 +164,15 @@ def test_round_trip_through_s3(origin, s3_server, tmp_path):
     assert "skipped" not in result.stdout
     assert dry_run(repo, "results/miou.parquet") == {} and dry_run(repo) == {}
     assert (repo / "results/summary.txt").read_text() == (origin / "results/summary.txt").read_text()
+
+
+def test_dvc_stages_match_the_workflow_targets():
+    """Each DVC stage runs the Snakemake target of its name; one cams stage per erasing round of the config."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    rounds = yaml.safe_load((REPO / "config/config.yaml").read_text())["erasing"]["rounds"]
+    assert [s for s in stages if s.startswith("cams_r")] == [f"cams_r{r}" for r in range(rounds)]
+    for name, stage in stages.items():
+        assert stage["cmd"] == f"snakemake --cores all stage_{name}"
+        assert all(next(iter(out.values())).get("persist") for out in stage["outs"]), name
+    targets = (REPO / "workflow/rules/stages.smk").read_text()
+    assert all(f"rule stage_{name}:" in targets for name in stages if not name.startswith("cams_r"))
