@@ -66,10 +66,9 @@ def format_summary(summary: pd.DataFrame) -> str:
 
 
 def metrics_json(summary: pd.DataFrame) -> dict:
-    """Per-stage figures for `dvc metrics show`: {stage: {miou, pixel_accuracy, split, oracle}}."""
+    """Per-stage figures for `dvc metrics show`: {stage: {miou, pixel_accuracy}} (the oracle stage is cam_oracle)."""
     return {
-        row.stage: {"miou": round(float(row.miou), 6), "pixel_accuracy": round(float(row.pixel_accuracy), 6),
-                    "split": row.split, "oracle": bool(row.oracle)}
+        row.stage: {"miou": round(float(row.miou), 6), "pixel_accuracy": round(float(row.pixel_accuracy), 6)}
         for row in summary.itertuples()
     }
 
