@@ -307,6 +307,7 @@ def write_train_gallery(
 ) -> pd.DataFrame:
     """<out_dir>/<selection>/<gallery_file_name>.png for the sample, best and worst train images by
     pseudo-mask IoU (settings: sample_size, best, worst, seed). Returns the selection."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # exists even when every selection is empty
 
     by_image = _scores_by_image(image_scores, split)
     pseudo = image_scores[(image_scores["split"] == split) & (image_scores["stage"] == "pseudo_mask")]
@@ -337,6 +338,7 @@ def write_val_gallery(
     class_names: list[str], out_dir,
 ) -> pd.DataFrame:
     """<out_dir>/<gallery_file_name>.png for a seeded sample of val images (settings: val_sample_size, seed)."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
 
     by_image = _scores_by_image(image_scores, split)
     segmentation = image_scores[(image_scores["split"] == split) & (image_scores["stage"] == "segmentation")]
