@@ -4,6 +4,11 @@ SHARDS = list(range(config["shards"]))
 DATA_ROOT = "resources/demo/VOC2012"
 LABELS = "results/labels/image_labels.parquet"
 SUPERVISION = {"segmentation": "pseudo_mask", "fully_supervised": "ground_truth"}
+# Sections of the HTML report (snakemake --report), in reading order.
+SCORES_CATEGORY = "1. Scores"
+TRAIN_GALLERY_CATEGORY = "2. Train gallery: CAMs to pseudo-masks"
+VAL_GALLERY_CATEGORY = "3. Val gallery: segmentation"
+TRAINING_CATEGORY = "4. Classifier training"
 
 def cam_shards(round_):
     return expand("results/cams/r{round}/shard{shard}", round=round_, shard=SHARDS)
@@ -53,3 +58,8 @@ def stage_spec(stage):
         folder = "crf" if stage == "crf" else "pseudo_masks"
         return dict(kind="labels", inputs=expand(f"results/{folder}/shard{{shard}}", shard=SHARDS), split=seed_eval, thresholds=[])
     return dict(kind="labels", inputs=[f"results/segmentation/{SUPERVISION[stage]}/predictions"], split=val, thresholds=[])
+
+
+def per_image_stages():
+    """The stages scored image by image (the oracle is a threshold sweep over the whole split)."""
+    return [stage for stage in stages() if stage != "cam_oracle"]
