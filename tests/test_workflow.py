@@ -109,7 +109,8 @@ def test_deleting_one_crf_shard_reruns_only_that_shard(workdir):
 def test_report(workdir):
     """The report's figures come from the run; `snakemake --report` embeds them with their captions."""
     report = workdir / "results" / "report"
-    train = sorted(p.relative_to(report / "train_gallery").as_posix() for p in report.glob("train_gallery/*/*.png"))
+    gallery = report / "train_gallery"
+    train = sorted(p.relative_to(gallery).with_suffix("").as_posix() for p in gallery.glob("*/*.png"))
     assert [name.split("__")[0] for name in train] == ["best/01", "sample/01", "sample/02", "sample/03", "worst/01"]
     scores = pd.read_parquet(workdir / "results" / "metrics" / "image_scores.parquet")
     pseudo = scores[scores["stage"] == "pseudo_mask"].set_index("image_id")["miou"]

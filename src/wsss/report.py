@@ -199,7 +199,7 @@ def class_iou_figure(per_class: pd.DataFrame, stages: list[str]) -> Figure:
     """Grouped bars: per class (present in its split's ground truth), one bar per stage, in pipeline order."""
     table = per_class[per_class["present"] & per_class["stage"].isin(stages)]
     classes = table.sort_values("class_id").drop_duplicates("class_id")[["class_id", "class_name"]]
-    figure = Figure(figsize=(max(8.0, 1.4 * len(classes) + 2), 4.8), layout="constrained")
+    figure = Figure(figsize=(max(8.0, 1.4 * len(classes) + 2), 5.4), layout="constrained")
     ax = figure.subplots()
     width = 0.85 / max(len(stages), 1)
     colours = _stage_colours(stages)
@@ -215,7 +215,7 @@ def class_iou_figure(per_class: pd.DataFrame, stages: list[str]) -> Figure:
     ax.set_ylabel("IoU")
     ax.set_title("Per-class IoU by stage (seeds and pseudo-masks on train, segmentation on val)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncols=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize=8, ncols=min(4, max(len(stages), 1)), loc="upper center", bbox_to_anchor=(0.5, -0.08))
     return figure
 
 
