@@ -72,6 +72,8 @@ def test_select_gallery_is_seeded_and_ranks_by_iou():
     other = select_gallery(scores, 12, 4, 4, seed=1)
     assert other[other["selection"] == "sample"]["image_id"].tolist() != sample
     assert len(select_gallery(scores.head(5), 12, 0, 0, seed=0)) == 5  # never more than there are
+    only = select_gallery(scores, 0, 2, 2, seed=0, rankable=["im05", "im09", "im20"])
+    assert only["image_id"].tolist() == ["im05", "im09", "im20", "im09"]
 
 
 def test_gallery_file_name():
@@ -168,6 +170,7 @@ def test_train_gallery_files(demo_tree, fake_run, tmp_path):
     best = [p.name.split("__") for p in (out / "best").glob("*.png")]
     worst = [p.name.split("__") for p in (out / "worst").glob("*.png")]
     assert min(pseudo[f[1]] for f in best) >= max(pseudo[f[1]] for f in worst)
+    assert all(run["labels"][f[1]] for f in best + worst)  # background-only images are not ranked
     for path in files:
         rank, image_id, classes, iou = path.stem.split("__")
         assert classes == ("+".join(VOC_CLASSES[c] for c in run["labels"][image_id]) or "none")

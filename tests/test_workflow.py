@@ -114,6 +114,8 @@ def test_report(workdir):
     assert [name.split("__")[0] for name in train] == ["best/01", "sample/01", "sample/02", "sample/03", "worst/01"]
     scores = pd.read_parquet(workdir / "results" / "metrics" / "image_scores.parquet")
     pseudo = scores[scores["stage"] == "pseudo_mask"].set_index("image_id")["miou"]
+    labels = pd.read_parquet(workdir / "results" / "labels" / "image_labels.parquet").set_index("image_id")
+    pseudo = pseudo[labels.loc[pseudo.index, "class_ids"].map(len) > 0]  # best/worst rank images with objects
     best, worst = (name.split("__") for name in (train[0], train[-1]))
     assert float(best[3][3:]) == pytest.approx(pseudo.max(), abs=5e-4)
     assert pseudo[best[1]] == pseudo.max()  # the file is named after the best image

@@ -68,15 +68,19 @@ def cam_heatmap(image: np.ndarray, cam: np.ndarray, alpha: float = CAM_ALPHA) ->
 # --- choosing images ----------------------------------------------------------------------------------
 
 
-def select_gallery(scores: pd.DataFrame, sample_size: int, best: int, worst: int, seed: int) -> pd.DataFrame:
+def select_gallery(
+    scores: pd.DataFrame, sample_size: int, best: int, worst: int, seed: int, rankable=None
+) -> pd.DataFrame:
     """Which images a gallery shows: a seeded random sample (in id order), the `best` highest and the
-    `worst` lowest by per-image mIoU (ties broken by id). Columns: selection, rank (1-based), image_id, miou.
-    An image may appear in the sample and in best or worst."""
+    `worst` lowest by per-image mIoU (ties broken by id), among the ids in `rankable` if given (the train
+    gallery ranks only images with an object: a background-only image scores a trivial 1).
+    Columns: selection, rank (1-based), image_id, miou. An image may appear in the sample and in best or worst."""
     scores = scores.sort_values("image_id", kind="stable").reset_index(drop=True)
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.choice(len(scores), size=min(sample_size, len(scores)), replace=False))
-    ranked = scores.sort_values(["miou", "image_id"], ascending=[False, True], kind="stable")
-    worst_first = scores.sort_values(["miou", "image_id"], ascending=[True, True], kind="stable")
+    candidates = scores if rankable is None else scores[scores["image_id"].isin(set(rankable))]
+    ranked = candidates.sort_values(["miou", "image_id"], ascending=[False, True], kind="stable")
+    worst_first = candidates.sort_values(["miou", "image_id"], ascending=[True, True], kind="stable")
     parts = [("sample", scores.iloc[picked]), ("best", ranked.head(best)), ("worst", worst_first.head(worst))]
     frames = [
         part[["image_id", "miou"]].assign(selection=name, rank=np.arange(1, len(part) + 1))
@@ -305,13 +309,15 @@ def write_train_gallery(
     round_cam_dirs: list[list], merged_cam_dirs: list, crf_dirs: list, pseudo_mask_dirs: list,
     class_names: list[str], bg_threshold: float, out_dir,
 ) -> pd.DataFrame:
-    """<out_dir>/<selection>/<gallery_file_name>.png for the sample, best and worst train images by
-    pseudo-mask IoU (settings: sample_size, best, worst, seed). Returns the selection."""
+    """<out_dir>/<selection>/<gallery_file_name>.png for the sample, and the best and worst train images
+    with an object by pseudo-mask IoU (settings: sample_size, best, worst, seed). Returns the selection."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)  # exists even when every selection is empty
 
     by_image = _scores_by_image(image_scores, split)
     pseudo = image_scores[(image_scores["split"] == split) & (image_scores["stage"] == "pseudo_mask")]
-    chosen = select_gallery(pseudo, settings["sample_size"], settings["best"], settings["worst"], settings["seed"])
+    with_objects = [image_id for image_id in pseudo["image_id"] if labels[image_id]]
+    chosen = select_gallery(pseudo, settings["sample_size"], settings["best"], settings["worst"], settings["seed"],
+                            rankable=with_objects)
     round_indexes = [index_files(dirs, ".npy") for dirs in round_cam_dirs]
     merged_index = index_files(merged_cam_dirs, ".npy")
     crf_index, pseudo_index = index_files(crf_dirs, ".png"), index_files(pseudo_mask_dirs, ".png")
