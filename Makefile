@@ -16,9 +16,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+REPORT := results/report.html
+
+# The default target `all` is the result tables, the report's figures and every per-shard artifact. The
+# HTML report is rebuilt only when a figure or the summary is newer, so a second `make run` does nothing.
 run: install
-	$(BIN)/snakemake --cores all results/miou.parquet
+	$(BIN)/snakemake --cores all
+	@if [ ! -f $(REPORT) ] || [ -n "$$(find results/report results/summary.txt -newer $(REPORT) -print -quit)" ]; then \
+		$(BIN)/snakemake --report $(REPORT); fi
 	@echo; echo "WSSS results (results/summary.txt; per class: results/miou.parquet):"; cat results/summary.txt
+	@echo; echo "Report (open in a browser): $(CURDIR)/$(REPORT)"
 
 test: install
 	$(BIN)/python -m pytest

@@ -1,5 +1,5 @@
 # Weakly-supervised semantic segmentation on PASCAL VOC layout data.
-# Usage: snakemake --cores all results/miou.parquet   (see README.md)
+# Usage: snakemake --cores all   then   snakemake --report results/report.html   (see README.md)
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -9,6 +9,9 @@ configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
 
 
 wildcard_constraints:
@@ -24,6 +27,7 @@ include: "workflow/rules/cam.smk"
 include: "workflow/rules/crf.smk"
 include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 include: "workflow/rules/stages.smk"
 
 
@@ -35,11 +39,12 @@ localrules:
 
 
 rule all:
-    """The result tables and every per-shard artifact. Naming the artifacts here makes a plain
-    `snakemake --cores all` restore a deleted one (and rerun only what depends on it): with an explicit
+    """The result tables, the report's figures and every per-shard artifact. Naming the artifacts here
+    makes a plain `snakemake --cores all` restore a deleted one (and rerun only what depends on it): with an explicit
     target such as results/miou.parquet, Snakemake >= 7.7 ignores deleted intermediate files while the
     target is up to date (snakemake#1978)."""
     default_target: True
     input:
         "results/miou.parquet",
+        REPORT_FIGURES,
         all_artifacts(),

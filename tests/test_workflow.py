@@ -29,7 +29,7 @@ def test_stop_after_classifier_then_resume(workdir):
     remaining = planned_jobs(workdir, "results/miou.parquet")
     assert "train_classifier" in remaining and remaining["train_classifier"] == 1  # round 1 only
     assert "demo_dataset" not in remaining and "image_labels" not in remaining
-    run(workdir, "results/miou.parquet")
+    run(workdir)  # the default target: tables, report figures, every shard
     log = (workdir / "logs" / "train_classifier" / "r0.log").read_text()
     assert "left out" in log  # background-only images are counted in the log
 
@@ -61,12 +61,39 @@ def test_rerun_does_nothing(workdir):
 def test_deleting_one_crf_shard_reruns_only_that_shard(workdir):
     shutil.rmtree(workdir / "results" / "crf" / "shard1")
     jobs = planned_jobs(workdir)  # the default target `all` names every shard
-    assert jobs == {"all": 1, "crf": 1, "evaluate_stage": 1, "miou_table": 1}
+    # the figures drawn from CRF-derived scores are redrawn too (the val gallery's captions read the
+    # per-image score table, which holds every stage)
+    assert jobs == {"all": 1, "crf": 1, "evaluate_stage": 1, "miou_table": 1, "image_scores": 1,
+                    "report_train_gallery": 1, "report_val_gallery": 1, "report_class_iou": 1,
+                    "report_miou_by_stage": 1}
     explicit = planned_jobs(workdir, "results/crf/shard1", "results/miou.parquet")
     assert explicit == {"crf": 1, "evaluate_stage": 1, "miou_table": 1}
     run(workdir)
     assert planned_jobs(workdir) == {} and planned_jobs(workdir, "results/miou.parquet") == {}
     assert len(list((workdir / "results" / "crf" / "shard1").glob("*.png"))) == 6  # 12 train images, 2 shards
+
+
+def test_report(workdir):
+    """The report's figures come from the run; `snakemake --report` embeds them with their captions."""
+    report = workdir / "results" / "report"
+    gallery = report / "train_gallery"
+    train = sorted(p.relative_to(gallery).with_suffix("").as_posix() for p in gallery.glob("*/*.png"))
+    assert [name.split("__")[0] for name in train] == ["best/01", "sample/01", "sample/02", "sample/03", "worst/01"]
+    scores = pd.read_parquet(workdir / "results" / "metrics" / "image_scores.parquet")
+    pseudo = scores[scores["stage"] == "pseudo_mask"].set_index("image_id")["miou"]
+    labels = pd.read_parquet(workdir / "results" / "labels" / "image_labels.parquet").set_index("image_id")
+    pseudo = pseudo[labels.loc[pseudo.index, "class_ids"].map(len) > 0]  # best/worst rank images with objects
+    best, worst = (name.split("__") for name in (train[0], train[-1]))
+    assert float(best[3][3:]) == pytest.approx(pseudo.max(), abs=5e-4)
+    assert pseudo[best[1]] == pseudo.max()  # the file is named after the best image
+    assert float(worst[3][3:]) == pytest.approx(pseudo.min(), abs=5e-4)
+    assert len(list(report.glob("val_gallery/*.png"))) == 2
+    for name in ("class_iou", "miou_by_stage", "confusion_segmentation", "classifier_curves"):
+        assert (report / f"{name}.png").stat().st_size > 10_000
+    run(workdir, "--report", "report.html")
+    html = (workdir / "report.html").read_text()
+    for text in ("Train gallery", "Val gallery", "Classifier training", best[1], "pseudo-mask IoU"):
+        assert text in html, text
 
 
 def test_same_config_same_outputs(workdir, tiny_reference):

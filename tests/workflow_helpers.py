@@ -17,6 +17,7 @@ TINY = {
     "classifier": {"epochs": 4, "batch_size": 4, "resize_long": [40, 56], "crop_size": 40},
     "cam": {"scales": [1.0, 0.5], "oracle_thresholds": [0.1, 0.3]},
     "segmentation": {"epochs": 1, "batch_size": 4, "resize_long": [40, 56], "crop_size": 40},
+    "report": {"sample_size": 3, "best": 1, "worst": 1, "val_sample_size": 2},
 }
 WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config")
 

@@ -38,6 +38,11 @@ if SPLITS["train"] == "train_aug" and SBD_ROOT is None:
     logger.warning("No SBD configured (sbd_root or download.sbd): training on VOC train instead of train_aug.")
     SPLITS["train"] = "train"
 SUPERVISION = {"segmentation": "pseudo_mask", "fully_supervised": "ground_truth"}
+# Sections of the HTML report (snakemake --report), in reading order.
+SCORES_CATEGORY = "1. Scores"
+TRAIN_GALLERY_CATEGORY = "2. Train gallery: CAMs to pseudo-masks"
+VAL_GALLERY_CATEGORY = "3. Val gallery: segmentation"
+TRAINING_CATEGORY = "4. Classifier training"
 
 def cam_shards(round_):
     return expand("results/cams/r{round}/shard{shard}", round=round_, shard=SHARDS)
@@ -93,3 +98,8 @@ def pretrained_weights(settings):
     """The ImageNet weights file a network starts from, or nothing for a random initialisation."""
     arch = settings.get("backbone", settings["arch"])
     return [f"resources/weights/{arch}.{settings['pretrained']}.pth"] if settings.get("pretrained") else []
+
+
+def per_image_stages():
+    """The stages scored image by image (the oracle is a threshold sweep over the whole split)."""
+    return [stage for stage in stages() if stage != "cam_oracle"]

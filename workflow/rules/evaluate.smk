@@ -31,7 +31,7 @@ rule miou_table:
     output:
         miou="results/miou.parquet",
         summary="results/summary.parquet",
-        text="results/summary.txt",
+        text=report("results/summary.txt", caption="../report/summary.rst", category=SCORES_CATEGORY),
         metrics="results/metrics.json",
         per_class="results/per_class_iou.csv",
     params:
@@ -47,3 +47,25 @@ rule miou_table:
         mem_mb=1000,
     script:
         "../../scripts/miou_table.py"
+
+
+rule image_scores:
+    """Every image's own mIoU per stage (the oracle aside): the report's best/worst choice and captions."""
+    input:
+        unpack(lambda wc: {stage: stage_spec(stage)["inputs"] for stage in per_image_stages()}),
+        data=DATASET,
+        labels=LABELS,
+    output:
+        "results/metrics/image_scores.parquet",
+    params:
+        stages=lambda wc: {stage: stage_spec(stage) for stage in per_image_stages()},
+        num_classes=len(config["classes"]),
+    log:
+        "logs/image_scores.log",
+    conda:
+        "../envs/wsss.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/image_scores.py"

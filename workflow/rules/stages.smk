@@ -33,3 +33,9 @@ rule stage_segmentation:
 rule stage_evaluate:
     input:
         rules.miou_table.output,
+        "results/metrics/image_scores.parquet",
+
+
+rule stage_report:
+    input:
+        REPORT_FIGURES,

@@ -1,0 +1,7 @@
+import pandas as pd
+
+from wsss.report import class_iou_figure, save_figure
+from wsss.runtime import setup
+
+setup(snakemake.log[0], snakemake.threads)
+save_figure(class_iou_figure(pd.read_parquet(snakemake.input[0]), snakemake.params.stages), snakemake.output[0])

@@ -1,0 +1,8 @@
+from wsss.evaluate import load_scores
+from wsss.report import confusion_figure, save_figure
+from wsss.runtime import setup
+
+setup(snakemake.log[0], snakemake.threads)
+title = f"segmentation network on {snakemake.params.split}: rows = ground truth, normalised"
+figure = confusion_figure(load_scores(snakemake.input[0])["confusion"], snakemake.params.classes, title)
+save_figure(figure, snakemake.output[0])

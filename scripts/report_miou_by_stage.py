@@ -1,0 +1,7 @@
+import pandas as pd
+
+from wsss.report import miou_by_stage_figure, save_figure
+from wsss.runtime import setup
+
+setup(snakemake.log[0], snakemake.threads)
+save_figure(miou_by_stage_figure(pd.read_parquet(snakemake.input[0])), snakemake.output[0])

@@ -1,0 +1,15 @@
+import pandas as pd
+
+from wsss.labels import load_labels
+from wsss.report import write_train_gallery
+from wsss.runtime import setup
+from wsss.voc import VOCTree
+
+params = snakemake.params
+setup(snakemake.log[0], snakemake.threads)
+write_train_gallery(
+    VOCTree.open(snakemake.input.data), load_labels(snakemake.input.labels), pd.read_parquet(snakemake.input.scores),
+    params.split, params.settings, [list(getattr(snakemake.input, f"cams_r{r}")) for r in range(params.rounds)],
+    list(snakemake.input.merged), list(snakemake.input.crf), list(snakemake.input.pseudo_masks), params.classes,
+    params.bg_threshold, snakemake.output[0],
+)

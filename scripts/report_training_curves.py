@@ -1,0 +1,7 @@
+import pandas as pd
+
+from wsss.report import save_figure, training_curves_figure
+from wsss.runtime import setup
+
+setup(snakemake.log[0], snakemake.threads)
+save_figure(training_curves_figure([pd.read_parquet(path) for path in snakemake.input]), snakemake.output[0])

@@ -1,0 +1,12 @@
+import pandas as pd
+
+from wsss.report import write_val_gallery
+from wsss.runtime import setup
+from wsss.voc import VOCTree
+
+params = snakemake.params
+setup(snakemake.log[0], snakemake.threads)
+write_val_gallery(
+    VOCTree.open(snakemake.input.data), pd.read_parquet(snakemake.input.scores), params.split, params.settings,
+    snakemake.input.segmentation, snakemake.input.fully_supervised, params.classes, snakemake.output[0],
+)

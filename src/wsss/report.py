@@ -1,0 +1,364 @@
+"""Figures for the HTML report: mask and CAM overlays, the train and val galleries, per-class and
+per-stage score plots, the confusion matrix and the classifier training curves (matplotlib, no pyplot)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+from .masks import cam_to_label
+from .voc import IGNORE, DataError, index_files, load_npy, read_image, read_mask, voc_palette
+
+PALETTE = np.asarray(voc_palette(), np.uint8).reshape(256, 3)
+IGNORE_COLOUR = (255, 255, 255)  # VOC draws 255 in cream; white stands out better next to class colours
+MASK_ALPHA = 0.6
+CAM_ALPHA = 0.5
+PANEL_INCHES = 1.7
+DPI = 100
+STAGE_TITLES = {
+    "cam": "merged CAM",
+    "crf": "CRF",
+    "pseudo_mask": "pseudo-mask",
+    "segmentation": "segmentation",
+    "fully_supervised": "fully supervised",
+}
+GALLERY_SELECTIONS = ("sample", "best", "worst")
+
+
+def stage_title(stage: str) -> str:
+    if stage.startswith("cam_r"):
+        return f"CAM round {stage[5:]}"
+    return STAGE_TITLES.get(stage, stage)
+
+
+# --- overlays -----------------------------------------------------------------------------------------
+
+
+def colour_mask(mask: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8: each class id in its VOC palette colour, 255 (ignore) in white."""
+    colours = PALETTE[mask]
+    colours[mask == IGNORE] = IGNORE_COLOUR
+    return colours
+
+
+def overlay_mask(image: np.ndarray, mask: np.ndarray, alpha: float = MASK_ALPHA) -> np.ndarray:
+    """The image blended with the mask's palette colours (background's is black, so it darkens);
+    ignored pixels are painted plain white so unlabelled regions are unmistakable."""
+    if image.shape[:2] != mask.shape:
+        raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} differ in size")
+    blended = (1 - alpha) * image.astype(np.float32) + alpha * PALETTE[mask].astype(np.float32)
+    out = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    out[mask == IGNORE] = IGNORE_COLOUR
+    return out
+
+
+def cam_heatmap(image: np.ndarray, cam: np.ndarray, alpha: float = CAM_ALPHA) -> np.ndarray:
+    """The image blended with a jet heat-map of one CAM channel (values clipped to [0, 1])."""
+    if image.shape[:2] != cam.shape:
+        raise ValueError(f"image {image.shape[:2]} and CAM {cam.shape} differ in size")
+    heat = colormaps["jet"](np.clip(cam.astype(np.float32), 0, 1))[..., :3] * 255
+    return np.clip(np.rint((1 - alpha) * image + alpha * heat), 0, 255).astype(np.uint8)
+
+
+# --- choosing images ----------------------------------------------------------------------------------
+
+
+def select_gallery(
+    scores: pd.DataFrame, sample_size: int, best: int, worst: int, seed: int, rankable=None
+) -> pd.DataFrame:
+    """Which images a gallery shows: a seeded random sample (in id order), the `best` highest and the
+    `worst` lowest by per-image mIoU (ties broken by id), among the ids in `rankable` if given (the train
+    gallery ranks only images with an object: a background-only image scores a trivial 1).
+    Columns: selection, rank (1-based), image_id, miou. An image may appear in the sample and in best or worst."""
+    scores = scores.sort_values("image_id", kind="stable").reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    picked = np.sort(rng.choice(len(scores), size=min(sample_size, len(scores)), replace=False))
+    candidates = scores if rankable is None else scores[scores["image_id"].isin(set(rankable))]
+    ranked = candidates.sort_values(["miou", "image_id"], ascending=[False, True], kind="stable")
+    worst_first = candidates.sort_values(["miou", "image_id"], ascending=[True, True], kind="stable")
+    parts = [("sample", scores.iloc[picked]), ("best", ranked.head(best)), ("worst", worst_first.head(worst))]
+    frames = [
+        part[["image_id", "miou"]].assign(selection=name, rank=np.arange(1, len(part) + 1))
+        for name, part in parts if len(part)
+    ]
+    columns = ["selection", "rank", "image_id", "miou"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def gallery_file_name(rank: int, image_id: str, class_names: list[str], scores: dict[str, float]) -> str:
+    """<rank>__<image id>__<class+class>__<stage><IoU>...png. The report reads the caption's class names
+    and IoUs back from these fields (Snakemake report patterns), so they are also visible in a file browser."""
+    classes = "+".join(class_names) or "none"
+    fields = [f"{rank:02d}", image_id, classes, *(f"{key}{value:.3f}" for key, value in scores.items())]
+    for field in fields:
+        if "__" in field or "/" in field:
+            raise ValueError(f"gallery file name field {field!r} may not contain '__' or '/'")
+    return "__".join(fields) + ".png"
+
+
+# --- galleries ----------------------------------------------------------------------------------------
+
+
+def save_figure(figure: Figure, path) -> None:
+    """Write a PNG atomically (temporary name, then rename) with no software/date metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    figure.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+    os.replace(tmp, path)
+
+
+def _panel_row(panels: list[tuple[str, np.ndarray]], title: str) -> Figure:
+    """One row of image panels, each with its title, under a figure title. Axes are placed by hand:
+    matplotlib's layout engines cost about a second per gallery figure."""
+    title_inches, panel_title_inches, margin = 0.35, 0.4, 0.05
+    height = PANEL_INCHES + title_inches + panel_title_inches + 0.15
+    width = PANEL_INCHES * len(panels)
+    figure = Figure(figsize=(width, height))
+    figure.text(0.5, 1 - 0.05 / height, title, ha="center", va="top", fontsize=10)
+    for k, (name, picture) in enumerate(panels):
+        box = [(k * PANEL_INCHES + margin) / width, 0.1 / height,
+               (PANEL_INCHES - 2 * margin) / width, (PANEL_INCHES - margin) / height]
+        ax = figure.add_axes(box)
+        ax.imshow(picture, interpolation="nearest")
+        ax.set_axis_off()
+        # figure text, not ax.set_title: placing axes titles measures every axis (slow)
+        figure.text((k + 0.5) * PANEL_INCHES / width, (PANEL_INCHES + 0.12) / height, name,
+                    ha="center", va="bottom", fontsize=8)
+    return figure
+
+
+def _iou(scores: dict[str, float], stage: str) -> str:
+    value = scores.get(stage)
+    return "" if value is None or np.isnan(value) else f"\nIoU {value:.2f}"
+
+
+def train_gallery_figure(
+    image_id: str,
+    image: np.ndarray,
+    truth: np.ndarray,
+    round_cams: list[np.ndarray],
+    merged_cam: np.ndarray,
+    crf: np.ndarray,
+    pseudo_mask: np.ndarray,
+    class_ids: list[int],
+    class_names: list[str],
+    bg_threshold: float,
+    scores: dict[str, float],
+) -> Figure:
+    """image | CAM heat-map per class and round | merged CAM (labels at the background threshold) | CRF |
+    pseudo-mask (ignore white) | ground truth. scores: stage -> this image's mIoU, shown in the titles."""
+    panels = [("image", image)]
+    for round_index, cams in enumerate(round_cams):
+        for channel, class_id in enumerate(class_ids):
+            title = f"r{round_index} {class_names[class_id]}"
+            if channel == 0:
+                title += _iou(scores, f"cam_r{round_index}")
+            panels.append((title, cam_heatmap(image, cams[channel])))
+    merged_labels = cam_to_label(merged_cam, class_ids, bg_threshold)
+    panels += [
+        (f"merged CAM, bg {bg_threshold:.2f}" + _iou(scores, "cam"), overlay_mask(image, merged_labels)),
+        ("CRF" + _iou(scores, "crf"), overlay_mask(image, crf)),
+        ("pseudo-mask" + _iou(scores, "pseudo_mask"), overlay_mask(image, pseudo_mask)),
+        ("ground truth", overlay_mask(image, truth)),
+    ]
+    names = ", ".join(class_names[c] for c in class_ids) or "no object"
+    return _panel_row(panels, f"{image_id}: {names}")
+
+
+def val_gallery_figure(
+    image_id: str,
+    image: np.ndarray,
+    truth: np.ndarray,
+    segmentation: np.ndarray,
+    fully_supervised: np.ndarray,
+    class_names: list[str],
+    scores: dict[str, float],
+) -> Figure:
+    """image | segmentation (trained on pseudo-masks) | fully-supervised prediction | ground truth."""
+    panels = [
+        ("image", image),
+        ("segmentation" + _iou(scores, "segmentation"), overlay_mask(image, segmentation)),
+        ("fully supervised" + _iou(scores, "fully_supervised"), overlay_mask(image, fully_supervised)),
+        ("ground truth", overlay_mask(image, truth)),
+    ]
+    present = [class_names[c] for c in np.unique(truth) if c not in (0, IGNORE)]
+    return _panel_row(panels, f"{image_id}: {', '.join(present) or 'no object'}")
+
+
+# --- score plots --------------------------------------------------------------------------------------
+
+
+def _stage_colours(stages: list[str]) -> dict[str, tuple]:
+    cmap = colormaps["tab10"]
+    return {stage: cmap(k % 10) for k, stage in enumerate(stages)}
+
+
+def class_iou_figure(per_class: pd.DataFrame, stages: list[str]) -> Figure:
+    """Grouped bars: per class (present in its split's ground truth), one bar per stage, in pipeline order."""
+    table = per_class[per_class["present"] & per_class["stage"].isin(stages)]
+    classes = table.sort_values("class_id").drop_duplicates("class_id")[["class_id", "class_name"]]
+    figure = Figure(figsize=(max(8.0, 1.4 * len(classes) + 2), 5.4), layout="constrained")
+    ax = figure.subplots()
+    width = 0.85 / max(len(stages), 1)
+    colours = _stage_colours(stages)
+    positions = np.arange(len(classes))
+    for k, stage in enumerate(stages):
+        rows = table[table["stage"] == stage].set_index("class_id")["iou"]
+        values = [rows.get(c, np.nan) for c in classes["class_id"]]
+        split = table.loc[table["stage"] == stage, "split"]
+        label = f"{stage_title(stage)} ({split.iloc[0] if len(split) else '?'})"
+        ax.bar(positions + (k - (len(stages) - 1) / 2) * width, values, width, label=label, color=colours[stage])
+    ax.set_xticks(positions, classes["class_name"])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("IoU")
+    ax.set_title("Per-class IoU by stage (seeds and pseudo-masks on train, segmentation on val)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncols=min(4, max(len(stages), 1)), loc="upper center", bbox_to_anchor=(0.5, -0.08))
+    return figure
+
+
+def miou_by_stage_figure(summary: pd.DataFrame, reference: str = "fully_supervised") -> Figure:
+    """The mIoU from stage to stage (x in pipeline order, split in the tick label); oracle stages are
+    left off the line; the reference stage (fully supervised) is a dashed horizontal line."""
+    line = summary[~summary["oracle"].astype(bool) & (summary["stage"] != reference)]
+    figure = Figure(figsize=(max(7.0, 1.2 * len(line) + 2), 4.2), layout="constrained")
+    ax = figure.subplots()
+    x = np.arange(len(line))
+    ax.plot(x, line["miou"], marker="o", color="tab:blue", label="mIoU")
+    for xi, value in zip(x, line["miou"]):
+        ax.annotate(f"{value:.3f}", (xi, value), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    ax.set_xticks(x, [f"{stage_title(s)}\n({split})" for s, split in zip(line["stage"], line["split"])], fontsize=8)
+    if reference in set(summary["stage"]):
+        ref = summary.set_index("stage").loc[reference]
+        ax.axhline(ref["miou"], color="tab:red", linestyle="--",
+                   label=f"{stage_title(reference)} ({ref['split']}): {ref['miou']:.3f}")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("mIoU")
+    ax.set_title("mIoU stage by stage", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return figure
+
+
+def normalised_confusion(confusion: np.ndarray) -> np.ndarray:
+    """Rows divided by their sums (rows = ground truth); empty rows stay 0."""
+    sums = confusion.sum(1, keepdims=True).astype(np.float64)
+    return np.divide(confusion, sums, out=np.zeros(confusion.shape, np.float64), where=sums > 0)
+
+
+def confusion_figure(confusion: np.ndarray, class_names: list[str], title: str) -> Figure:
+    """Row-normalised confusion matrix over the classes seen in ground truth or prediction."""
+    shown = np.flatnonzero((confusion.sum(0) + confusion.sum(1)) > 0)
+    matrix = normalised_confusion(confusion)[np.ix_(shown, shown)]
+    names = [class_names[c] for c in shown]
+    side = max(4.5, 0.7 * len(shown) + 2)
+    figure = Figure(figsize=(side + 1, side), layout="constrained")
+    ax = figure.subplots()
+    image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    for (row, col), value in np.ndenumerate(matrix):
+        ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                color="white" if value > 0.5 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("ground truth")
+    ax.set_title(title, fontsize=10)
+    figure.colorbar(image, ax=ax, fraction=0.046, label="fraction of the row")
+    return figure
+
+
+def training_curves_figure(histories: list[pd.DataFrame]) -> Figure:
+    """Loss and train mAP per epoch, one line per erasing round (history.parquet of each classifier)."""
+    figure = Figure(figsize=(10, 3.8), layout="constrained")
+    loss_ax, map_ax = figure.subplots(1, 2)
+    for history in histories:
+        label = f"round {int(history['round'].iloc[0])}"
+        loss_ax.plot(history["epoch"], history["loss"], marker=".", label=label)
+        map_ax.plot(history["epoch"], history["mAP"], marker=".", label=label)
+    loss_ax.set(xlabel="epoch", ylabel="multi-label soft-margin loss", title="classifier training loss")
+    map_ax.set(xlabel="epoch", ylabel="mAP (train, augmented batches)", title="classifier train mAP", ylim=(0, 1.02))
+    for ax in (loss_ax, map_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return figure
+
+
+# --- writing the galleries ----------------------------------------------------------------------------
+
+
+def _find(index: dict[str, Path], image_id: str, what: str) -> Path:
+    if image_id not in index:
+        raise DataError(f"no {what} for image {image_id}")
+    return index[image_id]
+
+
+def _scores_by_image(image_scores: pd.DataFrame, split: str) -> dict[str, dict[str, float]]:
+    """image id -> {stage: mIoU} for the stages scored on one split."""
+    rows = image_scores[image_scores["split"] == split]
+    return {image_id: dict(zip(group["stage"], group["miou"])) for image_id, group in rows.groupby("image_id")}
+
+
+def write_train_gallery(
+    tree, labels: dict[str, list[int]], image_scores: pd.DataFrame, split: str, settings: dict,
+    round_cam_dirs: list[list], merged_cam_dirs: list, crf_dirs: list, pseudo_mask_dirs: list,
+    class_names: list[str], bg_threshold: float, out_dir,
+) -> pd.DataFrame:
+    """<out_dir>/<selection>/<gallery_file_name>.png for the sample, and the best and worst train images
+    with an object by pseudo-mask IoU (settings: sample_size, best, worst, seed). Returns the selection."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # exists even when every selection is empty
+
+    by_image = _scores_by_image(image_scores, split)
+    pseudo = image_scores[(image_scores["split"] == split) & (image_scores["stage"] == "pseudo_mask")]
+    with_objects = [image_id for image_id in pseudo["image_id"] if labels[image_id]]
+    chosen = select_gallery(pseudo, settings["sample_size"], settings["best"], settings["worst"], settings["seed"],
+                            rankable=with_objects)
+    round_indexes = [index_files(dirs, ".npy") for dirs in round_cam_dirs]
+    merged_index = index_files(merged_cam_dirs, ".npy")
+    crf_index, pseudo_index = index_files(crf_dirs, ".png"), index_files(pseudo_mask_dirs, ".png")
+    num_classes = len(class_names)
+    for row in chosen.itertuples():
+        image_id, class_ids = row.image_id, labels[row.image_id]
+        image = read_image(tree.image_path(image_id))
+        figure = train_gallery_figure(
+            image_id, image, read_mask(tree.mask_path(image_id), num_classes),
+            [load_npy(_find(index, image_id, f"round-{r} CAM")) for r, index in enumerate(round_indexes)],
+            load_npy(_find(merged_index, image_id, "merged CAM")),
+            read_mask(_find(crf_index, image_id, "CRF map"), num_classes),
+            read_mask(_find(pseudo_index, image_id, "pseudo-mask"), num_classes),
+            class_ids, class_names, bg_threshold, by_image[image_id],
+        )
+        name = gallery_file_name(row.rank, image_id, [class_names[c] for c in class_ids],
+                                 {"iou": by_image[image_id]["pseudo_mask"]})
+        save_figure(figure, Path(out_dir) / row.selection / name)
+    return chosen
+
+
+def write_val_gallery(
+    tree, image_scores: pd.DataFrame, split: str, settings: dict, segmentation_dir, fully_supervised_dir,
+    class_names: list[str], out_dir,
+) -> pd.DataFrame:
+    """<out_dir>/<gallery_file_name>.png for a seeded sample of val images (settings: val_sample_size, seed)."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+
+    by_image = _scores_by_image(image_scores, split)
+    segmentation = image_scores[(image_scores["split"] == split) & (image_scores["stage"] == "segmentation")]
+    chosen = select_gallery(segmentation, settings["val_sample_size"], 0, 0, settings["seed"])
+    num_classes = len(class_names)
+    for row in chosen.itertuples():
+        image_id = row.image_id
+        truth = read_mask(tree.mask_path(image_id), num_classes)
+        figure = val_gallery_figure(
+            image_id, read_image(tree.image_path(image_id)), truth,
+            read_mask(Path(segmentation_dir) / f"{image_id}.png", num_classes),
+            read_mask(Path(fully_supervised_dir) / f"{image_id}.png", num_classes), class_names, by_image[image_id],
+        )
+        present = [class_names[c] for c in np.unique(truth) if c not in (0, IGNORE)]
+        scores = {"seg": by_image[image_id]["segmentation"], "fs": by_image[image_id]["fully_supervised"]}
+        save_figure(figure, Path(out_dir) / gallery_file_name(row.rank, image_id, present, scores))
+    return chosen

@@ -1,0 +1,165 @@
+# Figures of the HTML report (`snakemake --report results/report.html`): each figure or gallery is its
+# own cached rule, drawn by wsss.report. Gallery file names carry the image id, classes and IoUs, which
+# the report shows as labels and captions (Snakemake report patterns).
+REPORT = config["report"]
+GALLERY_TITLES = {
+    "sample": f"random sample of {REPORT['sample_size']} (seed {REPORT['seed']})",
+    "best": f"best {REPORT['best']} by pseudo-mask IoU",
+    "worst": f"worst {REPORT['worst']} by pseudo-mask IoU",
+}
+REPORT_FIGURES = [
+    "results/report/train_gallery",
+    "results/report/val_gallery",
+    "results/report/class_iou.png",
+    "results/report/miou_by_stage.png",
+    "results/report/confusion_segmentation.png",
+    "results/report/classifier_curves.png",
+]
+
+
+rule report_train_gallery:
+    """Sample, best and worst train images: CAMs per class and round, merged CAM, CRF, pseudo-mask, truth."""
+    input:
+        unpack(lambda wc: {f"cams_r{r}": cam_shards(r) for r in ROUNDS}),
+        data=DATASET,
+        labels=LABELS,
+        scores="results/metrics/image_scores.parquet",
+        merged=expand("results/cams/merged/shard{shard}", shard=SHARDS),
+        crf=expand("results/crf/shard{shard}", shard=SHARDS),
+        pseudo_masks=expand("results/pseudo_masks/shard{shard}", shard=SHARDS),
+    output:
+        report(
+            directory("results/report/train_gallery"),
+            patterns=["{selection}/{rank}__{image}__{classes}__iou{iou}.png"],
+            caption="../report/train_gallery.rst",
+            category=TRAIN_GALLERY_CATEGORY,
+            subcategory=lambda wildcards: GALLERY_TITLES[wildcards.selection],
+            labels={"rank": "{rank}", "image": "{image}", "classes": "{classes}", "pseudo-mask IoU": "{iou}"},
+        ),
+    params:
+        settings=REPORT,
+        rounds=len(ROUNDS),
+        split=config["splits"]["seed_eval"],
+        bg_threshold=config["cam"]["eval_threshold"],
+        classes=config["classes"],
+    log:
+        "logs/report/train_gallery.log",
+    conda:
+        "../envs/wsss.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/report_train_gallery.py"
+
+
+rule report_val_gallery:
+    """A seeded sample of val images: segmentation, fully-supervised prediction and ground truth."""
+    input:
+        data=DATASET,
+        scores="results/metrics/image_scores.parquet",
+        segmentation="results/segmentation/pseudo_mask/predictions",
+        fully_supervised="results/segmentation/ground_truth/predictions",
+    output:
+        report(
+            directory("results/report/val_gallery"),
+            patterns=["{rank}__{image}__{classes}__seg{seg}__fs{fs}.png"],
+            caption="../report/val_gallery.rst",
+            category=VAL_GALLERY_CATEGORY,
+            labels={"rank": "{rank}", "image": "{image}", "classes": "{classes}",
+                    "segmentation IoU": "{seg}", "fully-supervised IoU": "{fs}"},
+        ),
+    params:
+        settings=REPORT,
+        split=config["splits"]["val"],
+        classes=config["classes"],
+    log:
+        "logs/report/val_gallery.log",
+    conda:
+        "../envs/wsss.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/report_val_gallery.py"
+
+
+rule report_class_iou:
+    """Per-class IoU of every stage, grouped bars."""
+    input:
+        "results/miou.parquet",
+    output:
+        report("results/report/class_iou.png", caption="../report/class_iou.rst", category=SCORES_CATEGORY),
+    params:
+        stages=[stage for stage in stages() if stage != "cam_oracle"],
+    log:
+        "logs/report/class_iou.log",
+    conda:
+        "../envs/wsss.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/report_class_iou.py"
+
+
+rule report_miou_by_stage:
+    """mIoU from round-0 CAM to segmentation, with the fully-supervised line."""
+    input:
+        "results/summary.parquet",
+    output:
+        report("results/report/miou_by_stage.png", caption="../report/miou_by_stage.rst", category=SCORES_CATEGORY),
+    log:
+        "logs/report/miou_by_stage.log",
+    conda:
+        "../envs/wsss.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/report_miou_by_stage.py"
+
+
+rule report_confusion:
+    """Row-normalised confusion matrix of the segmentation network on val."""
+    input:
+        "results/metrics/segmentation.npz",
+    output:
+        report(
+            "results/report/confusion_segmentation.png",
+            caption="../report/confusion.rst",
+            category=SCORES_CATEGORY,
+        ),
+    params:
+        classes=config["classes"],
+        split=config["splits"]["val"],
+    log:
+        "logs/report/confusion.log",
+    conda:
+        "../envs/wsss.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/report_confusion.py"
+
+
+rule report_training_curves:
+    """Loss and train mAP per epoch of every round's classifier."""
+    input:
+        expand("results/classifier/r{round}/history.parquet", round=ROUNDS),
+    output:
+        report(
+            "results/report/classifier_curves.png",
+            caption="../report/classifier_curves.rst",
+            category=TRAINING_CATEGORY,
+        ),
+    log:
+        "logs/report/classifier_curves.log",
+    conda:
+        "../envs/wsss.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/report_training_curves.py"
