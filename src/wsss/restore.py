@@ -5,7 +5,7 @@ modification times, would rerun steps whose outputs look older than their inputs
 output of every stage in dvc.lock against its recorded hash (a file's md5; for a directory, each file
 against the ``.dir`` manifest in the DVC cache, and the manifest itself against its hash), removes
 outputs that do not match, and asks Snakemake to ``--touch`` the targets ``stage_<name>`` whose outputs
-all verified: Snakemake touches them in DAG order and records its metadata, so a later config change
+all verified: Snakemake touches all their jobs in DAG order and records its metadata, so a later config change
 still reruns exactly what depends on it.
 
     python -m wsss.restore [--cache .dvc/cache] [STAGE ...]
@@ -109,8 +109,10 @@ def restore(root: Path = Path("."), stages: list[str] | None = None, cache: Path
         if not bad and not absent:
             report.touched.append(stage)
     if report.touched:
+        # --forceall: also the jobs Snakemake would not rerun (e.g. the demo data, which has no inputs), so
+        # every verified job gets its metadata recorded and a later config change still triggers it.
         command = [snakemake or str(Path(sys.executable).with_name("snakemake")), "--cores", str(cores), "--touch",
-                   *(f"stage_{stage}" for stage in report.touched)]
+                   "--forceall", *(f"stage_{stage}" for stage in report.touched)]
         subprocess.run(command, cwd=root, check=True)
     return report
 
