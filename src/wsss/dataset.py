@@ -17,17 +17,11 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
-from .voc import INDEX_FILE, DataError, VOCTree, write_mask
+from .voc import INDEX_FILE, DataError, VOCTree, read_list, write_mask
 
 log = logging.getLogger(__name__)
 
 TRAIN_AUG = "train_aug"
-
-
-def read_list(path: Path) -> list[str]:
-    if not Path(path).is_file():
-        raise DataError(f"image list not found: {path}")
-    return [line.split()[0] for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def read_sbd_mask(path: Path, num_classes: int) -> np.ndarray:

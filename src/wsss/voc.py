@@ -86,7 +86,7 @@ class VOCTree:
         path = self.split_path(split)
         if not path.is_file():
             raise DataError(f"image list for split {split!r} not found: {path}")
-        ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+        ids = read_list(path)
         if not ids:
             raise DataError(f"image list {path} is empty")
         return ids
@@ -94,6 +94,13 @@ class VOCTree:
     def shard_ids(self, split: str, shard: int, num_shards: int) -> list[str]:
         """The ids of one shard of a split (see shard_ids below)."""
         return shard_ids(self.split_ids(split), int(shard), num_shards)
+
+
+def read_list(path: Path) -> list[str]:
+    """The image ids of a list file (first word of each non-empty line), as VOC and SBD write them."""
+    if not Path(path).is_file():
+        raise DataError(f"image list not found: {path}")
+    return [line.split()[0] for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def read_image(path: Path) -> np.ndarray:
