@@ -14,7 +14,6 @@ still reruns exactly what depends on it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -24,7 +23,8 @@ from pathlib import Path
 
 import yaml
 
-CHUNK = 1 << 20
+from .download import file_digest
+
 NOT_PULLED = "not present"
 
 
@@ -33,14 +33,6 @@ class Report:
     touched: list[str] = field(default_factory=list)  # stages marked up to date
     absent: dict[str, list[str]] = field(default_factory=dict)  # stage -> outputs not in the workspace
     mismatched: dict[str, list[str]] = field(default_factory=dict)  # stage -> "path: reason", removed
-
-
-def md5_of(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_object(cache: Path, md5: str) -> Path:
@@ -63,11 +55,11 @@ def check_output(root: Path, entry: dict, cache: Path) -> str | None:
     if not path.exists():
         return NOT_PULLED
     if not md5.endswith(".dir"):
-        return None if path.is_file() and md5_of(path) == md5 else "content differs from dvc.lock"
+        return None if path.is_file() and file_digest(path, "md5") == md5 else "content differs from dvc.lock"
     manifest_path = cache_object(cache, md5)
     if not manifest_path.is_file():
         return f"directory manifest {md5} is not in the DVC cache ({cache}); run dvc pull or dvc fetch"
-    if md5_of(manifest_path) != md5[: -len(".dir")]:
+    if file_digest(manifest_path, "md5") != md5[: -len(".dir")]:
         return f"directory manifest {manifest_path} is corrupt"
     expected = {item["relpath"]: item["md5"] for item in json.loads(manifest_path.read_text())}
     present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
@@ -75,7 +67,7 @@ def check_output(root: Path, entry: dict, cache: Path) -> str | None:
         extra, missing = sorted(present - set(expected)), sorted(set(expected) - present)
         return f"files differ from dvc.lock (extra: {extra[:3]}, missing: {missing[:3]})"
     for relpath, file_md5 in expected.items():
-        if md5_of(path / relpath) != file_md5:
+        if file_digest(path / relpath, "md5") != file_md5:
             return f"{relpath}: content differs from dvc.lock"
     return None
 
