@@ -26,9 +26,6 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 
 
-# The literature's data: VOC 2012 trainval and the SBD release (Hariharan et al.) used for train_aug.
-# Their published md5 sums are config values (download.voc.md5, download.sbd.md5).
-ARCHIVES = {"voc": "VOCtrainval_11-May-2012.tar", "sbd": "benchmark.tgz"}
 
 
 class DownloadError(RuntimeError):
@@ -37,6 +34,11 @@ class DownloadError(RuntimeError):
 
 class ArchiveError(ValueError):
     """An archive that cannot be extracted safely or completely; the message names the archive and member."""
+
+
+def mirror_urls(mirrors: list[str], file: str) -> list[str]:
+    """Full URLs of file on each mirror: a mirror given as a directory URL gets the file name appended."""
+    return [url if url.endswith(f"/{file}") else f"{url.rstrip('/')}/{file}" for url in mirrors]
 
 
 def file_digest(path: Path, algorithm: str) -> str:

@@ -13,6 +13,8 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
 from torchvision.models.segmentation.fcn import FCN, FCNHead
 
+from .download import mirror_urls
+
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
@@ -26,7 +28,7 @@ def weights_source(arch: str, tag: str, mirrors: list[str] = ()) -> tuple[list[s
     match = re.search(r"-([0-9a-f]{8,})\.pth$", file)
     if match is None:
         raise ValueError(f"cannot find a checksum in the weight file name {file}")
-    return [f"{mirror.rstrip('/')}/{file}" for mirror in mirrors] + [url], match.group(1)
+    return mirror_urls(mirrors, file) + [url], match.group(1)
 
 
 def load_pretrained(net: nn.Module, path) -> None:

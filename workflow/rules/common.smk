@@ -5,8 +5,6 @@ import re
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from wsss.download import ARCHIVES
-
 # torch/torchvision cache here, inside the project, should anything try to download in a job.
 os.environ.setdefault("TORCH_HOME", os.path.abspath("resources/torch"))
 
@@ -24,6 +22,10 @@ def existing_dir(key):
 
 # Where the data comes from: an existing tree (voc_root / sbd_root), else a verified download when
 # mirrors are configured, else (VOC only) the built-in demo dataset.
+# The literature's data: VOC 2012 trainval and the SBD release (Hariharan et al.) used for train_aug;
+# their published md5 sums are config values (download.voc.md5, download.sbd.md5).
+ARCHIVES = {"voc": "VOCtrainval_11-May-2012.tar", "sbd": "benchmark.tgz"}
+DOWNLOAD_SETTINGS = {key: config["download"][key] for key in ("retries", "backoff_s", "timeout_s")}
 DOWNLOADED = {"VOC2012": dict(source="voc", member_root="VOCdevkit/VOC2012",
                               keep=["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"]),
               "SBD": dict(source="sbd", member_root="benchmark_RELEASE/dataset", keep=["cls", "train.txt", "val.txt"])}

@@ -5,7 +5,7 @@ rule download_archive:
     params:
         mirrors=lambda wc: config["download"][ARCHIVE_SOURCE[wc.archive]]["mirrors"],
         md5=lambda wc: config["download"][ARCHIVE_SOURCE[wc.archive]]["md5"],
-        settings=lambda wc: {k: config["download"][k] for k in ("retries", "backoff_s", "timeout_s")},
+        settings=DOWNLOAD_SETTINGS,
     wildcard_constraints:
         archive="|".join(re.escape(file) for file in ARCHIVES.values()),
     log:
@@ -49,7 +49,7 @@ rule pretrained_weights:
         "resources/weights/{arch}.{tag}.pth",
     params:
         mirrors=config["download"]["weights"],
-        settings={k: config["download"][k] for k in ("retries", "backoff_s", "timeout_s")},
+        settings=DOWNLOAD_SETTINGS,
     wildcard_constraints:
         arch="resnet18|resnet34|resnet50|resnet101",
         tag=r"IMAGENET1K_V\d",
