@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -112,11 +113,18 @@ def segmentation_model(arch: str, backbone: str, num_classes: int, output_stride
     raise ValueError(f"segmentation.arch must be 'deeplabv3' or 'fcn', got {arch!r}")
 
 
+def save_checkpoint(path, checkpoint: dict) -> None:
+    """torch.save to a temporary name, then rename: a kill never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+
+
 def save_model(path, model: nn.Module, **meta) -> None:
     """Weights plus plain metadata, loadable with torch.load(weights_only=True)."""
-    tmp = f"{path}.tmp"
-    torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
-    os.replace(tmp, path)
+    save_checkpoint(path, {"state_dict": model.state_dict(), "meta": meta})
 
 
 def load_checkpoint(path) -> dict:

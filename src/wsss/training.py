@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from .models import load_checkpoint, save_checkpoint
 from .runtime import memory_format
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def load_resumable(checkpoint_path: Path, fingerprint: str) -> dict | None:
     if not checkpoint_path.is_file():
         return None
     try:
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        checkpoint = load_checkpoint(checkpoint_path)
     except Exception as error:  # a checkpoint is only ever replaced atomically, but disks fail
         log.warning("checkpoint %s unreadable (%s): training from scratch", checkpoint_path, error)
         return None
@@ -184,15 +184,6 @@ def fit(
             })
             log.info("%s: checkpoint after epoch %d: %s", desc, epoch, checkpoint_path)
     return history
-
-
-def save_checkpoint(path: Path, checkpoint: dict) -> None:
-    """torch.save to a temporary name, then rename: a kill never leaves a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
 
 
 def discard_checkpoint(path: Path) -> None:
