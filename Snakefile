@@ -31,13 +31,6 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/stages.smk"
 
 
-# Quick steps run by the Snakemake process itself, not submitted to a cluster
-localrules:
-    demo_dataset,
-    image_labels,
-    miou_table,
-
-
 rule all:
     """The result tables, the report's figures and every per-shard artifact. Naming the artifacts here
     makes a plain `snakemake --cores all` restore a deleted one (and rerun only what depends on it): with an explicit

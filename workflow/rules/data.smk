@@ -74,6 +74,7 @@ rule demo_dataset:
         seed=config["seed"],
     log:
         "logs/demo_dataset.log",
+    localrule: True  # quick: run by Snakemake itself, never submitted to a cluster
     conda:
         "../envs/wsss.yaml"
     threads: 1
@@ -115,6 +116,7 @@ rule image_labels:
         splits=SPLITS,
     log:
         "logs/image_labels.log",
+    localrule: True  # quick: run by Snakemake itself, never submitted to a cluster
     conda:
         "../envs/wsss.yaml"
     threads: 1

@@ -40,6 +40,7 @@ rule miou_table:
         classes=config["classes"],
     log:
         "logs/miou_table.log",
+    localrule: True  # quick: run by Snakemake itself, never submitted to a cluster
     conda:
         "../envs/wsss.yaml"
     threads: 1
