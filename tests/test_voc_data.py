@@ -6,11 +6,10 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
 from tests.servers import FileServer
-from tests.workflow_helpers import REPO, TINY, job_counts, planned_jobs, run
+from tests.workflow_helpers import TINY, copy_workflow, job_counts, planned_jobs, run
 from tests.voc_data import make_voc_and_sbd, tar_bytes
 from wsss.dataset import read_sbd_mask
 from wsss.voc import read_mask, voc_palette
@@ -21,12 +20,7 @@ VOC_TINY = {**TINY, "classifier": {**TINY["classifier"], "epochs": 1}, "erasing"
 
 
 def workflow_copy(root, overrides):
-    root.mkdir()
-    for name in ("Snakefile", "workflow", "scripts", "config"):
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
-    (root / "tiny.yaml").write_text(yaml.safe_dump({**VOC_TINY, **overrides}))
-    return root
+    return copy_workflow(root, {**VOC_TINY, **overrides})
 
 
 @pytest.fixture(scope="module")

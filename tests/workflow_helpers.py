@@ -22,13 +22,13 @@ TINY = {
 WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config")
 
 
-def copy_workflow(root: Path) -> Path:
-    """The workflow's files and the tiny config in root."""
+def copy_workflow(root: Path, config: dict = TINY) -> Path:
+    """The workflow's files in root, with config (default: the tiny one) as tiny.yaml."""
     root.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
-    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    (root / "tiny.yaml").write_text(yaml.safe_dump(config))
     return root
 
 
