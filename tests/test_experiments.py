@@ -1,0 +1,113 @@
+import pandas as pd
+import pytest
+import yaml
+
+from wsss.experiments import DEFAULT, ExperimentError, Grid, deep_merge, experiment_configs, step_settings
+from wsss.results import experiment_costs, format_ranking, ranking_table
+
+from .workflow_helpers import REPO
+
+
+@pytest.fixture(scope="module")
+def base():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def grid(base, **experiments):
+    return Grid(dict(base, experiments=experiments))
+
+
+def test_deep_merge_merges_mappings_and_replaces_the_rest():
+    base = {"cam": {"scales": [1.0, 0.5], "method": "cam"}, "seed": 0}
+    merged = deep_merge(base, {"cam": {"scales": [2.0]}, "seed": 3})
+    assert merged == {"cam": {"scales": [2.0], "method": "cam"}, "seed": 3}
+    assert base["cam"]["scales"] == [1.0, 0.5]  # the base is left alone
+
+
+def test_no_grid_is_one_default_experiment_in_results(base):
+    only = Grid(base)
+    assert only.names == [DEFAULT] and not only.is_grid
+    assert only.folder(DEFAULT) == "" and only.name_of("") == DEFAULT
+    assert experiment_configs(base)[DEFAULT] is base
+
+
+def test_bad_experiments_are_named(base):
+    with pytest.raises(ExperimentError, match="experiments.cams: the name is reserved"):
+        grid(base, cams={})
+    with pytest.raises(ExperimentError, match="experiments.x: cannot override shards"):
+        grid(base, x={"shards": 4})
+
+
+def test_changing_the_cam_method_shares_the_classifier_only(base):
+    g = grid(base, cam={"erasing": {"rounds": 1}}, pp={"erasing": {"rounds": 1}, "cam": {"method": "gradcampp"}})
+    assert g.folder("pp") == "pp/" and g.name_of("pp/") == "pp"
+    assert g.owner("pp", "classifier", 0) == "cam"
+    for step, arg in [("cams", 0), ("merged", None), ("crf", None), ("pseudo_masks", None),
+                      ("segmentation", "pseudo_mask"), ("metrics", "segmentation")]:
+        assert g.owner("pp", step, arg) == "pp", step
+    # the fully-supervised bound does not depend on CAMs at all
+    assert g.owner("pp", "segmentation", "ground_truth") == "cam"
+    assert g.owner("pp", "metrics", "fully_supervised") == "cam"
+
+
+def test_an_erasing_round_reuses_the_rounds_before_it(base):
+    g = grid(base, one={"erasing": {"rounds": 1}}, two={"erasing": {"rounds": 2}}, three={"erasing": {"rounds": 3}})
+    assert g.owner("two", "classifier", 0) == g.owner("two", "cams", 0) == "one"
+    assert g.owner("two", "metrics", "cam_r0") == "one"
+    # round 1 is computed by an experiment that runs it, not by "one" (1 round) although its settings agree
+    assert g.owner("two", "classifier", 1) == g.owner("three", "cams", 1) == "two"
+    assert g.owner("three", "classifier", 2) == "three"
+    assert g.owner("two", "merged") == "two" and g.owner("three", "merged") == "three"
+
+
+def test_later_steps_split_where_their_own_keys_differ(base):
+    g = grid(base, a={}, fg={"pseudo_mask": {"fg_threshold": 0.7}}, thr={"cam": {"eval_threshold": 0.5}},
+             seed={"seed": 1}, erase={"erasing": {"threshold": 0.8}})
+    assert g.owner("fg", "crf") == "a" and g.owner("fg", "pseudo_masks") == "fg"
+    # the scoring threshold changes the CRF and the scores, not the CAM files
+    assert g.owner("thr", "cams", 1) == "a" and g.owner("thr", "metrics", "cam") == "thr"
+    assert g.owner("thr", "crf") == "thr" and g.owner("thr", "pseudo_masks") == "a"
+    assert g.owner("seed", "classifier", 0) == "seed" and g.owner("seed", "segmentation", "ground_truth") == "seed"
+    # the erasing threshold starts to matter from round 1 on
+    assert g.owner("erase", "cams", 0) == "a" and g.owner("erase", "classifier", 1) == "erase"
+
+
+def test_settings_carry_everything_upstream(base):
+    changed = deep_merge(base, {"classifier": {"lr": 0.01}})
+    for step, arg in [("cams", 1), ("merged", None), ("pseudo_masks", None), ("segmentation", "pseudo_mask"),
+                      ("metrics", "crf")]:
+        assert step_settings(changed, step, arg) != step_settings(base, step, arg), step
+    assert step_settings(changed, "segmentation", "ground_truth") == step_settings(base, "segmentation", "ground_truth")
+
+
+def write_benchmark(path, seconds):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("s\th:m:s\tmax_rss\n" + f"{seconds}\t0:00:00\t1\n")
+    return str(path)
+
+
+def test_costs_split_own_and_shared_jobs(tmp_path):
+    shared = write_benchmark(tmp_path / "results/a/benchmarks/train_classifier/r0.tsv", 60)
+    own = [("cams", write_benchmark(tmp_path / "results/b/benchmarks/cams/r0/shard0.tsv", 10)),
+           ("crf", write_benchmark(tmp_path / "results/b/benchmarks/crf/shard0.tsv", 5)),
+           ("segmentation", write_benchmark(tmp_path / "results/b/benchmarks/train_segmentation/x.tsv", 20))]
+    costs = experiment_costs([("classifier", shared), *own], str(tmp_path / "results/b/"))
+    assert costs == {"total_s": 95, "own_s": 35, "classifier_s": 60, "cams_s": 10, "masks_s": 5, "segmentation_s": 20}
+
+
+def test_ranking_orders_by_the_chosen_stage():
+    rows = []
+    for name, figures in {"a": (0.4, 0.5, 0.30), "b": (0.5, 0.6, 0.20), "c": (0.3, 0.4, 0.35)}.items():
+        for stage, miou in zip(["cam", "pseudo_mask", "segmentation"], figures):
+            rows.append({"experiment": name, "stage": stage, "split": "val" if stage == "segmentation" else "train",
+                         "miou": miou})
+        rows.append({"experiment": name, "stage": "fully_supervised", "split": "val", "miou": 0.5})
+    summary = pd.DataFrame(rows)
+    costs = {name: {"total_s": 120.0, "own_s": 60.0} for name in "abc"}
+    table = ranking_table(summary, costs, "segmentation")
+    assert list(table["experiment"]) == ["c", "a", "b"] and list(table["rank"]) == [1, 2, 3]
+    assert table.loc[0, "ratio_to_fully_supervised"] == pytest.approx(0.7)
+    assert list(ranking_table(summary, costs, "pseudo_mask")["experiment"]) == ["b", "a", "c"]
+    text = format_ranking(table, "segmentation", dict(zip(summary["stage"], summary["split"])))
+    assert text.splitlines()[0] == "Experiments ranked by segmentation mIoU (val)"
+    assert text.splitlines()[2].split()[:2] == ["1", "c"] and "0.350" in text.splitlines()[2]
