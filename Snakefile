@@ -21,6 +21,21 @@ wildcard_constraints:
 
 
 include: "workflow/rules/common.smk"
+
+
+# Each experiment of a grid is a full config of its own: check it too, naming the experiment.
+for name, experiment_config in GRID.configs.items() if GRID.is_grid else ():
+    try:
+        validate(experiment_config, "workflow/schemas/config.schema.yaml")
+    except WorkflowError as error:
+        raise WorkflowError(f"experiments.{name}: {error}")
+
+
+# {expdir}: the experiment's folder in results/ and logs/ ("" outside a grid, "<name>/" in one).
+wildcard_constraints:
+    expdir="(?:" + "|".join(re.escape(GRID.folder(name)) for name in EXPERIMENTS) + ")",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/classifier.smk"
 include: "workflow/rules/cam.smk"
@@ -28,16 +43,19 @@ include: "workflow/rules/crf.smk"
 include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
-include: "workflow/rules/stages.smk"
+if not GRID.is_grid:  # DVC's stages (dvc.yaml) describe the single-experiment run
+
+    include: "workflow/rules/stages.smk"
+
 
 
 rule all:
-    """The result tables, the report's figures and every per-shard artifact. Naming the artifacts here
-    makes a plain `snakemake --cores all` restore a deleted one (and rerun only what depends on it): with an explicit
-    target such as results/miou.parquet, Snakemake >= 7.7 ignores deleted intermediate files while the
-    target is up to date (snakemake#1978)."""
+    """The result tables, the report's figures (the ranking, for a grid) and every per-shard artifact. Naming
+    the artifacts here makes a plain `snakemake --cores all` restore a deleted one (and rerun only what depends
+    on it): with an explicit target such as results/miou.parquet, Snakemake >= 7.7 ignores deleted
+    intermediate files while the target is up to date (snakemake#1978)."""
     default_target: True
     input:
         "results/miou.parquet",
-        REPORT_FIGURES,
+        ["results/ranking.txt"] if GRID.is_grid else REPORT_FIGURES,
         all_artifacts(),

@@ -41,11 +41,15 @@ def stage_summary(stage: str, split: str, scores: dict) -> dict:
     }
 
 
-def build_tables(stages: list[tuple[str, str, dict]], class_names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-class table, per-stage summary) from (stage, split, scores) triples, in pipeline order."""
+def build_tables(stages: list[tuple[str, str, dict]], class_names: list[str],
+                 experiment: str = "default") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-class table, per-stage summary) from (stage, split, scores) triples, in pipeline order; both
+    start with the experiment's name, so the tables of a grid concatenate."""
     per_class = pd.concat([stage_rows(s, split, sc, class_names) for s, split, sc in stages], ignore_index=True)
     per_class["iou"] = per_class["iou"].astype(float)
     summary = pd.DataFrame([stage_summary(s, split, sc) for s, split, sc in stages])
+    per_class.insert(0, "experiment", experiment)
+    summary.insert(0, "experiment", experiment)
     return per_class, summary
 
 
@@ -82,13 +86,14 @@ def per_class_wide(per_class: pd.DataFrame) -> pd.DataFrame:
     return wide.reindex(index=classes, columns=order).round(6).reset_index()
 
 
-def write_tables(stage_files, class_names, miou_path, summary_path, text_path, metrics_path=None, plots_path=None) -> str:
+def write_tables(stage_files, class_names, miou_path, summary_path, text_path, metrics_path=None, plots_path=None,
+                 experiment: str = "default") -> str:
     """Load each stage's scores, write the per-class and summary parquet files and the text summary.
 
     metrics_path (JSON) and plots_path (CSV, class x stage IoU) are the same figures in DVC's formats.
     """
     stages = [(stage, split, load_scores(path)) for stage, split, path in stage_files]
-    per_class, summary = build_tables(stages, list(class_names))
+    per_class, summary = build_tables(stages, list(class_names), experiment)
     per_class.to_parquet(miou_path, index=False)
     summary.to_parquet(summary_path, index=False)
     if metrics_path:
@@ -100,4 +105,76 @@ def write_tables(stage_files, class_names, miou_path, summary_path, text_path, m
     with open(text_path, "w") as handle:
         handle.write(text + "\n")
     logging.getLogger(__name__).info("summary:\n%s", text)
+    return text
+
+
+# The stages a grid's ranking shows: seeds and pseudo-masks on train, the segmentation network on val.
+RANKED_STAGES = ("cam", "crf", "pseudo_mask", "segmentation")
+# Which jobs count towards each part of an experiment's compute time (wsss.experiments' step names).
+COST_PARTS = {"classifier": "classifier_s", "cams": "cams_s", "merged": "masks_s", "crf": "masks_s",
+              "pseudo_masks": "masks_s", "segmentation": "segmentation_s"}
+
+
+def job_seconds(benchmark_path) -> float:
+    """Wall-clock seconds of a job from its Snakemake benchmark file (the mean over repeats)."""
+    return float(pd.read_csv(benchmark_path, sep="\t")["s"].mean())
+
+
+def experiment_costs(jobs: list[tuple[str, str]], own_folder: str) -> dict:
+    """Compute time of an experiment's jobs ((step, benchmark file) pairs): in total, per part, and for the
+    jobs it ran itself (the rest it shares with an earlier experiment of the grid)."""
+    costs = dict.fromkeys(["total_s", "own_s", *dict.fromkeys(COST_PARTS.values())], 0.0)
+    for step, path in jobs:
+        seconds = job_seconds(path)
+        costs["total_s"] += seconds
+        costs[COST_PARTS[step]] += seconds
+        if str(path).startswith(own_folder):
+            costs["own_s"] += seconds
+    return costs
+
+
+def ranking_table(summary: pd.DataFrame, costs: dict[str, dict], rank_by: str) -> pd.DataFrame:
+    """One row per experiment: its mIoU at each ranked stage and its compute time, best rank_by mIoU first
+    (ties keep config order)."""
+    wide = summary.pivot(index="experiment", columns="stage", values="miou")
+    experiments = list(dict.fromkeys(summary["experiment"]))
+    table = wide.reindex(index=experiments, columns=[s for s in RANKED_STAGES if s in wide.columns])
+    if "fully_supervised" in wide.columns:
+        table["ratio_to_fully_supervised"] = wide["segmentation"] / wide["fully_supervised"]
+    table = table.join(pd.DataFrame.from_dict(costs, orient="index"))
+    table = table.rename_axis("experiment").reset_index()
+    table = table.sort_values(rank_by, ascending=False, kind="stable").reset_index(drop=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return table
+
+
+def format_ranking(table: pd.DataFrame, rank_by: str, splits: dict[str, str]) -> str:
+    """The ranking as text: mIoU per stage (split in the header) and compute minutes (own / from scratch)."""
+    stages = [s for s in RANKED_STAGES if s in table.columns]
+    width = max([len("experiment"), *map(len, table["experiment"])]) + 2
+    header = f"{'rank':<6}{'experiment':<{width}}" + "".join(f"{f'{s} ({splits[s]})':>20}" for s in stages)
+    header += f"{'own min':>10}{'total min':>11}"
+    lines = [f"Experiments ranked by {rank_by} mIoU ({splits[rank_by]})", header]
+    for row in table.itertuples():
+        figures = "".join(f"{getattr(row, s):>20.3f}" for s in stages)
+        lines.append(f"{row.rank:<6}{row.experiment:<{width}}{figures}{row.own_s / 60:>10.1f}{row.total_s / 60:>11.1f}")
+    lines.append("own min: jobs this experiment ran itself; total min: every job it needs, shared ones included "
+                 "(scoring and the fully-supervised bound aside).")
+    return "\n".join(lines)
+
+
+def write_grid_tables(miou_paths, summary_paths, jobs: dict, folders: dict, rank_by: str,
+                      miou_path, summary_path, ranking_path, text_path) -> str:
+    """Concatenate the experiments' tables (each carries its experiment column) and rank the experiments."""
+    pd.concat(map(pd.read_parquet, miou_paths), ignore_index=True).to_parquet(miou_path, index=False)
+    summary = pd.concat(map(pd.read_parquet, summary_paths), ignore_index=True)
+    summary.to_parquet(summary_path, index=False)
+    costs = {name: experiment_costs(jobs[name], folders[name]) for name in jobs}
+    table = ranking_table(summary, costs, rank_by)
+    table.to_parquet(ranking_path, index=False)
+    splits = dict(zip(summary["stage"], summary["split"]))
+    text = format_ranking(table, rank_by, splits)
+    with open(text_path, "w") as handle:
+        handle.write(text + "\n")
+    logging.getLogger(__name__).info("ranking:\n%s", text)
     return text

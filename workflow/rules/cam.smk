@@ -3,17 +3,19 @@ rule cams:
     input:
         data=DATASET,
         labels=LABELS,
-        model="results/classifier/r{round}/model.pt",
+        model=lambda wc: classifier_file(experiment(wc), int(wc.round)),
         earlier_cams=earlier_cam_shards,
     output:
-        directory("results/cams/r{round}/shard{shard}"),
+        directory("results/{expdir}cams/r{round}/shard{shard}"),
     params:
-        scales=config["cam"]["scales"],
-        erasing_threshold=config["erasing"]["threshold"],
+        settings=lambda wc: cam_settings(settings(wc)),
+        erasing_threshold=lambda wc: settings(wc)["erasing"]["threshold"],
         split=SPLITS["train"],
         num_shards=config["shards"],
     log:
-        "logs/cams/r{round}/shard{shard}.log",
+        "logs/{expdir}cams/r{round}/shard{shard}.log",
+    benchmark:
+        "results/{expdir}benchmarks/cams/r{round}/shard{shard}.tsv"
     conda:
         "../envs/wsss.yaml"
     threads: config["threads"]["infer"]
@@ -27,14 +29,16 @@ rule merge_cams:
     """The per-pixel maximum over erasing rounds."""
     input:
         data=DATASET,
-        rounds=expand("results/cams/r{round}/shard{{shard}}", round=ROUNDS),
+        rounds=lambda wc: [cam_shards(experiment(wc), r)[int(wc.shard)] for r in rounds(experiment(wc))],
     output:
-        directory("results/cams/merged/shard{shard}"),
+        directory("results/{expdir}cams/merged/shard{shard}"),
     params:
         split=SPLITS["train"],
         num_shards=config["shards"],
     log:
-        "logs/merge_cams/shard{shard}.log",
+        "logs/{expdir}merge_cams/shard{shard}.log",
+    benchmark:
+        "results/{expdir}benchmarks/merge_cams/shard{shard}.tsv"
     conda:
         "../envs/wsss.yaml"
     threads: 1

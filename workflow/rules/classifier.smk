@@ -4,18 +4,20 @@ rule train_classifier:
         data=DATASET,
         labels=LABELS,
         earlier_cams=earlier_cam_shards,
-        weights=pretrained_weights(config["classifier"]),
+        weights=lambda wc: pretrained_weights(settings(wc)["classifier"]),
     output:
-        model="results/classifier/r{round}/model.pt",
-        history="results/classifier/r{round}/history.parquet",
+        model="results/{expdir}classifier/r{round}/model.pt",
+        history="results/{expdir}classifier/r{round}/history.parquet",
     params:
-        settings=config["classifier"],
-        erasing_threshold=config["erasing"]["threshold"],
+        settings=lambda wc: settings(wc)["classifier"],
+        erasing_threshold=lambda wc: settings(wc)["erasing"]["threshold"],
         split=SPLITS["train"],
         num_classes=len(config["classes"]),
-        seed=config["seed"],
+        seed=lambda wc: settings(wc)["seed"],
     log:
-        "logs/train_classifier/r{round}.log",
+        "logs/{expdir}train_classifier/r{round}.log",
+    benchmark:
+        "results/{expdir}benchmarks/train_classifier/r{round}.tsv"
     conda:
         "../envs/wsss.yaml"
     threads: config["threads"]["train"]

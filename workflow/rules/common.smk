@@ -5,10 +5,11 @@ import re
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
+from wsss.experiments import DEFAULT, ExperimentError, Grid, cam_settings
+
 # torch/torchvision cache here, inside the project, should anything try to download in a job.
 os.environ.setdefault("TORCH_HOME", os.path.abspath("resources/torch"))
 
-ROUNDS = list(range(config["erasing"]["rounds"]))
 SHARDS = list(range(config["shards"]))
 
 
@@ -46,62 +47,133 @@ TRAIN_GALLERY_CATEGORY = "2. Train gallery: CAMs to pseudo-masks"
 VAL_GALLERY_CATEGORY = "3. Val gallery: segmentation"
 TRAINING_CATEGORY = "4. Classifier training"
 
-def cam_shards(round_):
-    return expand("results/cams/r{round}/shard{shard}", round=round_, shard=SHARDS)
+# The experiments: the config itself, or each entry of its `experiments` grid (the config with that
+# entry's overrides). An experiment's files live under results/<folder>, where the folder is "" outside a
+# grid and "<name>/" in one; a step whose settings equal an earlier experiment's is read from that one's
+# folder instead of being run again (wsss.experiments).
+try:
+    GRID = Grid(config)
+except ExperimentError as error:
+    raise WorkflowError(str(error))
+EXPERIMENTS = GRID.names
+
+
+def experiment(wildcards):
+    """The experiment a job belongs to, from its {expdir} wildcard."""
+    return GRID.name_of(wildcards.expdir)
+
+
+def settings(wildcards):
+    """The full config of the job's experiment."""
+    return GRID.configs[experiment(wildcards)]
+
+
+def rounds(name):
+    return list(range(GRID.configs[name]["erasing"]["rounds"]))
+
+
+def step_dir(name, step, arg=None):
+    """results/<owner's folder>: where the experiment reads this step's files from."""
+    return f"results/{GRID.owner_folder(name, step, arg)}"
+
+
+def classifier_file(name, round_, file="model.pt"):
+    return f"{step_dir(name, 'classifier', round_)}classifier/r{round_}/{file}"
+
+
+def cam_shards(name, round_):
+    return [f"{step_dir(name, 'cams', round_)}cams/r{round_}/shard{shard}" for shard in SHARDS]
+
+
+def shard_dirs(name, step):
+    """The per-shard folders of merged (cams/merged), crf or pseudo_masks."""
+    folder = {"merged": "cams/merged"}.get(step, step)
+    return [f"{step_dir(name, step)}{folder}/shard{shard}" for shard in SHARDS]
+
+
+def segmentation_file(name, supervision, file):
+    return f"{step_dir(name, 'segmentation', supervision)}segmentation/{supervision}/{file}"
+
+
+def metrics_file(name, stage):
+    return f"{step_dir(name, 'metrics', stage)}metrics/{stage}.npz"
 
 
 def earlier_cam_shards(wildcards):
     """CAM shards of every round before this one: what this round's classifier has erased."""
-    return [d for r in range(int(wildcards.round)) for d in cam_shards(r)]
+    name = experiment(wildcards)
+    return [d for r in range(int(wildcards.round)) for d in cam_shards(name, r)]
 
 
-def stages():
-    """Every scored stage, in pipeline order."""
-    names = [f"cam_r{r}" for r in ROUNDS] + ["cam"]
-    if config["cam"]["oracle_thresholds"]:
+def stages(name):
+    """Every scored stage of an experiment, in pipeline order."""
+    names = [f"cam_r{r}" for r in rounds(name)] + ["cam"]
+    if GRID.configs[name]["cam"]["oracle_thresholds"]:
         names.append("cam_oracle")
     return names + ["crf", "pseudo_mask", "segmentation", "fully_supervised"]
 
 
+def unique(paths):
+    return list(dict.fromkeys(paths))
+
+
 def all_artifacts():
-    """Every model and per-shard output directory of the workflow."""
-    return (
-        expand("results/classifier/r{round}/model.pt", round=ROUNDS)
-        + [d for r in ROUNDS for d in cam_shards(r)]
-        + expand("results/{stage}/shard{shard}", stage=["cams/merged", "crf", "pseudo_masks"], shard=SHARDS)
-        + expand("results/segmentation/{supervision}/predictions", supervision=SUPERVISION.values())
+    """Every model and per-shard output directory of every experiment (shared ones once)."""
+    return unique(
+        path
+        for name in EXPERIMENTS
+        for path in (
+            [classifier_file(name, r) for r in rounds(name)]
+            + [d for r in rounds(name) for d in cam_shards(name, r)]
+            + [d for step in ("merged", "crf", "pseudo_masks") for d in shard_dirs(name, step)]
+            + [segmentation_file(name, supervision, "predictions") for supervision in SUPERVISION.values()]
+        )
     )
 
 
 def segmentation_masks(wildcards):
     if wildcards.supervision == "pseudo_mask":
-        return expand("results/pseudo_masks/shard{shard}", shard=SHARDS)
+        return shard_dirs(experiment(wildcards), "pseudo_masks")
     return []
 
 
-def stage_spec(stage):
-    """What a stage scores: its per-image outputs, their kind, the split, the CAM thresholds."""
+def stage_spec(name, stage):
+    """What a stage of an experiment scores: its per-image outputs, their kind, the split, the CAM thresholds."""
     seed_eval, val = config["splits"]["seed_eval"], config["splits"]["val"]
-    merged = expand("results/cams/merged/shard{shard}", shard=SHARDS)
-    threshold = [config["cam"]["eval_threshold"]]
+    cam = GRID.configs[name]["cam"]
+    threshold = [cam["eval_threshold"]]
     if stage.startswith("cam_r"):
-        return dict(kind="cam", inputs=cam_shards(int(stage[5:])), split=seed_eval, thresholds=threshold)
+        return dict(kind="cam", inputs=cam_shards(name, int(stage[5:])), split=seed_eval, thresholds=threshold)
     if stage == "cam":
-        return dict(kind="cam", inputs=merged, split=seed_eval, thresholds=threshold)
+        return dict(kind="cam", inputs=shard_dirs(name, "merged"), split=seed_eval, thresholds=threshold)
     if stage == "cam_oracle":
-        return dict(kind="cam_oracle", inputs=merged, split=seed_eval, thresholds=config["cam"]["oracle_thresholds"])
+        return dict(kind="cam_oracle", inputs=shard_dirs(name, "merged"), split=seed_eval,
+                    thresholds=cam["oracle_thresholds"])
     if stage in ("crf", "pseudo_mask"):
-        folder = "crf" if stage == "crf" else "pseudo_masks"
-        return dict(kind="labels", inputs=expand(f"results/{folder}/shard{{shard}}", shard=SHARDS), split=seed_eval, thresholds=[])
-    return dict(kind="labels", inputs=[f"results/segmentation/{SUPERVISION[stage]}/predictions"], split=val, thresholds=[])
+        step = "crf" if stage == "crf" else "pseudo_masks"
+        return dict(kind="labels", inputs=shard_dirs(name, step), split=seed_eval, thresholds=[])
+    supervision = SUPERVISION[stage]
+    return dict(kind="labels", inputs=[segmentation_file(name, supervision, "predictions")], split=val, thresholds=[])
+
+
+def job_benchmarks(name):
+    """(step, benchmark file) of every job that makes an experiment's pseudo-masks and segmentation network,
+    shared jobs included: what the method costs from scratch (evaluation and the fully-supervised bound aside)."""
+    jobs = [("classifier", f"{step_dir(name, 'classifier', r)}benchmarks/train_classifier/r{r}.tsv") for r in rounds(name)]
+    jobs += [("cams", f"{step_dir(name, 'cams', r)}benchmarks/cams/r{r}/shard{s}.tsv") for r in rounds(name) for s in SHARDS]
+    jobs += [(step, f"{step_dir(name, step)}benchmarks/{rule}/shard{s}.tsv") for step, rule in
+             (("merged", "merge_cams"), ("crf", "crf"), ("pseudo_masks", "pseudo_masks")) for s in SHARDS]
+    seg = step_dir(name, "segmentation", "pseudo_mask")
+    jobs += [("segmentation", f"{seg}benchmarks/{rule}/pseudo_mask.tsv") for rule in ("train_segmentation", "predict_segmentation")]
+    return jobs
+
+
+def per_image_stages(name):
+    """The stages scored image by image (the oracle is a threshold sweep over the whole split)."""
+    return [stage for stage in stages(name) if stage != "cam_oracle"]
 
 
 def pretrained_weights(settings):
     """The ImageNet weights file a network starts from, or nothing for a random initialisation."""
     arch = settings.get("backbone", settings["arch"])
     return [f"resources/weights/{arch}.{settings['pretrained']}.pth"] if settings.get("pretrained") else []
-
-
-def per_image_stages():
-    """The stages scored image by image (the oracle is a threshold sweep over the whole split)."""
-    return [stage for stage in stages() if stage != "cam_oracle"]

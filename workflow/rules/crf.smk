@@ -3,16 +3,18 @@ rule crf:
     input:
         data=DATASET,
         labels=LABELS,
-        cams="results/cams/merged/shard{shard}",
+        cams=lambda wc: shard_dirs(experiment(wc), "merged")[int(wc.shard)],
     output:
-        directory("results/crf/shard{shard}"),
+        directory("results/{expdir}crf/shard{shard}"),
     params:
-        crf=config["crf"],
-        bg_threshold=config["cam"]["eval_threshold"],
+        crf=lambda wc: settings(wc)["crf"],
+        bg_threshold=lambda wc: settings(wc)["cam"]["eval_threshold"],
         split=SPLITS["train"],
         num_shards=config["shards"],
     log:
-        "logs/crf/shard{shard}.log",
+        "logs/{expdir}crf/shard{shard}.log",
+    benchmark:
+        "results/{expdir}benchmarks/crf/shard{shard}.tsv"
     conda:
         "../envs/wsss.yaml"
     threads: config["threads"]["crf"]
@@ -27,17 +29,19 @@ rule pseudo_masks:
     input:
         data=DATASET,
         labels=LABELS,
-        cams="results/cams/merged/shard{shard}",
+        cams=lambda wc: shard_dirs(experiment(wc), "merged")[int(wc.shard)],
     output:
-        directory("results/pseudo_masks/shard{shard}"),
+        directory("results/{expdir}pseudo_masks/shard{shard}"),
     params:
-        crf=config["crf"],
-        fg_threshold=config["pseudo_mask"]["fg_threshold"],
-        bg_threshold=config["pseudo_mask"]["bg_threshold"],
+        crf=lambda wc: settings(wc)["crf"],
+        fg_threshold=lambda wc: settings(wc)["pseudo_mask"]["fg_threshold"],
+        bg_threshold=lambda wc: settings(wc)["pseudo_mask"]["bg_threshold"],
         split=SPLITS["train"],
         num_shards=config["shards"],
     log:
-        "logs/pseudo_masks/shard{shard}.log",
+        "logs/{expdir}pseudo_masks/shard{shard}.log",
+    benchmark:
+        "results/{expdir}benchmarks/pseudo_masks/shard{shard}.tsv"
     conda:
         "../envs/wsss.yaml"
     threads: config["threads"]["crf"]

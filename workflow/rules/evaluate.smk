@@ -3,18 +3,18 @@ rule evaluate_stage:
     input:
         data=DATASET,
         labels=LABELS,
-        outputs=lambda wc: stage_spec(wc.stage)["inputs"],
+        outputs=lambda wc: stage_spec(experiment(wc), wc.stage)["inputs"],
     output:
-        "results/metrics/{stage}.npz",
+        "results/{expdir}metrics/{stage}.npz",
     params:
-        kind=lambda wc: stage_spec(wc.stage)["kind"],
-        split=lambda wc: stage_spec(wc.stage)["split"],
-        thresholds=lambda wc: stage_spec(wc.stage)["thresholds"],
+        kind=lambda wc: stage_spec(experiment(wc), wc.stage)["kind"],
+        split=lambda wc: stage_spec(experiment(wc), wc.stage)["split"],
+        thresholds=lambda wc: stage_spec(experiment(wc), wc.stage)["thresholds"],
         num_classes=len(config["classes"]),
     wildcard_constraints:
         stage=r"cam_r\d+|cam|cam_oracle|crf|pseudo_mask|segmentation|fully_supervised",
     log:
-        "logs/evaluate/{stage}.log",
+        "logs/{expdir}evaluate/{stage}.log",
     conda:
         "../envs/wsss.yaml"
     threads: config["threads"]["evaluate"]
@@ -25,21 +25,22 @@ rule evaluate_stage:
 
 
 rule miou_table:
-    """results/miou.parquet (per stage and class), results/summary.parquet and the printed summary."""
+    """An experiment's miou.parquet (per stage and class), summary.parquet and printed summary."""
     input:
-        expand("results/metrics/{stage}.npz", stage=stages()),
+        lambda wc: [metrics_file(experiment(wc), stage) for stage in stages(experiment(wc))],
     output:
-        miou="results/miou.parquet",
-        summary="results/summary.parquet",
-        text=report("results/summary.txt", caption="../report/summary.rst", category=SCORES_CATEGORY),
-        metrics="results/metrics.json",
-        per_class="results/per_class_iou.csv",
+        miou="results/{expdir}miou.parquet",
+        summary="results/{expdir}summary.parquet",
+        text=report("results/{expdir}summary.txt", caption="../report/summary.rst", category=SCORES_CATEGORY),
+        metrics="results/{expdir}metrics.json",
+        per_class="results/{expdir}per_class_iou.csv",
     params:
-        stages=stages(),
-        splits=[stage_spec(s)["split"] for s in stages()],
+        experiment=experiment,
+        stages=lambda wc: stages(experiment(wc)),
+        splits=lambda wc: [stage_spec(experiment(wc), s)["split"] for s in stages(experiment(wc))],
         classes=config["classes"],
     log:
-        "logs/miou_table.log",
+        "logs/{expdir}miou_table.log",
     localrule: True  # quick: run by Snakemake itself, never submitted to a cluster
     conda:
         "../envs/wsss.yaml"
@@ -50,19 +51,50 @@ rule miou_table:
         "../../scripts/miou_table.py"
 
 
+if GRID.is_grid:  # results/miou.parquet is then every experiment's rows
+
+    rule grid_table:
+        """The grid's tables: every experiment's rows in results/miou.parquet and results/summary.parquet (an
+        `experiment` column), and the experiments ranked by rank_by's mIoU with their compute time."""
+        input:
+            miou=expand("results/{folder}miou.parquet", folder=[GRID.folder(name) for name in EXPERIMENTS]),
+            summaries=expand("results/{folder}summary.parquet", folder=[GRID.folder(name) for name in EXPERIMENTS]),
+            benchmarks=unique(path for name in EXPERIMENTS for _, path in job_benchmarks(name)),
+        output:
+            miou="results/miou.parquet",
+            summary="results/summary.parquet",
+            ranking="results/ranking.parquet",
+            text=report("results/ranking.txt", caption="../report/ranking.rst", category=SCORES_CATEGORY),
+        params:
+            experiments=EXPERIMENTS,
+            jobs={name: job_benchmarks(name) for name in EXPERIMENTS},
+            folders={name: f"results/{GRID.folder(name)}" for name in EXPERIMENTS},
+            rank_by=config["rank_by"],
+        log:
+            "logs/grid_table.log",
+        localrule: True
+        conda:
+            "../envs/wsss.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+        script:
+            "../../scripts/grid_table.py"
+
+
 rule image_scores:
     """Every image's own mIoU per stage (the oracle aside): the report's best/worst choice and captions."""
     input:
-        unpack(lambda wc: {stage: stage_spec(stage)["inputs"] for stage in per_image_stages()}),
+        unpack(lambda wc: {stage: stage_spec(experiment(wc), stage)["inputs"] for stage in per_image_stages(experiment(wc))}),
         data=DATASET,
         labels=LABELS,
     output:
-        "results/metrics/image_scores.parquet",
+        "results/{expdir}metrics/image_scores.parquet",
     params:
-        stages=lambda wc: {stage: stage_spec(stage) for stage in per_image_stages()},
+        stages=lambda wc: {stage: stage_spec(experiment(wc), stage) for stage in per_image_stages(experiment(wc))},
         num_classes=len(config["classes"]),
     log:
-        "logs/image_scores.log",
+        "logs/{expdir}image_scores.log",
     conda:
         "../envs/wsss.yaml"
     threads: 1

@@ -20,16 +20,16 @@ REPORT_FIGURES = [
 rule report_train_gallery:
     """Sample, best and worst train images: CAMs per class and round, merged CAM, CRF, pseudo-mask, truth."""
     input:
-        unpack(lambda wc: {f"cams_r{r}": cam_shards(r) for r in ROUNDS}),
+        unpack(lambda wc: {f"cams_r{r}": cam_shards(experiment(wc), r) for r in rounds(experiment(wc))}),
         data=DATASET,
         labels=LABELS,
-        scores="results/metrics/image_scores.parquet",
-        merged=expand("results/cams/merged/shard{shard}", shard=SHARDS),
-        crf=expand("results/crf/shard{shard}", shard=SHARDS),
-        pseudo_masks=expand("results/pseudo_masks/shard{shard}", shard=SHARDS),
+        scores="results/{expdir}metrics/image_scores.parquet",
+        merged=lambda wc: shard_dirs(experiment(wc), "merged"),
+        crf=lambda wc: shard_dirs(experiment(wc), "crf"),
+        pseudo_masks=lambda wc: shard_dirs(experiment(wc), "pseudo_masks"),
     output:
         report(
-            directory("results/report/train_gallery"),
+            directory("results/{expdir}report/train_gallery"),
             patterns=["{selection}/{rank}__{image}__{classes}__iou{iou}.png"],
             caption="../report/train_gallery.rst",
             category=TRAIN_GALLERY_CATEGORY,
@@ -38,12 +38,12 @@ rule report_train_gallery:
         ),
     params:
         settings=REPORT,
-        rounds=len(ROUNDS),
+        rounds=lambda wc: len(rounds(experiment(wc))),
         split=config["splits"]["seed_eval"],
-        bg_threshold=config["cam"]["eval_threshold"],
+        bg_threshold=lambda wc: settings(wc)["cam"]["eval_threshold"],
         classes=config["classes"],
     log:
-        "logs/report/train_gallery.log",
+        "logs/{expdir}report/train_gallery.log",
     conda:
         "../envs/wsss.yaml"
     threads: 1
@@ -57,12 +57,12 @@ rule report_val_gallery:
     """A seeded sample of val images: segmentation, fully-supervised prediction and ground truth."""
     input:
         data=DATASET,
-        scores="results/metrics/image_scores.parquet",
-        segmentation="results/segmentation/pseudo_mask/predictions",
-        fully_supervised="results/segmentation/ground_truth/predictions",
+        scores="results/{expdir}metrics/image_scores.parquet",
+        segmentation=lambda wc: segmentation_file(experiment(wc), "pseudo_mask", "predictions"),
+        fully_supervised=lambda wc: segmentation_file(experiment(wc), "ground_truth", "predictions"),
     output:
         report(
-            directory("results/report/val_gallery"),
+            directory("results/{expdir}report/val_gallery"),
             patterns=["{rank}__{image}__{classes}__seg{seg}__fs{fs}.png"],
             caption="../report/val_gallery.rst",
             category=VAL_GALLERY_CATEGORY,
@@ -74,7 +74,7 @@ rule report_val_gallery:
         split=config["splits"]["val"],
         classes=config["classes"],
     log:
-        "logs/report/val_gallery.log",
+        "logs/{expdir}report/val_gallery.log",
     conda:
         "../envs/wsss.yaml"
     threads: 1
@@ -87,13 +87,13 @@ rule report_val_gallery:
 rule report_class_iou:
     """Per-class IoU of every stage, grouped bars."""
     input:
-        "results/miou.parquet",
+        "results/{expdir}miou.parquet",
     output:
-        report("results/report/class_iou.png", caption="../report/class_iou.rst", category=SCORES_CATEGORY),
+        report("results/{expdir}report/class_iou.png", caption="../report/class_iou.rst", category=SCORES_CATEGORY),
     params:
-        stages=[stage for stage in stages() if stage != "cam_oracle"],
+        stages=lambda wc: [stage for stage in stages(experiment(wc)) if stage != "cam_oracle"],
     log:
-        "logs/report/class_iou.log",
+        "logs/{expdir}report/class_iou.log",
     conda:
         "../envs/wsss.yaml"
     threads: 1
@@ -106,11 +106,11 @@ rule report_class_iou:
 rule report_miou_by_stage:
     """mIoU from round-0 CAM to segmentation, with the fully-supervised line."""
     input:
-        "results/summary.parquet",
+        "results/{expdir}summary.parquet",
     output:
-        report("results/report/miou_by_stage.png", caption="../report/miou_by_stage.rst", category=SCORES_CATEGORY),
+        report("results/{expdir}report/miou_by_stage.png", caption="../report/miou_by_stage.rst", category=SCORES_CATEGORY),
     log:
-        "logs/report/miou_by_stage.log",
+        "logs/{expdir}report/miou_by_stage.log",
     conda:
         "../envs/wsss.yaml"
     threads: 1
@@ -123,10 +123,10 @@ rule report_miou_by_stage:
 rule report_confusion:
     """Row-normalised confusion matrix of the segmentation network on val."""
     input:
-        "results/metrics/segmentation.npz",
+        lambda wc: metrics_file(experiment(wc), "segmentation"),
     output:
         report(
-            "results/report/confusion_segmentation.png",
+            "results/{expdir}report/confusion_segmentation.png",
             caption="../report/confusion.rst",
             category=SCORES_CATEGORY,
         ),
@@ -134,7 +134,7 @@ rule report_confusion:
         classes=config["classes"],
         split=config["splits"]["val"],
     log:
-        "logs/report/confusion.log",
+        "logs/{expdir}report/confusion.log",
     conda:
         "../envs/wsss.yaml"
     threads: 1
@@ -147,15 +147,15 @@ rule report_confusion:
 rule report_training_curves:
     """Loss and train mAP per epoch of every round's classifier."""
     input:
-        expand("results/classifier/r{round}/history.parquet", round=ROUNDS),
+        lambda wc: [classifier_file(experiment(wc), r, "history.parquet") for r in rounds(experiment(wc))],
     output:
         report(
-            "results/report/classifier_curves.png",
+            "results/{expdir}report/classifier_curves.png",
             caption="../report/classifier_curves.rst",
             category=TRAINING_CATEGORY,
         ),
     log:
-        "logs/report/classifier_curves.log",
+        "logs/{expdir}report/classifier_curves.log",
     conda:
         "../envs/wsss.yaml"
     threads: 1

@@ -3,17 +3,19 @@ rule train_segmentation:
     input:
         data=DATASET,
         masks=segmentation_masks,
-        weights=pretrained_weights(config["segmentation"]),
+        weights=lambda wc: pretrained_weights(settings(wc)["segmentation"]),
     output:
-        model="results/segmentation/{supervision}/model.pt",
-        history="results/segmentation/{supervision}/history.parquet",
+        model="results/{expdir}segmentation/{supervision}/model.pt",
+        history="results/{expdir}segmentation/{supervision}/history.parquet",
     params:
-        settings=config["segmentation"],
+        settings=lambda wc: settings(wc)["segmentation"],
         split=SPLITS["train"],
         num_classes=len(config["classes"]),
-        seed=config["seed"],
+        seed=lambda wc: settings(wc)["seed"],
     log:
-        "logs/train_segmentation/{supervision}.log",
+        "logs/{expdir}train_segmentation/{supervision}.log",
+    benchmark:
+        "results/{expdir}benchmarks/train_segmentation/{supervision}.tsv"
     conda:
         "../envs/wsss.yaml"
     threads: config["threads"]["train"]
@@ -26,13 +28,15 @@ rule train_segmentation:
 rule predict_segmentation:
     input:
         data=DATASET,
-        model="results/segmentation/{supervision}/model.pt",
+        model="results/{expdir}segmentation/{supervision}/model.pt",
     output:
-        directory("results/segmentation/{supervision}/predictions"),
+        directory("results/{expdir}segmentation/{supervision}/predictions"),
     params:
         split=config["splits"]["val"],
     log:
-        "logs/predict_segmentation/{supervision}.log",
+        "logs/{expdir}predict_segmentation/{supervision}.log",
+    benchmark:
+        "results/{expdir}benchmarks/predict_segmentation/{supervision}.tsv"
     conda:
         "../envs/wsss.yaml"
     threads: config["threads"]["infer"]

@@ -9,14 +9,14 @@ rule stage_data:
         LABELS,
 
 
-for round_ in ROUNDS:
+for round_ in rounds(DEFAULT):
 
     rule:
         name:
             f"stage_cams_r{round_}"
         input:
             expand("results/classifier/r{round}/{file}", round=round_, file=["model.pt", "history.parquet"]),
-            cam_shards(round_),
+            cam_shards(DEFAULT, round_),
 
 
 rule stage_pseudo_masks:
@@ -32,7 +32,7 @@ rule stage_segmentation:
 
 rule stage_evaluate:
     input:
-        rules.miou_table.output,
+        expand("results/{file}", file=["miou.parquet", "summary.parquet", "summary.txt", "metrics.json", "per_class_iou.csv"]),
         "results/metrics/image_scores.parquet",
 
 
