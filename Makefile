@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint repro pull
+.PHONY: install run grid test lint repro pull
 
 # (Re)creates .venv and installs the project (torch/torchvision pinned in pyproject.toml) whenever
 # pyproject.toml changes.
@@ -26,6 +26,11 @@ run: install
 		$(BIN)/snakemake --report $(REPORT); fi
 	@echo; echo "WSSS results (results/summary.txt; per class: results/miou.parquet):"; cat results/summary.txt
 	@echo; echo "Report (open in a browser): $(CURDIR)/$(REPORT)"
+
+# The experiments grid of config/demo-grid.yaml (README, "CAM methods and the experiments grid").
+grid: install
+	$(BIN)/snakemake --cores all --configfile config/demo-grid.yaml
+	@echo; echo "Experiments (results/ranking.txt; every experiment's rows: results/miou.parquet):"; cat results/ranking.txt
 
 test: install
 	$(BIN)/python -m pytest

@@ -1,0 +1,94 @@
+"""The experiments grid through Snakemake's CLI on the tiny config: shared steps run once, one ranked table."""
+
+import pandas as pd
+import pytest
+import yaml
+
+from .workflow_helpers import copy_workflow, job_counts, run
+
+# cam and gradcampp share the round-0 classifier; cam_erasing also cam's round-0 CAMs; all share the
+# fully-supervised bound. cam_erasing has the tiny config's own settings (2 rounds).
+EXPERIMENTS = {
+    "cam": {"erasing": {"rounds": 1}},
+    "gradcampp": {"erasing": {"rounds": 1}, "cam": {"method": "gradcampp"}},
+    "cam_erasing": {"erasing": {"rounds": 2}},
+}
+GRID_FILES = ("tiny.yaml", "grid.yaml")
+
+
+def plan(workdir, *targets) -> dict[str, int]:
+    return job_counts(run(workdir, "-n", *targets, configfiles=GRID_FILES).stdout)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = copy_workflow(tmp_path_factory.mktemp("grid"))
+    (root / "grid.yaml").write_text(yaml.safe_dump({"experiments": EXPERIMENTS}, sort_keys=False))
+    return root
+
+
+def test_a_bad_override_names_the_experiment(workdir):
+    (workdir / "bad.yaml").write_text(yaml.safe_dump({"experiments": {"mine": {"cam": {"method": "nope"}}}}))
+    result = run(workdir, "-n", check=False, configfiles=("tiny.yaml", "bad.yaml"))
+    assert result.returncode != 0
+    assert "experiments.mine" in result.stderr and "nope" in result.stderr
+
+
+def test_the_plan_computes_shared_steps_once(workdir):
+    jobs = plan(workdir, "results/miou.parquet")
+    assert jobs["train_classifier"] == 2  # round 0 for everyone, round 1 for cam_erasing
+    assert jobs["cams"] == 3 * 2  # (cam r0, gradcampp r0, cam_erasing r1) x 2 shards
+    assert jobs["merge_cams"] == jobs["crf"] == jobs["pseudo_masks"] == 3 * 2
+    assert jobs["train_segmentation"] == 3 + 1  # one per experiment + one fully-supervised bound
+    # cam: 7 stages; gradcampp: 6 (shares fully_supervised); cam_erasing: 6 (shares cam_r0 and fully_supervised)
+    assert jobs["evaluate_stage"] == 7 + 6 + 6
+    assert jobs["miou_table"] == 3 and jobs["grid_table"] == 1
+
+
+@pytest.fixture(scope="module")
+def grid_run(workdir):
+    return run(workdir, configfiles=GRID_FILES)
+
+
+def test_grid_run_trains_each_shared_network_once(workdir, grid_run):
+    counts = job_counts(grid_run.stdout + grid_run.stderr)
+    assert counts["train_classifier"] == 2 and counts["train_segmentation"] == 4
+    results, logs = workdir / "results", workdir / "logs"
+    assert sorted(p.parent.name + "/" + p.name for p in results.glob("*/classifier/r*")) == ["cam/r0", "cam_erasing/r1"]
+    assert not (logs / "gradcampp" / "train_classifier").exists()
+    assert not (results / "gradcampp" / "segmentation" / "ground_truth").exists()
+    assert sorted(p.name for p in (results / "cam_erasing" / "cams").iterdir()) == ["merged", "r1"]
+    assert plan(workdir) == {}
+
+
+def test_grid_tables_cover_every_experiment(workdir, grid_run, tiny_reference):
+    results = workdir / "results"
+    table = pd.read_parquet(results / "miou.parquet")
+    summary = pd.read_parquet(results / "summary.parquet")
+    assert list(dict.fromkeys(table["experiment"])) == list(EXPERIMENTS)
+    for name in EXPERIMENTS:
+        own = pd.read_parquet(results / name / "summary.parquet")
+        pd.testing.assert_frame_equal(summary[summary["experiment"] == name].reset_index(drop=True), own)
+    by_stage = summary.set_index(["experiment", "stage"])["miou"]
+    # a shared step is one file, so its scores agree across the experiments that share it
+    assert by_stage["cam_erasing", "cam_r0"] == by_stage["cam", "cam_r0"]
+    assert by_stage["gradcampp", "fully_supervised"] == by_stage["cam", "fully_supervised"]
+    assert by_stage["gradcampp", "cam_r0"] != by_stage["cam", "cam_r0"]
+    # the experiment with the base settings reproduces a plain run of them exactly
+    plain = pd.read_parquet(tiny_reference / "results" / "summary.parquet").drop(columns="experiment")
+    mine = summary[summary["experiment"] == "cam_erasing"].drop(columns="experiment").reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, plain)
+
+
+def test_ranking_orders_experiments_and_prices_them(workdir, grid_run):
+    ranking = pd.read_parquet(workdir / "results" / "ranking.parquet")
+    assert sorted(ranking["experiment"]) == sorted(EXPERIMENTS)
+    assert ranking["segmentation"].is_monotonic_decreasing and list(ranking["rank"]) == [1, 2, 3]
+    costs = ranking.set_index("experiment")
+    assert (costs["total_s"] > 0).all() and (costs["own_s"] <= costs["total_s"]).all()
+    # gradcampp reuses cam's classifier, so it ran less than it needs
+    assert costs.loc["gradcampp", "own_s"] < costs.loc["gradcampp", "total_s"]
+    assert costs.loc["cam", "classifier_s"] == costs.loc["gradcampp", "classifier_s"] > 0
+    lines = (workdir / "results" / "ranking.txt").read_text().splitlines()
+    assert lines[0].startswith("Experiments ranked by segmentation mIoU")
+    assert [line.split()[1] for line in lines[2:5]] == list(ranking["experiment"])
