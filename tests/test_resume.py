@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 import wsss.cam
-from wsss.cam import compute_cams
+from wsss.cam import DEFAULT_SETTINGS, compute_cams
 from wsss.classifier import train_classifier
 from wsss.labels import image_labels, load_labels
 from wsss.models import Classifier
@@ -151,7 +151,7 @@ def test_killed_cam_shard_skips_finished_images_and_drops_stale_work(demo_tree, 
 
     def run(key):
         with shard_work_dir(out, key) as work:
-            compute_cams(model, demo_tree, ids, labels, [1.0], work, "cpu")
+            compute_cams(model, demo_tree, ids, labels, {**DEFAULT_SETTINGS, "scales": [1.0]}, work, "cpu")
 
     run("reference")
     reference = {p.name: p.read_bytes() for p in out.glob("*.npy")}
