@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import wsss.cam
 from wsss.cam import (DEFAULT_SETTINGS, gradcampp_weights, image_cams, method_maps, multiscale_cam, normalise,
                       upsample, weighted_map)
 from wsss.classifier import load_classifier
@@ -269,3 +270,17 @@ def test_hidden_fraction_is_near_hide_prob_and_seeded_draws_repeat():
 def test_fill_colour_is_normalised_like_the_image():
     colour = np.array([[[12, 200, 77]]], np.uint8)
     assert torch.equal(normalised_colour(colour[0, 0]), to_tensor(colour))
+
+
+@pytest.mark.parametrize("method", ["cam", "gradcam", "gradcampp", "layer_fused"])
+def test_methods_run_under_autocast_and_channels_last(rng, monkeypatch, method):
+    """CUDA's float16 autocast + channels_last path, run on CPU with bfloat16: same maps up to rounding."""
+    model = resnet(6)
+    image = rng.integers(0, 256, size=(40, 48, 3)).astype(np.uint8)
+    exact = image_cams(model, image, [3, 9], settings(method=method, scales=[1.0, 0.5]), "cpu")
+    monkeypatch.setattr(wsss.cam, "autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
+    monkeypatch.setattr(wsss.cam, "memory_format", lambda device: torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)
+    mixed = image_cams(model, image, [3, 9], settings(method=method, scales=[1.0, 0.5]), "cpu")
+    assert mixed.dtype == np.float16 and np.isfinite(mixed).all()
+    np.testing.assert_allclose(mixed, exact, atol=0.03)
