@@ -16,5 +16,5 @@ with shard_work_dir(snakemake.output[0], fingerprint(dict(params.items()), snake
     compute_cams(
         load_classifier(snakemake.input.model), tree,
         tree.shard_ids(params.split, snakemake.wildcards.shard, params.num_shards),
-        load_labels(snakemake.input.labels), params.settings["scales"], work, device(), eraser,
+        load_labels(snakemake.input.labels), params.settings, work, device(), eraser,
     )

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from wsss.classifier import train_classifier
 from wsss.erasing import eraser_for_round
-from wsss.labels import load_labels
+from wsss.labels import load_labels, mean_colour
 from wsss.resume import fingerprint
 from wsss.runtime import device, setup
 from wsss.voc import VOCTree
@@ -22,4 +22,5 @@ train_classifier(
     fingerprint=fingerprint(dict(params.items(), round=round_index), snakemake.input),
     checkpoint_every=snakemake.config["checkpoint_every"],
     weights=snakemake.input.weights[0] if snakemake.input.weights else None,
+    hide_fill_rgb=mean_colour(snakemake.input.labels, image_ids),  # Hide-and-Seek fills like erasing does
 )

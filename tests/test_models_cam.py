@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from wsss.cam import image_cams, multiscale_cam, normalise
+from wsss.cam import DEFAULT_SETTINGS, image_cams, multiscale_cam, normalise
 from wsss.models import Classifier, resnet_backbone, segmentation_model
 
 
@@ -36,25 +36,29 @@ def test_cam_is_the_pooled_classifier_before_pooling():
         torch.testing.assert_close(model.cam(x), raw.clamp(min=0))
 
 
+def settings(scales):
+    return {**DEFAULT_SETTINGS, "scales": scales}
+
+
 def test_image_cams_shape_order_and_normalisation(rng):
     torch.manual_seed(0)
     model = Classifier("resnet18", 20, 16).eval()
     image = rng.integers(0, 256, size=(37, 53, 3)).astype(np.uint8)
-    full = multiscale_cam(model, image, [1.0, 0.5], "cpu")
+    full = multiscale_cam(model, image, list(range(1, 21)), settings([1.0, 0.5]), "cpu")
     assert full.shape == (20, 37, 53) and (full >= 0).all()
-    cams = image_cams(model, image, [15, 8], [1.0, 0.5], "cpu")  # unordered on purpose
+    cams = image_cams(model, image, [15, 8], settings([1.0, 0.5]), "cpu")  # unordered on purpose
     assert cams.dtype == np.float16 and cams.shape == (2, 37, 53)
     expected = normalise(full[[7, 14]]).numpy()  # ascending class id: 8 then 15
     np.testing.assert_allclose(cams, expected, atol=1e-3)
     for channel in cams:
         assert channel.min() >= 0 and channel.max() == pytest.approx(1.0, abs=1e-3) or channel.max() == 0
-    assert image_cams(model, image, [], [1.0], "cpu").shape == (0, 37, 53)
+    assert image_cams(model, image, [], settings([1.0]), "cpu").shape == (0, 37, 53)
 
 
 def test_flip_makes_cams_flip_equivariant(rng):
     torch.manual_seed(1)
     model = Classifier("resnet18", 20, 16).eval()
     image = rng.integers(0, 256, size=(32, 48, 3)).astype(np.uint8)
-    a = multiscale_cam(model, image, [1.0], "cpu")
-    b = multiscale_cam(model, np.ascontiguousarray(image[:, ::-1]), [1.0], "cpu")
+    a = multiscale_cam(model, image, list(range(1, 21)), settings([1.0]), "cpu")
+    b = multiscale_cam(model, np.ascontiguousarray(image[:, ::-1]), list(range(1, 21)), settings([1.0]), "cpu")
     torch.testing.assert_close(a, b.flip(-1), rtol=1e-4, atol=1e-4)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 import wsss.cam
-from wsss.cam import compute_cams
+from wsss.cam import DEFAULT_SETTINGS, compute_cams
 from wsss.classifier import train_classifier
 from wsss.labels import image_labels, load_labels
 from wsss.models import Classifier
@@ -20,7 +20,10 @@ from wsss.voc import VOC_CLASSES
 
 SETTINGS = {"arch": "resnet18", "output_stride": 16, "epochs": 3, "batch_size": 4, "lr": 0.01, "head_lr_mult": 10,
             "momentum": 0.9, "weight_decay": 1e-4, "poly_power": 0.9, "resize_long": [40, 56], "crop_size": 40,
-            "num_workers": 0}
+            "num_workers": 0, "pooling": "gap", "tap_threshold": 0.0,
+            "hide_and_seek": {"hide_prob": 0.0, "patch_size": 16}}
+# Thresholded pooling and Hide-and-Seek patches (torch's generator, in the loader's workers) resume exactly too.
+TAP_AND_HIDING = {"pooling": "tap", "tap_threshold": 0.3, "hide_and_seek": {"hide_prob": 0.5, "patch_size": 8}}
 
 
 class Killed(Exception):
@@ -52,14 +55,16 @@ def labels(demo_tree, tmp_path_factory):
     return load_labels(path)
 
 
-@pytest.mark.parametrize("num_workers", [0, 1])
-def test_killed_classifier_resumes_bit_identical(demo_tree, labels, tmp_path, monkeypatch, caplog, num_workers):
-    settings = {**SETTINGS, "num_workers": num_workers}
+@pytest.mark.parametrize("num_workers, variant", [(0, {}), (1, {}), (1, TAP_AND_HIDING)])
+def test_killed_classifier_resumes_bit_identical(demo_tree, labels, tmp_path, monkeypatch, caplog, num_workers,
+                                                 variant):
+    settings = {**SETTINGS, "num_workers": num_workers, **variant}
     ids = demo_tree.split_ids("train")[:12]
 
     def train(name, key="job"):
         return train_classifier(demo_tree, ids, labels, 21, settings, 7, torch.device("cpu"), tmp_path / f"{name}.pt",
-                                tmp_path / f"{name}.parquet", tmp_path / "checkpoint.pt", fingerprint=key)
+                                tmp_path / f"{name}.parquet", tmp_path / "checkpoint.pt", fingerprint=key,
+                                hide_fill_rgb=[118.0, 112.5, 104.2])
 
     straight = train("straight")
     batches_per_epoch = sum(1 for i in ids if labels[i]) // settings["batch_size"]  # drop_last
@@ -146,7 +151,7 @@ def test_killed_cam_shard_skips_finished_images_and_drops_stale_work(demo_tree, 
 
     def run(key):
         with shard_work_dir(out, key) as work:
-            compute_cams(model, demo_tree, ids, labels, [1.0], work, "cpu")
+            compute_cams(model, demo_tree, ids, labels, {**DEFAULT_SETTINGS, "scales": [1.0]}, work, "cpu")
 
     run("reference")
     reference = {p.name: p.read_bytes() for p in out.glob("*.npy")}

@@ -4,16 +4,19 @@ import logging
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
-from wsss.classifier import load_classifier, train_classifier, trainable_ids
+from wsss.classifier import ClassificationDataset, load_classifier, train_classifier, trainable_ids
 from wsss.labels import image_labels, load_labels, mean_colour
 from wsss.segmentation import load_segmentation, predict, train_segmentation
+from wsss.transforms import normalised_colour
 from wsss.voc import VOC_CLASSES, read_image
 
 SETTINGS = {"arch": "resnet18", "output_stride": 16, "epochs": 2, "batch_size": 4, "lr": 0.01, "head_lr_mult": 10,
             "momentum": 0.9, "weight_decay": 1e-4, "poly_power": 0.9, "resize_long": [40, 64], "crop_size": 48,
-            "num_workers": 0}
+            "num_workers": 0, "pooling": "gap", "tap_threshold": 0.0,
+            "hide_and_seek": {"hide_prob": 0.0, "patch_size": 16}}
 
 
 def _labels(tree, tmp_path):
@@ -70,3 +73,34 @@ def test_segmentation_trains_and_predicts(demo_tree, tmp_path):
     image = read_image(demo_tree.image_path(ids[0]))
     prediction = predict(load_segmentation(tmp_path / "seg.pt"), image, "cpu")
     assert prediction.shape == image.shape[:2] and prediction.dtype == np.uint8 and prediction.max() < 21
+
+
+def test_classifier_trains_with_tap_and_hide_and_seek(demo_tree, tmp_path):
+    path = _labels(demo_tree, tmp_path)
+    labels = load_labels(path)
+    ids = demo_tree.split_ids("train")
+    settings = {**SETTINGS, "epochs": 1, "pooling": "tap", "tap_threshold": 0.5,
+                "hide_and_seek": {"hide_prob": 0.5, "patch_size": 8}}
+    with pytest.raises(ValueError, match="Hide-and-Seek"):
+        train_classifier(demo_tree, ids, labels, 21, settings, 5, "cpu", tmp_path / "m.pt", tmp_path / "h.parquet",
+                         tmp_path / "c.ckpt")
+    history = train_classifier(demo_tree, ids, labels, 21, settings, 5, "cpu", tmp_path / "m.pt",
+                               tmp_path / "h.parquet", tmp_path / "c.ckpt", hide_fill_rgb=mean_colour(path, ids))
+    model = load_classifier(tmp_path / "m.pt")
+    assert (model.pooling, model.tap_threshold) == ("tap", 0.5) and np.isfinite(history["loss"]).all()
+
+
+def test_hide_and_seek_hides_patches_of_the_training_crops(demo_tree, tmp_path):
+    labels = load_labels(_labels(demo_tree, tmp_path))
+    ids = trainable_ids(demo_tree.split_ids("train"), labels)
+    fill = normalised_colour([100.0, 120.0, 140.0])
+    plain = ClassificationDataset(demo_tree, ids, labels, 20, [40, 64], 48)
+    hiding = ClassificationDataset(demo_tree, ids, labels, 20, [40, 64], 48, hide_prob=0.5, patch_size=8,
+                                   hide_fill=fill)
+    torch.manual_seed(0)
+    x, target = plain[0]
+    torch.manual_seed(0)
+    hidden, hidden_target = hiding[0]  # the same augmentation, drawn first
+    is_fill = (hidden == fill).all(0)
+    assert torch.equal(hidden_target, target) and 0 < is_fill.float().mean() < 1
+    assert torch.equal(hidden[:, ~is_fill], x[:, ~is_fill])

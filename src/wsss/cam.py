@@ -1,4 +1,8 @@
-"""Class activation maps: multi-scale + flip inference (as IRN's make_cam), max-normalised, float16 .npy."""
+"""Class activation maps: multi-scale + flip inference (as IRN's make_cam), max-normalised, float16 .npy.
+
+Methods: classic CAM, Grad-CAM, Grad-CAM++ and a layer-fused CAM; options from "Rethinking CAM"
+(Bae et al., ECCV 2020): negative weight clamping (NWC) and percentile normalisation (PaS).
+"""
 
 from __future__ import annotations
 
@@ -18,42 +22,175 @@ from .voc import VOCTree, load_npy, pending_ids, read_image, save_npy
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
-def multiscale_cam(model: Classifier, image: np.ndarray, scales, device) -> torch.Tensor:
-    """Sum over scales and horizontal flips of the ReLU'd CAMs, each upsampled to image size: (C, H, W)."""
+METHODS = ("cam", "gradcam", "gradcampp", "layer_fused")
+# The cam config section's defaults (config/config.yaml) but scales: classic CAM, max-normalised.
+DEFAULT_SETTINGS = {"method": "cam", "nwc": False, "pas_percentile": None, "fused_stages": [2, 3, 4]}
+
+
+def gradcam_weights(gradients: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017): each channel's weight is its gradient's spatial mean, (N, K)."""
+    return gradients.mean((2, 3))
+
+
+def gradcampp_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++ (Chattopadhyay et al. 2018), closed form for exp(score): (N, K).
+
+    a_kij = g^2 / (2 g^2 + sum_ab A_kab g^3) (0 where that is 0/0: no gradient, no say);
+    w_k = sum_ij a_kij relu(g_kij). Never negative, so negative weight clamping changes nothing.
+    """
+    squared = gradients**2
+    denominator = 2 * squared + activations.sum((2, 3), keepdim=True) * squared * gradients
+    alpha = torch.where(denominator != 0, squared / denominator, torch.zeros_like(denominator))
+    return (alpha * F.relu(gradients)).sum((2, 3))
+
+
+def weighted_map(activations: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """relu(sum_k w_k A_k): (N, h, w) from (N, K, h, w) activations and (N, K) weights."""
+    return F.relu((weights[:, :, None, None] * activations).sum(1))
+
+
+def layer_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """LayerCAM-style (Jiang et al. 2021) element-wise weighting: relu(sum_k relu(g_kij) A_kij), (N, h, w).
+
+    Position-wise weights keep the detail of early stages, where one weight per channel would blur it.
+    """
+    return F.relu((F.relu(gradients) * activations).sum(1))
+
+
+def plain_maps(model: Classifier, batch: torch.Tensor, nwc: bool) -> torch.Tensor:
+    """Classic CAM of every class at feature resolution, (N, num_foreground, h, w)."""
+    with torch.no_grad(), autocast(batch.device):
+        return model.cam(batch, nwc).float()
+
+
+def gradient_maps(model: Classifier, batch: torch.Tensor, indices: list[int], method: str, nwc: bool) -> torch.Tensor:
+    """Grad-CAM or Grad-CAM++ of the given head channels at layer4's resolution, (N, len(indices), h, w).
+
+    One backward per class through the model's own pooling (GAP or TAP); the samples of a batch are
+    independent in eval mode, so the gradient of the batch's summed logit is each sample's own. Through
+    GAP the gradient is w_ck / (h w): Grad-CAM is CAM / (h w), so in a multi-scale sum the small scales
+    weigh more than they do for classic CAM. Weights are formed in float32: g^3 underflows in float16.
+    """
+    with torch.enable_grad():
+        with autocast(batch.device):
+            features = model.features(batch.detach().requires_grad_())  # a graph even for frozen weights
+            logits = model.logits(features)
+        activations = features.detach().float()
+        maps = []
+        for index in indices:
+            (gradients,) = torch.autograd.grad(logits[:, index].sum(), features, retain_graph=True)
+            gradients = gradients.float()
+            if method == "gradcam":
+                weights = gradcam_weights(gradients)
+                weights = weights.clamp(min=0) if nwc else weights
+            else:
+                weights = gradcampp_weights(activations, gradients)
+            maps.append(weighted_map(activations, weights))
+    return torch.stack(maps, 1)
+
+
+def peak_normalised(maps: torch.Tensor) -> torch.Tensor:
+    """Each (N, C, H, W) map divided by its own max (+1e-5), so stages of any magnitude weigh alike."""
+    return maps / (maps.amax((2, 3), keepdim=True) + 1e-5)
+
+
+def fused_maps(model: Classifier, batch: torch.Tensor, indices: list[int], stages, size) -> torch.Tensor:
+    """Layer-fused CAM (in the spirit of Fully-CAM / LayerCAM): the mean over the given ResNet stages of
+    their layer maps, each upsampled to size and peak-normalised: (N, len(indices), *size).
+
+    Deep stages say which object it is, shallow ones where its edges are; fusing keeps both.
+    """
+    stages = list(stages)
+    with torch.enable_grad():
+        with autocast(batch.device):
+            outputs = model.stage_outputs(batch.detach().requires_grad_(), stages + [4])
+            logits = model.logits(outputs[-1])
+        maps = []
+        for index in indices:
+            gradients = torch.autograd.grad(logits[:, index].sum(), outputs[:-1], retain_graph=True)
+            per_stage = [
+                peak_normalised(upsample(layer_map(a.detach().float(), g.float())[:, None], size))
+                for a, g in zip(outputs[:-1], gradients)
+            ]
+            maps.append(torch.stack(per_stage).mean(0))
+    return torch.cat(maps, 1)
+
+
+def upsample(maps: torch.Tensor, size) -> torch.Tensor:
+    """Bilinear (as IRN) to size; maps already at size are returned as they are."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def method_maps(model: Classifier, batch: torch.Tensor, indices: list[int], settings: dict, size) -> torch.Tensor:
+    """The maps of settings["method"], float32 (N, channels, h, w) at feature resolution, or at size for
+    layer_fused (its stages differ in resolution).
+
+    Classic CAM gives every class (one pass computes them all anyway); the gradient methods, which pay a
+    backward per class, give only the head channels in indices.
+    """
+    method = settings["method"]
+    if method == "cam":
+        return plain_maps(model, batch, settings["nwc"])
+    if method in ("gradcam", "gradcampp"):
+        return gradient_maps(model, batch, indices, method, settings["nwc"])
+    if method == "layer_fused":
+        return fused_maps(model, batch, indices, settings["fused_stages"], size)
+    raise ValueError(f"unknown CAM method {method!r}; choose one of {METHODS}")
+
+
+def multiscale_cam(model: Classifier, image: np.ndarray, class_ids: list[int], settings: dict, device) -> torch.Tensor:
+    """Sum over settings["scales"] and horizontal flips of the method's maps of the given classes
+    (ascending id), each upsampled to image size: (len(class_ids), H, W)."""
     device = torch.device(device)
     height, width = image.shape[:2]
+    indices = [c - 1 for c in sorted(class_ids)]
     total = None
-    for scale in scales:
+    for scale in settings["scales"]:
         scaled = image if scale == 1 else resize_image(image, max(1, round(height * scale)), max(1, round(width * scale)))
         x = to_tensor(scaled)
         pair = torch.stack([x, x.flip(-1)]).to(device, memory_format=memory_format(device))
-        with autocast(device):
-            cams = model.cam(pair).float()
-        cams = cams[0] + cams[1].flip(-1)
-        cams = F.interpolate(cams[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-        total = cams if total is None else total + cams
-    return total.float().cpu()
+        with torch.no_grad():
+            cams = method_maps(model, pair, indices, settings, (height, width))
+            cams = upsample((cams[0] + cams[1].flip(-1))[None], (height, width))[0]
+            total = cams if total is None else total + cams
+    # Classic CAM picks its classes only now: upsampling fewer channels is not bit-identical on CPU, and
+    # its files must stay those written before CAM methods existed.
+    return (total[indices] if settings["method"] == "cam" else total).float().cpu()
 
 
-def normalise(cams: torch.Tensor) -> torch.Tensor:
-    """Divide each channel by its maximum, so every class peaks at ~1 (IRN's 1e-5 guards empty maps)."""
-    return cams / (cams.flatten(1).max(1).values.view(-1, 1, 1) + 1e-5)
+def normalise(cams: torch.Tensor, percentile: float | None = None) -> torch.Tensor:
+    """Divide each channel by its maximum, so every class peaks at ~1 (IRN's 1e-5 guards empty maps).
+
+    percentile (PaS, Bae et al. 2020): divide by the channel's p-th percentile instead and clip to [0, 1],
+    so a few extreme pixels cannot squash the rest of the object below the thresholds. A channel whose
+    percentile is 0 (a map that is 0 on most pixels) keeps its max: dividing by ~1e-5 would blow it up.
+    """
+    peaks = cams.flatten(1).max(1).values
+    if percentile is None:
+        return cams / (peaks.view(-1, 1, 1) + 1e-5)
+    levels = torch.quantile(cams.flatten(1), percentile / 100, dim=1)
+    levels = torch.where(levels > 0, levels, peaks)
+    return (cams / (levels.view(-1, 1, 1) + 1e-5)).clamp(0, 1)
 
 
-def image_cams(model: Classifier, image: np.ndarray, class_ids: list[int], scales, device) -> np.ndarray:
-    """float16 (len(class_ids), H, W): one max-normalised channel per image-level class, ascending id."""
+def image_cams(model: Classifier, image: np.ndarray, class_ids: list[int], settings: dict, device) -> np.ndarray:
+    """float16 (len(class_ids), H, W): one normalised channel per image-level class, ascending id.
+
+    settings: the cam config section (scales, method, nwc, pas_percentile, fused_stages).
+    """
     if not class_ids:
         return np.zeros((0, *image.shape[:2]), np.float16)
-    cams = multiscale_cam(model, image, scales, device)[[c - 1 for c in sorted(class_ids)]]
-    return normalise(cams).numpy().astype(np.float16)
+    cams = multiscale_cam(model, image, class_ids, settings, device)
+    return normalise(cams, settings["pas_percentile"]).numpy().astype(np.float16)
 
 
 def compute_cams(
-    model: Classifier, tree: VOCTree, image_ids, labels, scales, out_dir: Path, device, eraser=None
+    model: Classifier, tree: VOCTree, image_ids, labels, settings: dict, out_dir: Path, device, eraser=None
 ) -> None:
     """Write <out_dir>/<image id>.npy for every image not written yet; an eraser hides earlier rounds'
-    regions first."""
+    regions first. settings: the cam config section (see image_cams)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = for_inference(model, device)
@@ -61,7 +198,7 @@ def compute_cams(
         image = read_image(tree.image_path(image_id))
         if eraser is not None:
             image = eraser(image_id, image)
-        save_npy(out_dir / f"{image_id}.npy", image_cams(model, image, labels[image_id], scales, device))
+        save_npy(out_dir / f"{image_id}.npy", image_cams(model, image, labels[image_id], settings, device))
 
 
 def merge_cams(cam_indexes: list[dict[str, Path]], image_ids, out_dir: Path) -> None:

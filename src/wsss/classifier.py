@@ -13,18 +13,26 @@ from .erasing import Eraser
 from .metrics import average_precision
 from .models import Classifier, load_checkpoint, save_model
 from .training import discard_checkpoint, fit, make_loader
-from .transforms import augment
+from .transforms import augment, hide_patches, normalised_colour
 from .voc import VOCTree, read_image
 
 log = logging.getLogger(__name__)
 
 
 class ClassificationDataset(Dataset):
-    """Augmented images (optionally with earlier rounds' regions erased) and multi-hot foreground targets."""
+    """Augmented images (optionally with earlier rounds' regions erased, and Hide-and-Seek patches hidden)
+    and multi-hot foreground targets.
 
-    def __init__(self, tree: VOCTree, image_ids, labels, num_foreground, resize_long, crop_size, eraser=None):
+    hide_fill: the normalised (3, 1, 1) colour hidden patches get; needed only when hide_prob > 0.
+    """
+
+    def __init__(self, tree: VOCTree, image_ids, labels, num_foreground, resize_long, crop_size, eraser=None,
+                 hide_prob: float = 0.0, patch_size: int = 16, hide_fill: torch.Tensor | None = None):
+        if hide_prob > 0 and hide_fill is None:
+            raise ValueError("Hide-and-Seek needs the colour of hidden patches (hide_fill)")
         self.tree, self.image_ids, self.labels = tree, list(image_ids), labels
         self.num_foreground, self.resize_long, self.crop_size, self.eraser = num_foreground, resize_long, crop_size, eraser
+        self.hide_prob, self.patch_size, self.hide_fill = hide_prob, patch_size, hide_fill
 
     def __len__(self):
         return len(self.image_ids)
@@ -35,6 +43,7 @@ class ClassificationDataset(Dataset):
         if self.eraser is not None:
             image = self.eraser(image_id, image)
         x, _ = augment(image, None, self.resize_long, self.crop_size)
+        x = hide_patches(x, self.hide_prob, self.patch_size, self.hide_fill)
         target = torch.zeros(self.num_foreground)
         target[[c - 1 for c in self.labels[image_id]]] = 1
         return x, target
@@ -64,16 +73,24 @@ def train_classifier(
     weights=None,
     fingerprint: str = "",
     checkpoint_every: int = 1,
+    hide_fill_rgb=None,
 ) -> pd.DataFrame:
     """Train one round's classifier; resumes from checkpoint_path when it holds a checkpoint of the same
-    fingerprint (see training.fit), and removes it once the model and history are written."""
+    fingerprint (see training.fit), and removes it once the model and history are written.
+
+    hide_fill_rgb: the dataset mean colour (RGB, 0-255) Hide-and-Seek fills hidden patches with, as
+    erasing fills mined regions; required when settings["hide_and_seek"]["hide_prob"] > 0.
+    """
     num_foreground = num_classes - 1
+    hiding = settings["hide_and_seek"]
     dataset = ClassificationDataset(
         tree, trainable_ids(image_ids, labels), labels, num_foreground,
         settings["resize_long"], settings["crop_size"], eraser,
+        hiding["hide_prob"], hiding["patch_size"], None if hide_fill_rgb is None else normalised_colour(hide_fill_rgb),
     )
     torch.manual_seed(seed)
-    model = Classifier(settings["arch"], num_foreground, settings["output_stride"], weights)
+    model = Classifier(settings["arch"], num_foreground, settings["output_stride"], weights,
+                       settings["pooling"], settings["tap_threshold"])
     backbone, head = model.param_groups()
     scores, targets = [], []
 
@@ -102,7 +119,7 @@ def train_classifier(
         checkpoint_every=checkpoint_every,
     )
     save_model(model_path, model.cpu(), arch=settings["arch"], output_stride=settings["output_stride"],
-               num_foreground=num_foreground)
+               num_foreground=num_foreground, pooling=model.pooling, tap_threshold=model.tap_threshold)
     frame = pd.DataFrame(history).assign(round=round_index)
     frame.to_parquet(history_path, index=False)
     discard_checkpoint(checkpoint_path)
@@ -110,11 +127,10 @@ def train_classifier(
 
 
 def load_classifier(path) -> Classifier:
+    """The saved classifier in eval mode; models saved before TAP existed have no pooling meta: GAP."""
     checkpoint = load_checkpoint(path)
     meta = checkpoint["meta"]
-    model = Classifier(meta["arch"], meta["num_foreground"], meta["output_stride"])
+    model = Classifier(meta["arch"], meta["num_foreground"], meta["output_stride"],
+                       pooling=meta.get("pooling", "gap"), tap_threshold=meta.get("tap_threshold", 0.0))
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
-
-
-

@@ -70,31 +70,88 @@ def resnet_backbone(arch: str, output_stride: int, weights=None) -> nn.Module:
     return net
 
 
+# conv1, bn1, relu, maxpool come before layer1 in Classifier.features
+STEM_MODULES = 4
+
+
 def feature_channels(arch: str) -> int:
     return 512 if arch in ("resnet18", "resnet34") else 2048
 
 
-class Classifier(nn.Module):
-    """ResNet features -> global average pooling -> 1x1 conv: one logit per foreground class.
+POOLINGS = ("gap", "tap")
 
-    The same 1x1 weights applied before pooling give the class activation maps.
+
+def tap(features: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Thresholded average pooling (Bae et al., "Rethinking CAM", ECCV 2020): (N, K, 1, 1).
+
+    Per sample and channel, the mean over the positions with A >= threshold * max(A). GAP rewards a
+    classifier for spreading evidence thinly over the background; TAP only averages the strong positions.
+    ">=" keeps every position of non-negative features at threshold 0 (TAP is GAP then), and the max
+    position always stays, so the count is never 0. The mask is a constant for autograd. Sums run in
+    float32: fp16 sums over large crops could overflow.
+    """
+    values = features.float()
+    peak = values.amax((2, 3), keepdim=True)
+    kept = ((values >= threshold * peak) | (values == peak)).detach().float()
+    pooled = (values * kept).sum((2, 3), keepdim=True) / kept.sum((2, 3), keepdim=True)
+    return pooled.to(features.dtype)
+
+
+class Classifier(nn.Module):
+    """ResNet features -> global (or thresholded, TAP) average pooling -> 1x1 conv: one logit per
+    foreground class.
+
+    The same 1x1 weights applied before pooling give the class activation maps. The pooling is a plain
+    attribute, not a buffer, so the state_dict keys stay those of every model saved before TAP existed.
     """
 
-    def __init__(self, arch: str, num_foreground: int, output_stride: int = 16, weights=None):
+    def __init__(self, arch: str, num_foreground: int, output_stride: int = 16, weights=None,
+                 pooling: str = "gap", tap_threshold: float = 0.0):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if not 0 <= tap_threshold < 1:
+            raise ValueError(f"tap_threshold must be in [0, 1), got {tap_threshold}")
         net = resnet_backbone(arch, output_stride, weights)
         self.features = nn.Sequential(
             net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
         )
         self.classifier = nn.Conv2d(feature_channels(arch), num_foreground, 1, bias=False)
+        self.pooling, self.tap_threshold = pooling, tap_threshold
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = F.adaptive_avg_pool2d(self.features(x), 1)
-        return self.classifier(pooled).flatten(1)
+        return self.logits(self.features(x))
 
-    def cam(self, x: torch.Tensor) -> torch.Tensor:
-        """ReLU'd class activation maps at feature resolution, (N, num_foreground, h, w)."""
-        return F.relu(self.classifier(self.features(x)))
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "tap":
+            return tap(features, self.tap_threshold)
+        return F.adaptive_avg_pool2d(features, 1)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, num_foreground) from layer4's output: what gradient CAMs differentiate."""
+        return self.classifier(self.pool(features)).flatten(1)
+
+    def cam(self, x: torch.Tensor, nwc: bool = False) -> torch.Tensor:
+        """ReLU'd class activation maps at feature resolution, (N, num_foreground, h, w).
+
+        nwc (negative weight clamping, Bae et al.): drop the head's negative weights, so features that
+        speak against a class cannot carve holes into its map.
+        """
+        features = self.features(x)
+        if nwc:
+            return F.relu(F.conv2d(features, self.classifier.weight.clamp(min=0)))
+        return F.relu(self.classifier(features))
+
+    def stage_outputs(self, x: torch.Tensor, stages) -> list[torch.Tensor]:
+        """The outputs of the given ResNet stages (1-4 = layer1..layer4), in the order asked for."""
+        if not stages or not set(stages) <= {1, 2, 3, 4}:
+            raise ValueError(f"stages must be ResNet stages 1-4, got {stages}")
+        outputs = {}
+        for index, module in enumerate(self.features[: STEM_MODULES + max(stages)]):
+            x = module(x)
+            if index >= STEM_MODULES:
+                outputs[index - STEM_MODULES + 1] = x
+        return [outputs[stage] for stage in stages]
 
     def param_groups(self):
         """Backbone and the freshly initialised classifier head, so the head can take a larger lr (IRN)."""

@@ -1,4 +1,4 @@
-"""Training augmentation (random rescale, flip, crop) and normalisation, shared by both networks."""
+"""Training augmentation (random rescale, flip, crop; Hide-and-Seek for the classifier) and normalisation."""
 
 from __future__ import annotations
 
@@ -56,3 +56,29 @@ def augment(
     x = x[:, top : top + crop_size, left : left + crop_size]
     y = y[top : top + crop_size, left : left + crop_size] if y is not None else None
     return x, y
+
+
+def normalised_colour(rgb) -> torch.Tensor:
+    """An RGB colour (0-255, may be fractional) normalised exactly as to_tensor normalises pixels: (3, 1, 1)."""
+    x = torch.tensor(np.asarray(rgb, dtype=np.float32)).view(3, 1, 1) / 255
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def hide_patches(x: torch.Tensor, hide_prob: float, patch_size: int, fill: torch.Tensor) -> torch.Tensor:
+    """Hide-and-Seek (Singh & Lee, ICCV 2017): each square of a patch_size grid over the (3, H, W) crop is
+    hidden with probability hide_prob, i.e. filled with fill (3, 1, 1); the last row and column of the
+    grid may be partial.
+
+    Hidden parts force the classifier to find every other part of an object, not only the most
+    discriminative one. Draws from torch's generator, as augment does; hide_prob 0 draws nothing, so runs
+    without hiding keep today's random stream.
+    """
+    if hide_prob <= 0:
+        return x
+    height, width = x.shape[-2:]
+    rows, cols = -(-height // patch_size), -(-width // patch_size)
+    hidden = torch.rand(rows, cols) < hide_prob
+    hidden = hidden.repeat_interleave(patch_size, 0).repeat_interleave(patch_size, 1)[:height, :width]
+    return torch.where(hidden, fill.to(x.dtype), x)

@@ -1,0 +1,112 @@
+"""CAM methods on CPU: seconds per image for each method, and the training-step cost of TAP and Hide-and-Seek.
+
+    .venv/bin/python benchmarks/cam_methods.py [--repeats 15] [--classes 2] [--threads 1]
+
+1. A randomly initialised ResNet-18 classifier (output stride 16, 20 classes) makes the CAMs of random
+   images of the demo's size (100x128) with the default 4 scales + flips, as the cams rule does
+   (threads.infer: 1), for every method; gradient methods pay one backward per image-level class, so
+   the number of classes per image is a parameter. Prints the median seconds per image.
+2. One SGD step (forward, backward, update) on a batch of 16 crops of 96 px (the demo's classifier
+   settings, threads.train: 2) with GAP and with TAP, and the time Hide-and-Seek (hide_prob 0.5,
+   16 px patches) adds to making that batch. Prints medians and the overhead relative to the plain step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from wsss.cam import DEFAULT_SETTINGS, image_cams
+from wsss.models import Classifier
+from wsss.transforms import hide_patches, normalised_colour
+
+SCALES = [1.0, 0.5, 1.5, 2.0]
+VARIANTS = {
+    "cam": {},
+    "cam + nwc + pas 95": {"nwc": True, "pas_percentile": 95.0},
+    "gradcam": {"method": "gradcam"},
+    "gradcampp": {"method": "gradcampp"},
+    "layer_fused [2, 3, 4]": {"method": "layer_fused"},
+}
+
+
+def interleaved_medians(functions: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each function, timed round-robin so a load change on a shared machine hits all alike."""
+    for function in functions.values():
+        function()  # warm-up: first calls allocate
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def time_cam_methods(repeats: int, num_classes: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    model = Classifier("resnet18", 20, 16).eval()
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(100, 128, 3)).astype(np.uint8)
+    class_ids = sorted(rng.choice(np.arange(1, 21), num_classes, replace=False).tolist())
+    functions = {
+        name: lambda variant=variant: image_cams(model, image, class_ids,
+                                                 {**DEFAULT_SETTINGS, "scales": SCALES, **variant}, "cpu")
+        for name, variant in VARIANTS.items()
+    }
+    return interleaved_medians(functions, repeats)
+
+
+def training_step(pooling: str, inputs: torch.Tensor, targets: torch.Tensor):
+    """One SGD step of a fresh classifier with the given pooling (TAP at threshold 0.5)."""
+    torch.manual_seed(0)
+    model = Classifier("resnet18", 20, 16, pooling=pooling, tap_threshold=0.5).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        F.multilabel_soft_margin_loss(model(inputs), targets).backward()
+        optimizer.step()
+
+    return step
+
+
+def time_training_steps(repeats: int) -> dict[str, float]:
+    inputs = torch.randn(16, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    targets = (torch.rand(16, 20, generator=torch.Generator().manual_seed(1)) < 0.15).float()
+    fill = normalised_colour([116.0, 112.0, 104.0])
+    functions = {
+        "gap": training_step("gap", inputs, targets),
+        "tap": training_step("tap", inputs, targets),
+        "hide": lambda: [hide_patches(x, 0.5, 16, fill) for x in inputs],
+    }
+    return interleaved_medians(functions, repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--classes", type=int, default=2, help="image-level classes per image")
+    parser.add_argument("--threads", type=int, default=1, help="CAM threads (training uses 2)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cams = time_cam_methods(args.repeats, args.classes)
+    print(f"CAMs, 100x128 image, {args.classes} class(es), scales {SCALES} + flips, {args.threads} thread(s), "
+          f"torch {torch.__version__}: median over {args.repeats} runs")
+    for name, seconds in cams.items():
+        print(f"  {name:24s} {seconds:.3f} s/image  ({seconds / cams['cam']:.1f}x cam)")
+    torch.set_num_threads(2)
+    steps = time_training_steps(args.repeats)
+    plain, tap, hiding = steps["gap"], steps["tap"], steps["hide"]
+    print(f"classifier training, batch of 16 crops of 96 px, 2 threads: median over {args.repeats} runs")
+    print(f"  plain step (gap)         {plain * 1000:.1f} ms")
+    print(f"  step with tap 0.5        {tap * 1000:.1f} ms  ({100 * (tap - plain) / plain:+.1f}%)")
+    print(f"  hide-and-seek, 16 crops  {hiding * 1000:.2f} ms added  ({100 * hiding / plain:+.2f}%)")
+
+if __name__ == "__main__":
+    main()
