@@ -73,10 +73,11 @@ def test_gradcam_equals_cam_for_gap_and_a_linear_head(rng):
     x = to_tensor(image)[None]
     cam = method_maps(model, x, [4, 11], settings(), None)[:, [4, 11]]
     gradcam = method_maps(model, x, [4, 11], settings(method="gradcam"), None)
-    hw = cam.shape[-2] * cam.shape[-1]  # GAP's gradient is w_ck / (h w) everywhere
-    torch.testing.assert_close(gradcam * hw, cam, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(image_cams(model, image, [5, 12], settings(method="gradcam"), "cpu"),
-                               image_cams(model, image, [5, 12], settings(), "cpu"), atol=2e-3)
+    # GAP's gradient is w_ck / (h w) everywhere; summed over the map, the weight is w_ck itself
+    torch.testing.assert_close(gradcam, cam, rtol=1e-4, atol=1e-5)
+    two_scales = {"scales": [1.0, 0.5]}  # so the scales also weigh alike
+    np.testing.assert_allclose(image_cams(model, image, [5, 12], settings(method="gradcam", **two_scales), "cpu"),
+                               image_cams(model, image, [5, 12], settings(**two_scales), "cpu"), atol=2e-3)
 
 
 def test_gradcampp_weights_follow_the_closed_form():
@@ -104,9 +105,8 @@ def test_nwc_drops_exactly_the_negative_weights():
     torch.testing.assert_close(clamped, F.relu(F.conv2d(a, HEAD.clamp(min=0)[:, :, None, None])))
     torch.testing.assert_close(plain, F.relu(F.conv2d(a, HEAD[:, :, None, None])))
     assert (clamped > plain + 0.1).any()  # where negative weights matter, the maps differ
-    hw = a.shape[-2] * a.shape[-1]
     gradcam = method_maps(model, a, [0, 1], settings(method="gradcam", nwc=True), None)
-    torch.testing.assert_close(gradcam * hw, clamped)
+    torch.testing.assert_close(gradcam, clamped)
 
 
 def test_nwc_changes_neither_gradcampp_nor_layer_fused(rng):

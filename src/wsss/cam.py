@@ -28,8 +28,14 @@ DEFAULT_SETTINGS = {"method": "cam", "nwc": False, "pas_percentile": None, "fuse
 
 
 def gradcam_weights(gradients: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM (Selvaraju et al. 2017): each channel's weight is its gradient's spatial mean, (N, K)."""
-    return gradients.mean((2, 3))
+    """Grad-CAM (Selvaraju et al. 2017): each channel's weight from its gradient, (N, K).
+
+    The paper averages the gradient over the map; we sum it (the gradient with respect to the channel's
+    pooled value), which differs by the map's area only. One map is the same up to that constant, but
+    the multi-scale sum would otherwise weigh the small scales more; with the sum, Grad-CAM of a GAP +
+    linear head is exactly CAM at every scale.
+    """
+    return gradients.sum((2, 3))
 
 
 def gradcampp_weights(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
@@ -67,9 +73,8 @@ def gradient_maps(model: Classifier, batch: torch.Tensor, indices: list[int], me
     """Grad-CAM or Grad-CAM++ of the given head channels at layer4's resolution, (N, len(indices), h, w).
 
     One backward per class through the model's own pooling (GAP or TAP); the samples of a batch are
-    independent in eval mode, so the gradient of the batch's summed logit is each sample's own. Through
-    GAP the gradient is w_ck / (h w): Grad-CAM is CAM / (h w), so in a multi-scale sum the small scales
-    weigh more than they do for classic CAM. Weights are formed in float32: g^3 underflows in float16.
+    independent in eval mode, so the gradient of the batch's summed logit is each sample's own. Weights
+    are formed in float32: g^3 underflows in float16.
     """
     with torch.enable_grad():
         with autocast(batch.device):
