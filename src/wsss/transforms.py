@@ -60,10 +60,7 @@ def augment(
 
 def normalised_colour(rgb) -> torch.Tensor:
     """An RGB colour (0-255, may be fractional) normalised exactly as to_tensor normalises pixels: (3, 1, 1)."""
-    x = torch.tensor(np.asarray(rgb, dtype=np.float32)).view(3, 1, 1) / 255
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (x - mean) / std
+    return to_tensor(np.asarray(rgb, dtype=np.float32).reshape(1, 1, 3))
 
 
 def hide_patches(x: torch.Tensor, hide_prob: float, patch_size: int, fill: torch.Tensor) -> torch.Tensor:
