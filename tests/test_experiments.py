@@ -103,11 +103,12 @@ def test_ranking_orders_by_the_chosen_stage():
                          "miou": miou})
         rows.append({"experiment": name, "stage": "fully_supervised", "split": "val", "miou": 0.5})
     summary = pd.DataFrame(rows)
-    costs = {name: {"total_s": 120.0, "own_s": 60.0} for name in "abc"}
+    parts = {"classifier_s": 30.0, "cams_s": 30.0, "masks_s": 30.0, "segmentation_s": 30.0}
+    costs = {name: {"total_s": 120.0, "own_s": 60.0, **parts} for name in "abc"}
     table = ranking_table(summary, costs, "segmentation")
     assert list(table["experiment"]) == ["c", "a", "b"] and list(table["rank"]) == [1, 2, 3]
     assert table.loc[0, "ratio_to_fully_supervised"] == pytest.approx(0.7)
     assert list(ranking_table(summary, costs, "pseudo_mask")["experiment"]) == ["b", "a", "c"]
     text = format_ranking(table, "segmentation", dict(zip(summary["stage"], summary["split"])))
     assert text.splitlines()[0] == "Experiments ranked by segmentation mIoU (val)"
-    assert text.splitlines()[2].split()[:2] == ["1", "c"] and "0.350" in text.splitlines()[2]
+    assert text.splitlines()[2].split() == ["1", "c", "0.300", "0.400", "0.350", "0.700", *["0.5"] * 4, "1.0", "2.0"]

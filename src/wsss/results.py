@@ -149,17 +149,24 @@ def ranking_table(summary: pd.DataFrame, costs: dict[str, dict], rank_by: str) -
 
 
 def format_ranking(table: pd.DataFrame, rank_by: str, splits: dict[str, str]) -> str:
-    """The ranking as text: mIoU per stage (split in the header) and compute minutes (own / from scratch)."""
+    """The ranking as text: mIoU per stage (its split in the header), the ratio to the fully-supervised
+    bound, and compute minutes per part, own and in total."""
     stages = [s for s in RANKED_STAGES if s in table.columns]
+    columns = [(f"{s} ({splits[s]})", s, ".3f", 1) for s in stages]
+    if "ratio_to_fully_supervised" in table.columns:
+        columns.append(("seg/fully", "ratio_to_fully_supervised", ".3f", 1))
+    columns += [(f"{label} min", key, ".1f", 60) for label, key in (
+        ("classifier", "classifier_s"), ("cams", "cams_s"), ("masks", "masks_s"), ("segment.", "segmentation_s"),
+        ("own", "own_s"), ("total", "total_s"))]
     width = max([len("experiment"), *map(len, table["experiment"])]) + 2
-    header = f"{'rank':<6}{'experiment':<{width}}" + "".join(f"{f'{s} ({splits[s]})':>20}" for s in stages)
-    header += f"{'own min':>10}{'total min':>11}"
-    lines = [f"Experiments ranked by {rank_by} mIoU ({splits[rank_by]})", header]
-    for row in table.itertuples():
-        figures = "".join(f"{getattr(row, s):>20.3f}" for s in stages)
-        lines.append(f"{row.rank:<6}{row.experiment:<{width}}{figures}{row.own_s / 60:>10.1f}{row.total_s / 60:>11.1f}")
-    lines.append("own min: jobs this experiment ran itself; total min: every job it needs, shared ones included "
-                 "(scoring and the fully-supervised bound aside).")
+    lines = [f"Experiments ranked by {rank_by} mIoU ({splits[rank_by]})",
+             f"{'rank':<6}{'experiment':<{width}}" + "".join(f"{label:>{len(label) + 2}}" for label, *_ in columns)]
+    for row in table.to_dict("records"):
+        lines.append(f"{row['rank']:<6}{row['experiment']:<{width}}" + "".join(
+            f"{row[key] / scale:>{len(label) + 2}{spec}}" for label, key, spec, scale in columns))
+    lines += ["min: compute minutes from Snakemake's per-job benchmarks; masks: merging, CRF and pseudo-masks;",
+              "own: the jobs this experiment ran itself; total: every job it needs, shared ones included",
+              "(scoring and the fully-supervised bound aside)."]
     return "\n".join(lines)
 
 
