@@ -100,7 +100,12 @@ def test_classifier_job_killed_mid_training(slurm_workdir):
                 process.kill()
                 pytest.fail(f"no classifier checkpoint appeared:\n{log_path.read_text()[-4000:]}")
             time.sleep(0.05)
-        subprocess.run(["scancel", slurm_job_id("rule_train_classifier_wildcards_0")], check=True)
+        try:
+            # the executor joins the wildcard values with "_": expdir ("" outside a grid), then round 0
+            subprocess.run(["scancel", slurm_job_id("rule_train_classifier_wildcards__0")], check=True)
+        except BaseException:
+            process.kill()  # not left holding the workflow's lock for the next test
+            raise
         assert process.wait(timeout=1200) != 0
     output = log_path.read_text()
     assert "SLURM status is: 'CANCELLED'" in output, output[-4000:]
