@@ -5,11 +5,14 @@ from wsss.metrics import average_precision, confusion_matrix, mean_iou, per_clas
 
 
 def brute_force_iou(truth, prediction, num_classes):
+    """chainercv's convention, class by class: truth 255 left out, a predicted 255 is background, every class
+    predicted or present has an IoU."""
     ious = {}
-    valid = (truth != 255) & (prediction != 255)
+    valid = truth != 255
+    prediction = np.where(prediction == 255, 0, prediction)
     for c in range(num_classes):
         t, p = (truth == c) & valid, (prediction == c) & valid
-        if t.any():
+        if (t | p).any():
             ious[c] = (t & p).sum() / (t | p).sum()
     return ious
 
@@ -20,17 +23,40 @@ def test_confusion_and_iou_match_brute_force(rng):
     prediction = np.where(rng.random((40, 50)) < 0.6, truth, rng.integers(0, num_classes, (40, 50))).astype(np.uint8)
     truth[rng.random(truth.shape) < 0.1] = 255
     prediction[rng.random(truth.shape) < 0.05] = 255
-    truth[truth == 4] = 0  # class 4 absent from the truth: must not count in mIoU
+    truth[truth == 4] = 0  # class 4 absent from the truth but predicted: it scores 0 and counts in the mIoU
     confusion = confusion_matrix(truth, prediction, num_classes)
     expected = brute_force_iou(truth, prediction, num_classes)
+    assert expected[4] == 0 and len(expected) == num_classes
     scores = per_class_scores(confusion)
     for c, iou in expected.items():
         assert scores["iou"][c] == pytest.approx(iou)
     assert mean_iou(confusion) == pytest.approx(np.mean(list(expected.values())))
-    valid = (truth != 255) & (prediction != 255)
-    assert confusion.sum() == valid.sum()
-    assert pixel_accuracy(confusion) == pytest.approx((truth == prediction)[valid].mean())
+    valid = truth != 255
+    assert confusion.sum() == valid.sum()  # a predicted 255 is scored (as background)
+    as_background = np.where(prediction == 255, 0, prediction)
+    assert pixel_accuracy(confusion) == pytest.approx((truth == as_background)[valid].mean())
     assert scores["tp"][1] + scores["fn"][1] == ((truth == 1) & valid).sum()
+
+
+def test_absent_class_predicted_counts_as_zero():
+    """chainercv/IRN: the mean runs over classes predicted or present, so a false class pulls it down."""
+    truth = np.zeros((4, 4), np.uint8)
+    truth[:2] = 8
+    prediction = truth.copy()
+    prediction[3, 3] = 3  # a bird, absent from the truth
+    confusion = confusion_matrix(truth, prediction, 21)
+    iou = per_class_scores(confusion)["iou"]
+    assert iou[3] == 0 and iou[8] == 1 and iou[0] == pytest.approx(7 / 8)
+    assert mean_iou(confusion) == pytest.approx((1 + 7 / 8 + 0) / 3)
+    assert np.isnan(iou[5])  # neither predicted nor present: not in the mean
+
+
+def test_unlabelled_prediction_counts_as_background():
+    truth = np.array([[0, 0], [8, 8]], np.uint8)
+    prediction = np.array([[255, 0], [8, 255]], np.uint8)
+    confusion = confusion_matrix(truth, prediction, 21)
+    assert confusion[0, 0] == 2 and confusion[8, 8] == 1 and confusion[8, 0] == 1
+    assert mean_iou(confusion) == pytest.approx((2 / 3 + 1 / 2) / 2)
 
 
 def test_perfect_prediction_and_shape_mismatch():

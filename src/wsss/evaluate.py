@@ -1,4 +1,5 @@
-"""Score one stage's per-image outputs against ground truth: a confusion matrix plus ignore counts."""
+"""Score one stage's per-image outputs against ground truth: a confusion matrix plus the pixel counts
+behind coverage and confident precision."""
 
 from __future__ import annotations
 
@@ -12,32 +13,55 @@ from .masks import cam_to_label
 from .metrics import confusion_matrix, mean_iou, pixel_accuracy
 from .voc import IGNORE, DataError, VOCTree, index_files, load_npy, read_mask
 
+PIXEL_COUNTS = ("scored", "labelled", "labelled_correct")
+
 
 def _compare(tree: VOCTree, image_ids, num_classes: int, predict):
-    """Yield (image id, confusion matrix, ignored pixels, scored pixels) for each image."""
+    """Yield (image id, confusion matrix, pixel counts) for each image.
+
+    The confusion matrix counts a pixel the prediction leaves unlabelled (255) as background (metrics). The
+    counts say what that hides: "scored" (pixels with a ground-truth label), "labelled" (of those, the ones
+    the prediction labels) and "labelled_correct" (of those, the ones it labels right).
+    """
     for image_id in tqdm(image_ids, desc="evaluate", mininterval=5):
         truth = read_mask(tree.mask_path(image_id), num_classes)
         prediction = predict(image_id)
         if prediction.shape != truth.shape:
             raise DataError(f"prediction for {image_id} is {prediction.shape}, ground truth is {truth.shape}")
         scored = truth != IGNORE
-        ignored = int((scored & (prediction == IGNORE)).sum())
-        yield image_id, confusion_matrix(truth, prediction, num_classes), ignored, int(scored.sum())
+        labelled = scored & (prediction != IGNORE)
+        counts = {"scored": int(scored.sum()), "labelled": int(labelled.sum()),
+                  "labelled_correct": int((labelled & (prediction == truth)).sum())}
+        yield image_id, confusion_matrix(truth, prediction, num_classes), counts
+
+
+def coverage(counts: dict) -> float:
+    """The fraction of ground-truth-labelled pixels that the prediction labels (1 for a dense map)."""
+    return counts["labelled"] / counts["scored"] if counts["scored"] else float("nan")
+
+
+def confident_precision(counts: dict) -> float:
+    """The pixel accuracy over the pixels the prediction labels: a pseudo-mask's precision where it is sure."""
+    return counts["labelled_correct"] / counts["labelled"] if counts["labelled"] else float("nan")
 
 
 def _score(tree: VOCTree, image_ids, num_classes: int, predict) -> dict[str, np.ndarray]:
     confusion = np.zeros((num_classes, num_classes), np.int64)
-    ignored = valid = 0
-    for _, image_confusion, image_ignored, image_valid in _compare(tree, image_ids, num_classes, predict):
+    totals = dict.fromkeys(PIXEL_COUNTS, 0)
+    for _, image_confusion, counts in _compare(tree, image_ids, num_classes, predict):
         confusion += image_confusion
-        ignored += image_ignored
-        valid += image_valid
+        for key in totals:
+            totals[key] += counts[key]
     return {
         "confusion": confusion,
-        "ignored_pixels": np.int64(ignored),
-        "scored_pixels": np.int64(valid),
+        **{f"{key}_pixels": np.int64(value) for key, value in totals.items()},
         "num_images": np.int64(len(image_ids)),
     }
+
+
+def pixel_counts(scores: dict) -> dict:
+    """The pixel counts of a stage's saved scores, as _compare names them."""
+    return {key: int(scores[f"{key}_pixels"]) for key in PIXEL_COUNTS}
 
 
 def _lookup(index: dict[str, Path], image_id: str, what: str) -> Path:
@@ -73,18 +97,21 @@ def evaluate_cams_oracle(tree, image_ids, cam_dirs, labels, thresholds, num_clas
 
 
 def evaluate_label_maps(tree, image_ids, label_dirs, num_classes) -> dict[str, np.ndarray]:
-    """PNG label maps (255 = not predicted, counted as ignored) scored."""
+    """PNG label maps scored (255 = not labelled: background in the mIoU, left out of the confident precision)."""
     return _score(tree, image_ids, num_classes, label_map_predictor(label_dirs, num_classes))
 
 
+IMAGE_SCORES = ("miou", "pixel_accuracy", "coverage", "confident_precision")
+
+
 def per_image_scores(tree, image_ids, num_classes, predict) -> pd.DataFrame:
-    """One row per image: its own mIoU (over the classes in its ground truth, background included, pixels
-    255 in either map left out, as for a stage), pixel accuracy and ignored fraction."""
+    """One row per image, scored as a stage is (metrics): its own mIoU (over the classes predicted or present
+    in it), pixel accuracy, coverage and confident precision."""
     rows = []
-    for image_id, confusion, ignored, valid in _compare(tree, image_ids, num_classes, predict):
+    for image_id, confusion, counts in _compare(tree, image_ids, num_classes, predict):
         rows.append({"image_id": image_id, "miou": mean_iou(confusion), "pixel_accuracy": pixel_accuracy(confusion),
-                     "ignored_fraction": ignored / max(valid, 1)})
-    return pd.DataFrame(rows, columns=["image_id", "miou", "pixel_accuracy", "ignored_fraction"])
+                     "coverage": coverage(counts), "confident_precision": confident_precision(counts)})
+    return pd.DataFrame(rows, columns=["image_id", *IMAGE_SCORES])
 
 
 def image_scores_table(tree, stage_specs: dict, labels, num_classes) -> pd.DataFrame:
@@ -100,7 +127,7 @@ def image_scores_table(tree, stage_specs: dict, labels, num_classes) -> pd.DataF
             raise ValueError(f"stage {stage!r}: no per-image scores for kind {spec['kind']!r}")
         scores = per_image_scores(tree, tree.split_ids(spec["split"]), num_classes, predict)
         frames.append(scores.assign(stage=stage, split=spec["split"]))
-    columns = ["stage", "split", "image_id", "miou", "pixel_accuracy", "ignored_fraction"]
+    columns = ["stage", "split", "image_id", *IMAGE_SCORES]
     return pd.concat(frames, ignore_index=True)[columns]
 
 

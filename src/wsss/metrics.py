@@ -1,4 +1,10 @@
-"""Segmentation scores from a chainercv-style bincount confusion matrix (255 = ignore)."""
+"""Segmentation scores as the literature computes them: a chainercv-style bincount confusion matrix.
+
+The conventions are those of chainercv's calc_semantic_segmentation_iou, which IRN (and most WSSS papers
+after it) report: ground-truth pixels labelled 255 are left out; a predicted 255 (a pseudo-mask's
+unlabelled pixel) counts as background, as IRN's eval_sem_seg does; the mIoU is the mean over every class
+that is predicted or present, so a class predicted where it is absent scores 0.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,15 @@ from .voc import IGNORE
 def confusion_matrix(truth: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:
     """(num_classes, num_classes) int64 counts, rows = ground truth, columns = prediction.
 
-    Pixels that are 255 in either map are left out (ignore band in the truth, unsure pixels in a pseudo-mask).
+    Pixels that are 255 in the truth (the ignore band) are left out; 255 in the prediction (not labelled)
+    counts as background.
     """
     if truth.shape != prediction.shape:
         raise ValueError(f"shape mismatch: truth {truth.shape} vs prediction {prediction.shape}")
     truth = truth.astype(np.int64).ravel()
     prediction = prediction.astype(np.int64).ravel()
-    valid = (truth != IGNORE) & (prediction != IGNORE)
+    prediction[prediction == IGNORE] = 0
+    valid = truth != IGNORE
     if (truth[valid] >= num_classes).any() or (prediction[valid] >= num_classes).any():
         raise ValueError(f"class id >= {num_classes} in truth or prediction")
     counts = np.bincount(num_classes * truth[valid] + prediction[valid], minlength=num_classes**2)
@@ -35,10 +43,9 @@ def per_class_scores(confusion: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def mean_iou(confusion: np.ndarray) -> float:
-    """Mean IoU over the classes present in the ground truth (background included)."""
-    scores = per_class_scores(confusion)
-    present = scores["gt_pixels"] > 0
-    return float(np.mean(scores["iou"][present])) if present.any() else float("nan")
+    """Mean IoU over the classes predicted or present (chainercv / IRN), background included."""
+    iou = per_class_scores(confusion)["iou"]
+    return float(np.nanmean(iou)) if not np.isnan(iou).all() else float("nan")
 
 
 def pixel_accuracy(confusion: np.ndarray) -> float:
