@@ -28,12 +28,12 @@ for name, experiment_config in GRID.configs.items() if GRID.is_grid else ():
     try:
         validate(experiment_config, "workflow/schemas/config.schema.yaml")
     except WorkflowError as error:
-        raise WorkflowError(f"experiments.{name}: {error}")
+        raise WorkflowError(f"experiments.{GRID.experiment_of(name)}: {error}")
 
 
-# {expdir}: the experiment's folder in results/ and logs/ ("" outside a grid, "<name>/" in one).
+# {expdir}: the run's folder in results/ and logs/ ("" for a single run, "<run name>/" otherwise).
 wildcard_constraints:
-    expdir="(?:" + "|".join(re.escape(GRID.folder(name)) for name in EXPERIMENTS) + ")",
+    expdir="(?:" + "|".join(re.escape(GRID.folder(name)) for name in RUNS) + ")",
 
 
 include: "workflow/rules/data.smk"
@@ -50,12 +50,13 @@ if not GRID.is_grid:  # DVC's stages (dvc.yaml) describe the single-experiment r
 
 
 rule all:
-    """The result tables, the report's figures (the ranking, for a grid) and every per-shard artifact. Naming
+    """The result tables, the report's figures (the ranking and the stage plot over seeds, for a grid or a
+    replicated run) and every per-shard artifact. Naming
     the artifacts here makes a plain `snakemake --cores all` restore a deleted one (and rerun only what depends
     on it): with an explicit target such as results/miou.parquet, Snakemake >= 7.7 ignores deleted
     intermediate files while the target is up to date (snakemake#1978)."""
     default_target: True
     input:
         "results/miou.parquet",
-        ["results/ranking.txt"] if GRID.is_grid else REPORT_FIGURES,
+        GRID_FIGURES if GRID.is_grid else REPORT_FIGURES,
         all_artifacts(),

@@ -12,5 +12,5 @@ make_demo_dataset(
     max_objects=demo["max_objects"],
     background_only_fraction=demo["background_only_fraction"],
     body_colour_prob=demo["body_colour_prob"],
-    seed=snakemake.params.seed,
+    seed=demo["seed"],
 )

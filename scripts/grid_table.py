@@ -3,7 +3,8 @@ from wsss.runtime import setup
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
+output = snakemake.output
 write_grid_tables(
-    snakemake.input.miou, snakemake.input.summaries, params.jobs, params.folders, params.rank_by,
-    snakemake.output.miou, snakemake.output.summary, snakemake.output.ranking, snakemake.output.text,
+    snakemake.input.miou, snakemake.input.summaries, params.jobs, params.folders, params.run_experiments,
+    params.rank_by, output.miou, output.summary, output.summary_text, output.ranking, output.text,
 )

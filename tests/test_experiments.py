@@ -31,6 +31,25 @@ def test_no_grid_is_one_default_experiment_in_results(base):
     assert experiment_configs(base)[DEFAULT] is base
 
 
+def test_seeds_replicate_every_experiment(base):
+    replicated = Grid(dict(base, seeds=[0, 1, 2]))
+    assert replicated.is_grid and replicated.names == ["seed0", "seed1", "seed2"]
+    assert [replicated.configs[name]["seed"] for name in replicated.names] == [0, 1, 2]
+    assert {replicated.experiment_of(name) for name in replicated.names} == {DEFAULT}
+    assert replicated.folder("seed1") == "seed1/" and replicated.name_of("seed1/") == "seed1"
+    # nothing that depends on the training seed is shared between seeds
+    for step, arg in (("classifier", 0), ("cams", 1), ("crf", None), ("segmentation", "ground_truth")):
+        assert replicated.owner("seed2", step, arg) == "seed2"
+    both = Grid(dict(base, seeds=[4, 5], experiments={"a": {}, "b": {"cam": {"method": "gradcampp"}}}))
+    assert both.names == ["a/seed4", "a/seed5", "b/seed4", "b/seed5"]
+    assert both.experiment_of("b/seed5") == "b" and both.folder("b/seed5") == "b/seed5/"
+    assert both.owner("b/seed5", "classifier", 0) == "a/seed5"  # same seed, same classifier settings
+    with pytest.raises(ExperimentError, match="experiments.a: overrides seed"):
+        Grid(dict(base, seeds=[0, 1], experiments={"a": {"seed": 3}}))
+    with pytest.raises(ExperimentError, match="experiments.seed1: the name is reserved"):
+        grid(base, seed1={})
+
+
 def test_bad_experiments_are_named(base):
     with pytest.raises(ExperimentError, match="experiments.cams: the name is reserved"):
         grid(base, cams={})
@@ -99,16 +118,17 @@ def test_ranking_orders_by_the_chosen_stage():
     rows = []
     for name, figures in {"a": (0.4, 0.5, 0.30), "b": (0.5, 0.6, 0.20), "c": (0.3, 0.4, 0.35)}.items():
         for stage, miou in zip(["cam", "pseudo_mask", "segmentation"], figures):
-            rows.append({"experiment": name, "stage": stage, "split": "val" if stage == "segmentation" else "train",
-                         "miou": miou})
-        rows.append({"experiment": name, "stage": "fully_supervised", "split": "val", "miou": 0.5})
+            rows.append({"experiment": name, "seed": 0, "stage": stage,
+                         "split": "val" if stage == "segmentation" else "train", "miou": miou})
+        rows.append({"experiment": name, "seed": 0, "stage": "fully_supervised", "split": "val", "miou": 0.5})
     summary = pd.DataFrame(rows)
     parts = {"classifier_s": 30.0, "cams_s": 30.0, "masks_s": 30.0, "segmentation_s": 30.0}
     costs = {name: {"total_s": 120.0, "own_s": 60.0, **parts} for name in "abc"}
-    table = ranking_table(summary, costs, "segmentation")
+    runs = {name: name for name in "abc"}
+    table = ranking_table(summary, costs, runs, "segmentation")
     assert list(table["experiment"]) == ["c", "a", "b"] and list(table["rank"]) == [1, 2, 3]
     assert table.loc[0, "ratio_to_fully_supervised"] == pytest.approx(0.7)
-    assert list(ranking_table(summary, costs, "pseudo_mask")["experiment"]) == ["b", "a", "c"]
+    assert list(ranking_table(summary, costs, runs, "pseudo_mask")["experiment"]) == ["b", "a", "c"]
     text = format_ranking(table, "segmentation", dict(zip(summary["stage"], summary["split"])))
     assert text.splitlines()[0] == "Experiments ranked by segmentation mIoU (val)"
     assert text.splitlines()[2].split() == ["1", "c", "0.300", "0.400", "0.350", "0.700", *["0.5"] * 4, "1.0", "2.0"]

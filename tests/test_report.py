@@ -146,13 +146,15 @@ def fake_run(demo_tree, tmp_path_factory):
 
 def test_image_scores_table(fake_run):
     scores = fake_run["scores"]
-    assert list(scores.columns) == ["stage", "split", "image_id", "miou", "pixel_accuracy", "ignored_fraction"]
+    assert list(scores.columns) == ["stage", "split", "image_id", "miou", "pixel_accuracy", "coverage",
+                                    "confident_precision"]
     counts = scores.groupby("stage").size()
     assert counts["pseudo_mask"] == len(fake_run["train"]) and counts["segmentation"] == len(fake_run["val"])
     by_stage = scores.groupby("stage")["miou"]
     assert by_stage.min()["cam_r1"] == 1.0 and by_stage.min()["fully_supervised"] == 1.0  # perfect maps
     assert by_stage.max()["segmentation"] < 1  # all background misses every object
-    assert scores.loc[scores["stage"] == "pseudo_mask", "ignored_fraction"].max() > 0
+    pseudo = scores[scores["stage"] == "pseudo_mask"]
+    assert pseudo["coverage"].min() < 1 and scores.loc[scores["stage"] == "crf", "coverage"].eq(1).all()
 
 
 def test_train_gallery_files(demo_tree, fake_run, tmp_path):
@@ -235,6 +237,28 @@ def test_score_figures_are_written(tmp_path):
     assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == [
         "CAM round 0", "merged CAM", "CRF", "segmentation"]
     assert ax.lines[0].get_ydata().tolist() == [0.4, 0.45, 0.6, 0.35]
+    assert not ax.containers[0].has_yerr or not np.any(ax.containers[0].lines[2][0].get_segments())
     # the confusion matrix shows only classes seen in truth or prediction, rows normalised
     labels = [t.get_text() for t in figures["confusion.png"].axes[0].get_yticklabels()]
     assert labels == ["background", "cat"]
+
+
+def test_stage_plot_over_seeds_draws_error_bars_per_experiment(tmp_path):
+    """A summary over seeds: one line per experiment, mean ± sd error bars, stages placed by name (an
+    experiment with fewer erasing rounds skips a tick)."""
+    rows = []
+    for name, stages in {"one_round": ["cam_r0", "cam", "segmentation"], "two_rounds": ["cam_r0", "cam_r1", "cam", "segmentation"]}.items():
+        for k, stage in enumerate(stages + ["fully_supervised"]):
+            rows.append({"experiment": name, "stage": stage, "split": "val" if "seg" in stage or "fully" in stage else "train",
+                         "miou": 0.3 + 0.05 * k, "miou_sd": 0.02, "seeds": 3, "oracle": False})
+    figure = miou_by_stage_figure(pd.DataFrame(rows))
+    save_figure(figure, tmp_path / "seeds.png")
+    ax = figure.axes[0]
+    assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == [
+        "CAM round 0", "CAM round 1", "merged CAM", "segmentation"]
+    first, second = ax.containers[:2]
+    assert first.lines[0].get_xdata().tolist() == [0, 2, 3] and second.lines[0].get_xdata().tolist() == [0, 1, 2, 3]
+    bars = first.lines[2][0].get_segments()
+    assert [round(float(b[1, 1] - b[0, 1]), 6) for b in bars] == [0.04] * 3  # ± one sd
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "one_round (mean ± sd over 3 seeds)" in legend

@@ -2,8 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wsss.evaluate import evaluate_cams, evaluate_label_maps, load_scores, save_scores
-from wsss.results import build_tables, format_summary, metrics_json, per_class_wide
+from wsss.evaluate import evaluate_cams, evaluate_label_maps, load_scores, pixel_counts, save_scores
+from wsss.results import (build_tables, format_ranking, format_summary, metrics_json, per_class_wide, ranking_table,
+                          summary_over_seeds)
 from wsss.voc import VOC_CLASSES, VOCTree, save_npy, write_mask
 
 
@@ -29,19 +30,25 @@ def test_cam_and_label_map_evaluation(tiny_tree, tmp_path):
     (tmp_path / "pred").mkdir()
     prediction = truth.copy()
     prediction[3, 3] = 0
-    prediction[0, 0] = 255  # not predicted: ignored and counted
+    prediction[0, 0] = 255  # not labelled: background in the confusion, outside the confident precision
+    prediction[1, 1] = 0  # labelled, wrongly
     write_mask(tmp_path / "pred" / "x.png", prediction)
     scores = evaluate_label_maps(tree, ["x"], [tmp_path / "pred"], 21)
-    assert int(scores["ignored_pixels"]) == 1 and int(scores["scored_pixels"]) == 15
+    assert pixel_counts(scores) == {"scored": 15, "labelled": 14, "labelled_correct": 13}
+    assert scores["confusion"][8, 0] == 2 and scores["confusion"][8, 8] == 2
     save_scores(tmp_path / "s.npz", scores, oracle=False)
-    assert load_scores(tmp_path / "s.npz")["confusion"].sum() == 14
+    loaded = load_scores(tmp_path / "s.npz")
+    assert loaded["confusion"].sum() == 15  # every pixel with a ground-truth label is scored
+    summary = build_tables([("pseudo_mask", "train", loaded)], list(VOC_CLASSES))[1].iloc[0]
+    assert summary.coverage == pytest.approx(14 / 15) and summary.confident_precision == pytest.approx(13 / 14)
+    assert summary.pixel_accuracy == pytest.approx(13 / 15)
 
 
 def test_tables_and_summary():
     confusion = np.zeros((21, 21), np.int64)
     confusion[0, 0], confusion[8, 8], confusion[8, 0] = 90, 6, 4
-    scores = {"confusion": confusion, "ignored_pixels": np.int64(5), "scored_pixels": np.int64(100),
-              "num_images": np.int64(3)}
+    scores = {"confusion": confusion, "scored_pixels": np.int64(100), "labelled_pixels": np.int64(95),
+              "labelled_correct_pixels": np.int64(92), "num_images": np.int64(3)}
     half = {**scores, "confusion": confusion // 2 * 0 + np.diag(np.diag(confusion)) // 2}
     stages = [("segmentation", "val", half), ("fully_supervised", "val", scores),
               ("cam_oracle", "train", {**scores, "oracle": np.bool_(True), "bg_threshold": np.float64(0.2)})]
@@ -50,17 +57,19 @@ def test_tables_and_summary():
     row = per_class[(per_class.stage == "fully_supervised") & (per_class.class_id == 8)].iloc[0]
     assert row.class_name == "cat" and row.iou == pytest.approx(6 / 10) and row.fn == 4
     full = summary.set_index("stage").loc["fully_supervised"]
-    assert full.miou == pytest.approx((90 / 94 + 0.6) / 2) and full.ignored_fraction == pytest.approx(0.05)
+    assert full.miou == pytest.approx((90 / 94 + 0.6) / 2) and full.coverage == pytest.approx(0.95)
+    assert full.confident_precision == pytest.approx(92 / 95) and full.seed is pd.NA
     text = format_summary(summary)
     assert "ORACLE" in text.splitlines()[3] and "segmentation / fully-supervised" in text
+    assert "chainercv" in text  # the table says how it scores
     assert isinstance(per_class, pd.DataFrame)
 
 
 def test_dvc_views_carry_the_same_figures():
     confusion = np.zeros((21, 21), np.int64)
     confusion[0, 0], confusion[8, 8], confusion[8, 0], confusion[0, 3] = 90, 6, 4, 2  # bird predicted, absent
-    scores = {"confusion": confusion, "ignored_pixels": np.int64(0), "scored_pixels": np.int64(102),
-              "num_images": np.int64(1)}
+    scores = {"confusion": confusion, "scored_pixels": np.int64(102), "labelled_pixels": np.int64(102),
+              "labelled_correct_pixels": np.int64(96), "num_images": np.int64(1)}
     per_class, summary = build_tables([("crf", "train", scores), ("segmentation", "val", scores)], list(VOC_CLASSES))
     metrics = metrics_json(summary)
     assert list(metrics) == ["crf", "segmentation"]
@@ -70,3 +79,45 @@ def test_dvc_views_carry_the_same_figures():
     assert list(wide.columns) == ["class_name", "crf", "segmentation"]
     assert list(wide["class_name"]) == ["background", "cat"]  # classes absent from ground truth are left out
     assert wide.set_index("class_name").loc["cat", "segmentation"] == pytest.approx(0.6)
+
+
+def run_summary(experiment, seed, seg, full):
+    """A per-run summary with made-up mIoUs (segmentation, fully_supervised) and their pixel counts."""
+    rows = []
+    for stage, miou in (("segmentation", seg), ("fully_supervised", full)):
+        rows.append({"experiment": experiment, "seed": seed, "stage": stage, "split": "val", "miou": miou,
+                     "pixel_accuracy": miou + 0.1, "mean_class_accuracy": miou, "coverage": 1.0,
+                     "confident_precision": miou + 0.1, "num_images": 6, "num_classes": 3, "oracle": False,
+                     "bg_threshold": np.nan})
+    return pd.DataFrame(rows)
+
+
+def test_seeds_are_summarised_as_mean_and_sd():
+    runs = pd.concat([run_summary("a", seed, seg, 0.8) for seed, seg in ((0, 0.5), (1, 0.6), (2, 0.7))]
+                     + [run_summary("b", seed, seg, 0.8) for seed, seg in ((0, 0.62), (1, 0.64), (2, 0.66))]
+                     + [run_summary("c", seed, seg, 0.8) for seed, seg in ((0, 0.2), (1, 0.21), (2, 0.22))],
+                     ignore_index=True)
+    summary = summary_over_seeds(runs).set_index(["experiment", "stage"])
+    assert summary.loc[("a", "segmentation"), "miou"] == pytest.approx(0.6)
+    assert summary.loc[("a", "segmentation"), "miou_sd"] == pytest.approx(np.std([0.5, 0.6, 0.7], ddof=1))
+    assert summary.loc[("a", "fully_supervised"), "miou_sd"] == 0 and summary["seeds"].eq(3).all()
+    text = format_summary(runs)
+    assert "a: mean ± sd over 3 seeds [0, 1, 2]" in text and "0.600 ± 0.100" in text
+    assert "segmentation / fully-supervised mIoU: 0.750 ± 0.125" in text
+    costs = {f"{e}/seed{s}": {"total_s": 60.0 * (s + 1), "own_s": 60.0, "classifier_s": 0.0, "cams_s": 0.0,
+                              "masks_s": 0.0, "segmentation_s": 0.0} for e in "abc" for s in range(3)}
+    ranking = ranking_table(runs, costs, {run: run[0] for run in costs}, "segmentation")
+    assert list(ranking["experiment"]) == ["b", "a", "c"]
+    assert ranking.set_index("experiment").loc["a", "total_s"] == pytest.approx(120)  # mean over seeds
+    # a (0.6 ± 0.1) and b (0.64 ± 0.02) overlap; c (0.21 ± 0.01) is apart from both
+    assert list(ranking["within_noise_of"]) == ["2", "1", ""]
+    text = format_ranking(ranking, "segmentation", {"segmentation": "val"})
+    assert "mean ± sd over 3 seeds" in text.splitlines()[0] and "0.640±0.020" in text
+
+
+def test_one_seed_has_no_spread():
+    runs = run_summary("default", 0, 0.5, 0.8)
+    summary = summary_over_seeds(runs)
+    assert summary["seeds"].eq(1).all() and summary["miou_sd"].isna().all()
+    text = format_summary(runs)
+    assert "±" not in text and "segmentation / fully-supervised mIoU: 0.625" in text

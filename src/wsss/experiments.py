@@ -1,8 +1,14 @@
-"""The experiments grid: named overrides of the base config, and which steps experiments share.
+"""The experiments grid: named overrides of the base config, replicated over training seeds, and which
+steps the runs share.
 
-Every experiment is the base config with its overrides merged in. A step (a round's classifier, its CAMs,
-the CRF, ...) is computed once for all experiments whose settings *for that step and everything upstream
-of it* are equal; the first such experiment, in config order, owns it and the others read its files.
+Every experiment is the base config with its overrides merged in. With a `seeds` list, each experiment
+runs once per seed (a run: results/<experiment>/seed<k>/, or results/seed<k>/ outside a grid), and its
+figures are reported as mean ± sd over them; the data (dataset, splits, shards, the demo's own seed) is
+the same for every run.
+
+A step (a round's classifier, its CAMs, the CRF, ...) is computed once for all runs whose settings *for
+that step and everything upstream of it* are equal; the first such run, in config order, owns it and the
+others read its files.
 Only the keys a step reads enter its settings, so changing the CAM method keeps the classifier shared, and
 changing erasing.rounds keeps the rounds both experiments run shared.
 """
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 # Sections an experiment may override. The data (dataset, splits, shards) is the same for every experiment,
 # so their scores compare.
@@ -21,6 +28,9 @@ RESERVED = ("data", "labels", "classifier", "cams", "crf", "pseudo_masks", "segm
 DEFAULT = "default"  # the experiment's name when the config lists none
 # cam keys that only score or threshold CAMs; the rest decide the CAM files themselves.
 CAM_SCORING_KEYS = ("eval_threshold", "oracle_thresholds")
+
+
+SEED_FOLDER = re.compile(r"seed\d+")
 
 
 class ExperimentError(ValueError):
@@ -45,7 +55,7 @@ def experiment_configs(config: dict) -> dict[str, dict]:
         return {DEFAULT: config}
     configs = {}
     for name, overrides in experiments.items():
-        if name in RESERVED or name == DEFAULT:
+        if name in RESERVED or name == DEFAULT or SEED_FOLDER.fullmatch(str(name)):
             raise ExperimentError(f"experiments.{name}: the name is reserved (a results/ folder); choose another")
         unknown = sorted(set(overrides or {}) - set(OVERRIDABLE))
         if unknown:
@@ -112,32 +122,59 @@ def _scored_settings(config: dict, stage: str) -> dict:
     raise ValueError(f"unknown stage {stage!r}")
 
 
+def run_configs(config: dict) -> dict[str, tuple[str, dict]]:
+    """{run name: (experiment, full config)} in config order: each experiment once with its seed, or once per
+    entry of config["seeds"] ("seed<k>" outside a grid, "<experiment>/seed<k>" in one)."""
+    seeds = list(config.get("seeds") or [])
+    experiments = experiment_configs(config)
+    if not seeds:
+        return {name: (name, experiment) for name, experiment in experiments.items()}
+    runs = {}
+    for name, experiment in experiments.items():
+        overrides = (config.get("experiments") or {}).get(name) or {}
+        if "seed" in overrides:
+            raise ExperimentError(f"experiments.{name}: overrides seed, but seeds {seeds} replicate every experiment "
+                                  "over the same seeds; drop one of them")
+        for seed in seeds:
+            run = f"seed{seed}" if name == DEFAULT else f"{name}/seed{seed}"
+            runs[run] = (name, {**copy.deepcopy(experiment), "seed": seed})
+    return runs
+
+
 class Grid:
-    """The experiments of a config, their folders under results/, and which experiment owns each step."""
+    """The runs of a config (its experiments, each once per seed when replicated), their folders under
+    results/, and which run owns each step. Step settings include the seed wherever it matters, so runs of
+    different seeds share nothing but the data."""
 
     def __init__(self, config: dict):
-        self.configs = experiment_configs(config)
-        self.is_grid = bool(config.get("experiments"))
+        runs = run_configs(config)
+        self.configs = {run: experiment_config for run, (_, experiment_config) in runs.items()}
+        self.experiments = {run: name for run, (name, _) in runs.items()}
+        self.is_grid = bool(config.get("experiments")) or bool(config.get("seeds"))
         self._owners: dict[tuple, str] = {}
 
     @property
     def names(self) -> list[str]:
+        """The run names (the experiment names, when nothing is replicated)."""
         return list(self.configs)
 
+    def experiment_of(self, name: str) -> str:
+        return self.experiments[name]
+
     def folder(self, name: str) -> str:
-        """The experiment's folder prefix inside results/: "" outside a grid, else "<name>/"."""
+        """The run's folder prefix inside results/: "" for a single run, else "<name>/"."""
         return f"{name}/" if self.is_grid else ""
 
     def name_of(self, folder: str) -> str:
-        """The experiment a folder prefix belongs to (inverse of folder)."""
+        """The run a folder prefix belongs to (inverse of folder)."""
         return folder.rstrip("/") if self.is_grid else DEFAULT
 
     def runs(self, name: str, step: str, arg=None) -> bool:
-        """Whether the experiment runs this step itself (a round beyond its erasing.rounds it does not)."""
+        """Whether the run computes this step itself (a round beyond its erasing.rounds it does not)."""
         return step not in ("classifier", "cams") or int(arg) < self.configs[name]["erasing"]["rounds"]
 
     def owner(self, name: str, step: str, arg=None) -> str:
-        """The first experiment, in config order, that runs this step with settings equal to name's."""
+        """The first run, in config order, that computes this step with settings equal to name's."""
         key = (name, step, arg)
         if key not in self._owners:
             wanted = _canonical(step_settings(self.configs[name], step, arg))

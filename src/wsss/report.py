@@ -224,20 +224,38 @@ def class_iou_figure(per_class: pd.DataFrame, stages: list[str]) -> Figure:
 
 
 def miou_by_stage_figure(summary: pd.DataFrame, reference: str = "fully_supervised") -> Figure:
-    """The mIoU from stage to stage (x in pipeline order, split in the tick label); oracle stages are
-    left off the line; the reference stage (fully supervised) is a dashed horizontal line."""
-    line = summary[~summary["oracle"].astype(bool) & (summary["stage"] != reference)]
-    figure = Figure(figsize=(max(7.0, 1.2 * len(line) + 2), 4.2), layout="constrained")
+    """The mIoU from stage to stage (x in pipeline order, split in the tick label), one line per experiment;
+    oracle stages are left off the line; the reference stage (fully supervised) is a dashed horizontal line.
+    A summary over seeds (a "miou_sd" column) draws mean ± sd error bars."""
+    experiments = list(dict.fromkeys(summary["experiment"])) if "experiment" in summary else [None]
+    lines = {}
+    for name in experiments:
+        own = summary if name is None else summary[summary["experiment"] == name]
+        lines[name] = own[~own["oracle"].astype(bool) & (own["stage"] != reference)]
+    axis = max(lines.values(), key=len)  # the experiment with the most stages (erasing rounds) sets the x axis
+    position = {stage: k for k, stage in enumerate(axis["stage"])}
+    figure = Figure(figsize=(max(7.0, 1.2 * len(axis) + 2), 4.2), layout="constrained")
     ax = figure.subplots()
-    x = np.arange(len(line))
-    ax.plot(x, line["miou"], marker="o", color="tab:blue", label="mIoU")
-    for xi, value in zip(x, line["miou"]):
-        ax.annotate(f"{value:.3f}", (xi, value), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
-    ax.set_xticks(x, [f"{stage_title(s)}\n({split})" for s, split in zip(line["stage"], line["split"])], fontsize=8)
-    if reference in set(summary["stage"]):
-        ref = summary.set_index("stage").loc[reference]
-        ax.axhline(ref["miou"], color="tab:red", linestyle="--",
-                   label=f"{stage_title(reference)} ({ref['split']}): {ref['miou']:.3f}")
+    ax.set_xticks(np.arange(len(axis)), [f"{stage_title(s)}\n({split})" for s, split in zip(axis["stage"], axis["split"])],
+                  fontsize=8)
+    single = len(experiments) == 1
+    for k, (name, line) in enumerate(lines.items()):
+        own = summary if name is None else summary[summary["experiment"] == name]
+        x = line["stage"].map(position).to_numpy()
+        colour = "tab:blue" if single else colormaps["tab10"](k % 10)
+        errors = line["miou_sd"].fillna(0).to_numpy() if "miou_sd" in line else None
+        label = "mIoU" if single else name
+        if errors is not None and (errors > 0).any():
+            label += f" (mean ± sd over {int(line['seeds'].max())} seeds)"
+        ax.errorbar(x, line["miou"], yerr=errors, marker="o", color=colour, capsize=3, label=label)
+        if single:
+            for xi, value in zip(x, line["miou"]):
+                ax.annotate(f"{value:.3f}", (xi, value), textcoords="offset points", xytext=(0, 7), ha="center",
+                            fontsize=8)
+        if reference in set(own["stage"]):
+            ref = own.set_index("stage").loc[reference]
+            ax.axhline(ref["miou"], color="tab:red" if single else colour, linestyle="--",
+                       label=f"{stage_title(reference)} ({ref['split']}): {ref['miou']:.3f}")
     ax.set_ylim(0, 1)
     ax.set_ylabel("mIoU")
     ax.set_title("mIoU stage by stage", fontsize=10)

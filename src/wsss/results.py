@@ -8,12 +8,16 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .evaluate import load_scores
+from .evaluate import confident_precision, coverage, load_scores, pixel_counts
 from .metrics import mean_iou, per_class_scores, pixel_accuracy
+
+# The figures of a stage, averaged over seeds in a replicated run (with their standard deviation, "<name>_sd").
+FIGURES = ("miou", "pixel_accuracy", "mean_class_accuracy", "coverage", "confident_precision")
 
 
 def stage_rows(stage: str, split: str, scores: dict, class_names: list[str]) -> pd.DataFrame:
-    """One row per class present in truth or prediction, with the pixel counts behind its IoU."""
+    """One row per class present in truth or prediction (the classes in the mIoU), with the pixel counts
+    behind its IoU."""
     per_class = per_class_scores(scores["confusion"])
     frame = pd.DataFrame({"stage": stage, "split": split, "class_id": np.arange(len(class_names)),
                           "class_name": class_names, **per_class})
@@ -27,45 +31,95 @@ def stage_summary(stage: str, split: str, scores: dict) -> dict:
     present = per_class["gt_pixels"] > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = per_class["tp"][present] / per_class["gt_pixels"][present]
+    counts = pixel_counts(scores)
     return {
         "stage": stage,
         "split": split,
         "miou": mean_iou(confusion),
         "pixel_accuracy": pixel_accuracy(confusion),
         "mean_class_accuracy": float(np.mean(recall)) if present.any() else float("nan"),
-        "ignored_fraction": float(scores["ignored_pixels"] / max(int(scores["scored_pixels"]), 1)),
+        "coverage": coverage(counts),
+        "confident_precision": confident_precision(counts),
         "num_images": int(scores["num_images"]),
-        "num_classes": int(present.sum()),
+        "num_classes": int((~np.isnan(per_class["iou"])).sum()),
         "oracle": bool(scores.get("oracle", False)),
         "bg_threshold": float(scores["bg_threshold"]) if "bg_threshold" in scores else float("nan"),
     }
 
 
-def build_tables(stages: list[tuple[str, str, dict]], class_names: list[str],
-                 experiment: str = "default") -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_tables(stages: list[tuple[str, str, dict]], class_names: list[str], experiment: str = "default",
+                 seed: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-class table, per-stage summary) from (stage, split, scores) triples, in pipeline order; both
-    start with the experiment's name, so the tables of a grid concatenate."""
+    start with the experiment's name and the training seed, so the tables of a grid concatenate."""
     per_class = pd.concat([stage_rows(s, split, sc, class_names) for s, split, sc in stages], ignore_index=True)
     per_class["iou"] = per_class["iou"].astype(float)
     summary = pd.DataFrame([stage_summary(s, split, sc) for s, split, sc in stages])
-    per_class.insert(0, "experiment", experiment)
-    summary.insert(0, "experiment", experiment)
+    for frame in (per_class, summary):
+        frame.insert(0, "experiment", experiment)
+        frame.insert(1, "seed", pd.array([seed] * len(frame), dtype="Int64"))
     return per_class, summary
 
 
-def format_summary(summary: pd.DataFrame) -> str:
-    """A readable per-stage table, with the segmentation / fully-supervised ratio when both are there."""
-    lines = [f"{'stage':<18}{'split':<8}{'mIoU':>7}{'pix.acc':>9}{'ignored':>9}{'images':>8}  note"]
-    for row in summary.itertuples():
-        note = f"ORACLE (bg threshold {row.bg_threshold:.2f}, chosen on ground truth)" if row.oracle else ""
-        lines.append(
-            f"{row.stage:<18}{row.split:<8}{row.miou:>7.3f}{row.pixel_accuracy:>9.3f}"
-            f"{row.ignored_fraction:>9.3f}{row.num_images:>8d}  {note}".rstrip()
-        )
-    by_stage = summary.set_index("stage")["miou"]
-    if {"segmentation", "fully_supervised"} <= set(by_stage.index):
-        ratio = by_stage["segmentation"] / by_stage["fully_supervised"]
-        lines.append(f"segmentation / fully-supervised mIoU: {ratio:.3f}")
+def summary_over_seeds(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per experiment and stage (in run order): the mean of each figure over the runs (seeds), its sample
+    standard deviation ("<figure>_sd", NaN for one seed) and the number of seeds."""
+    grouped = runs.groupby(["experiment", "stage", "split"], sort=False)
+    table = grouped[list(FIGURES)].mean().join(grouped[list(FIGURES)].std(ddof=1).add_suffix("_sd"))
+    table["seeds"] = grouped["seed"].count()
+    table["num_images"] = grouped["num_images"].first()
+    table["oracle"] = grouped["oracle"].first()
+    table["bg_threshold"] = grouped["bg_threshold"].mean()  # an oracle's threshold may differ per seed
+    order = [f for figure in FIGURES for f in (figure, f"{figure}_sd")]
+    return table.reset_index()[["experiment", "stage", "split", *order, "seeds", "num_images", "oracle", "bg_threshold"]]
+
+
+def ratio_to_fully_supervised(runs: pd.DataFrame) -> pd.Series:
+    """segmentation / fully_supervised mIoU of each (experiment, seed) run that has both stages."""
+    wide = runs.pivot_table(index=["experiment", "seed"], columns="stage", values="miou", sort=False, dropna=False)
+    if not {"segmentation", "fully_supervised"} <= set(wide.columns):
+        return pd.Series(dtype=float)
+    return wide["segmentation"] / wide["fully_supervised"]
+
+
+def mean_sd(values, decimals: int = 3) -> str:
+    """"0.472" for one value, "0.472 ± 0.012" (sample standard deviation) for several."""
+    values = pd.Series(values, dtype=float).dropna()
+    if len(values) == 0:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.{decimals}f}"
+    return f"{values.mean():.{decimals}f} ± {values.std(ddof=1):.{decimals}f}"
+
+
+SCORING_NOTE = ("mIoU as chainercv/IRN: mean over the classes predicted or present; unlabelled (255) pixels count as\n"
+                "background; coverage: the fraction of pixels labelled; conf.prec: pixel accuracy where labelled.")
+
+
+def format_summary(runs: pd.DataFrame) -> str:
+    """A readable per-stage table of one or more runs (rows of per-run summaries, an experiment and a seed
+    column): each figure as the mean ± sd over the seeds of its experiment; the segmentation /
+    fully-supervised ratio (per seed, then averaged) when both stages are there."""
+    experiments = list(dict.fromkeys(runs["experiment"]))
+    lines = []
+    for name in experiments:
+        own = runs[runs["experiment"] == name]
+        seeds = sorted(own["seed"].dropna().unique())
+        if len(experiments) > 1 or len(seeds) > 1:
+            lines.append(f"{name}: " + (f"mean ± sd over {len(seeds)} seeds {list(map(int, seeds))}"
+                                        if len(seeds) > 1 else f"seed {seeds[0] if seeds else '?'}"))
+        width = 17 if len(seeds) > 1 else 10
+        lines.append(f"{'stage':<18}{'split':<8}" + "".join(f"{h:>{width}}" for h in ("mIoU", "pix.acc", "coverage", "conf.prec"))
+                     + f"{'images':>8}  note")
+        for (stage, split), group in own.groupby(["stage", "split"], sort=False):
+            oracle = bool(group["oracle"].iloc[0])
+            note = f"ORACLE (bg threshold {group['bg_threshold'].mean():.2f}, chosen on ground truth)" if oracle else ""
+            figures = "".join(f"{mean_sd(group[f]):>{width}}" for f in ("miou", "pixel_accuracy", "coverage", "confident_precision"))
+            lines.append(f"{stage:<18}{split:<8}{figures}{int(group['num_images'].iloc[0]):>8d}  {note}".rstrip())
+        ratio = ratio_to_fully_supervised(own)
+        if len(ratio):
+            lines.append(f"segmentation / fully-supervised mIoU: {mean_sd(ratio.values)}")
+        lines.append("")
+    lines.append(SCORING_NOTE)
     return "\n".join(lines)
 
 
@@ -86,14 +140,21 @@ def per_class_wide(per_class: pd.DataFrame) -> pd.DataFrame:
     return wide.reindex(index=classes, columns=order).round(6).reset_index()
 
 
+def write_text(path, text: str, what: str) -> str:
+    with open(path, "w") as handle:
+        handle.write(text + "\n")
+    logging.getLogger(__name__).info("%s:\n%s", what, text)
+    return text
+
+
 def write_tables(stage_files, class_names, miou_path, summary_path, text_path, metrics_path=None, plots_path=None,
-                 experiment: str = "default") -> str:
+                 experiment: str = "default", seed: int | None = None) -> str:
     """Load each stage's scores, write the per-class and summary parquet files and the text summary.
 
     metrics_path (JSON) and plots_path (CSV, class x stage IoU) are the same figures in DVC's formats.
     """
     stages = [(stage, split, load_scores(path)) for stage, split, path in stage_files]
-    per_class, summary = build_tables(stages, list(class_names), experiment)
+    per_class, summary = build_tables(stages, list(class_names), experiment, seed)
     per_class.to_parquet(miou_path, index=False)
     summary.to_parquet(summary_path, index=False)
     if metrics_path:
@@ -101,11 +162,7 @@ def write_tables(stage_files, class_names, miou_path, summary_path, text_path, m
             json.dump(metrics_json(summary), handle, indent=2)
     if plots_path:
         per_class_wide(per_class).to_csv(plots_path, index=False)
-    text = format_summary(summary)
-    with open(text_path, "w") as handle:
-        handle.write(text + "\n")
-    logging.getLogger(__name__).info("summary:\n%s", text)
-    return text
+    return write_text(text_path, format_summary(summary), "summary")
 
 
 # The stages a grid's ranking shows: seeds and pseudo-masks on train, the segmentation network on val.
@@ -133,55 +190,86 @@ def experiment_costs(jobs: list[tuple[str, str]], own_folder: str) -> dict:
     return costs
 
 
-def ranking_table(summary: pd.DataFrame, costs: dict[str, dict], rank_by: str) -> pd.DataFrame:
-    """One row per experiment: its mIoU at each ranked stage and its compute time, best rank_by mIoU first
-    (ties keep config order)."""
-    wide = summary.pivot(index="experiment", columns="stage", values="miou")
-    experiments = list(dict.fromkeys(summary["experiment"]))
-    table = wide.reindex(index=experiments, columns=[s for s in RANKED_STAGES if s in wide.columns])
-    if "fully_supervised" in wide.columns:
-        table["ratio_to_fully_supervised"] = wide["segmentation"] / wide["fully_supervised"]
-    table = table.join(pd.DataFrame.from_dict(costs, orient="index"))
+def ranking_table(runs: pd.DataFrame, costs: dict[str, dict], run_experiments: dict[str, str],
+                  rank_by: str) -> pd.DataFrame:
+    """One row per experiment, best mean rank_by mIoU first (ties keep config order): the mean and sample
+    standard deviation over its seeds ("<stage>_sd") of the mIoU at each ranked stage and of the ratio to
+    the fully-supervised bound, the mean compute time of its runs, and the ranks of the experiments it is
+    within noise of ("within_noise_of": their mean ± sd intervals of rank_by overlap)."""
+    experiments = list(dict.fromkeys(runs["experiment"]))
+    wide = runs.pivot_table(index=["experiment", "seed"], columns="stage", values="miou", sort=False, dropna=False)
+    stages = [s for s in RANKED_STAGES if s in wide.columns]
+    per_run = wide[stages].copy()
+    ratio = ratio_to_fully_supervised(runs)
+    if len(ratio):
+        per_run["ratio_to_fully_supervised"] = ratio
+    grouped = per_run.groupby(level="experiment", sort=False)
+    table = grouped.mean().join(grouped.std(ddof=1).add_suffix("_sd"))
+    table["seeds"] = grouped.size()
+    run_costs = pd.DataFrame.from_dict(costs, orient="index")
+    table = table.join(run_costs.groupby(pd.Series(run_experiments)).mean()).reindex(experiments)
     table = table.rename_axis("experiment").reset_index()
     table = table.sort_values(rank_by, ascending=False, kind="stable").reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
+    low, high = table[rank_by] - table[f"{rank_by}_sd"], table[rank_by] + table[f"{rank_by}_sd"]
+    table["within_noise_of"] = [
+        ",".join(str(table["rank"][j]) for j in range(len(table)) if j != i and low[i] <= high[j] and low[j] <= high[i])
+        for i in range(len(table))
+    ]
     return table
 
 
 def format_ranking(table: pd.DataFrame, rank_by: str, splits: dict[str, str]) -> str:
-    """The ranking as text: mIoU per stage (its split in the header), the ratio to the fully-supervised
-    bound, and compute minutes per part, own and in total."""
+    """The ranking as text: mIoU per stage (its split in the header) and the ratio to the fully-supervised
+    bound, as mean ± sd over seeds; which experiments are within noise; compute minutes per part."""
     stages = [s for s in RANKED_STAGES if s in table.columns]
-    columns = [(f"{s} ({splits[s]})", s, ".3f", 1) for s in stages]
+    replicated = int(table["seeds"].max()) > 1
+    width = 15 if replicated else 7
+
+    def spread(row, key):
+        if not replicated or np.isnan(row[f"{key}_sd"]):
+            return f"{row[key]:.3f}"
+        return f"{row[key]:.3f}±{row[f'{key}_sd']:.3f}"
+
+    columns = [(f"{s} ({splits[s]})", s) for s in stages]
     if "ratio_to_fully_supervised" in table.columns:
-        columns.append(("seg/fully", "ratio_to_fully_supervised", ".3f", 1))
-    columns += [(f"{label} min", key, ".1f", 60) for label, key in (
+        columns.append(("seg/fully", "ratio_to_fully_supervised"))
+    minutes = [(f"{label} min", key) for label, key in (
         ("classifier", "classifier_s"), ("cams", "cams_s"), ("masks", "masks_s"), ("segment.", "segmentation_s"),
         ("own", "own_s"), ("total", "total_s"))]
-    width = max([len("experiment"), *map(len, table["experiment"])]) + 2
-    lines = [f"Experiments ranked by {rank_by} mIoU ({splits[rank_by]})",
-             f"{'rank':<6}{'experiment':<{width}}" + "".join(f"{label:>{len(label) + 2}}" for label, *_ in columns)]
+    name_width = max([len("experiment"), *map(len, table["experiment"])]) + 2
+    header = f"Experiments ranked by {rank_by} mIoU ({splits[rank_by]})"
+    if replicated:
+        header += f", mean ± sd over {int(table['seeds'].max())} seeds"
+    lines = [header, f"{'rank':<6}{'experiment':<{name_width}}"
+             + "".join(f"{label:>{max(len(label), width) + 2}}" for label, _ in columns)
+             + ("  within noise of" if replicated else "")
+             + "".join(f"{label:>{len(label) + 2}}" for label, _ in minutes)]
     for row in table.to_dict("records"):
-        lines.append(f"{row['rank']:<6}{row['experiment']:<{width}}" + "".join(
-            f"{row[key] / scale:>{len(label) + 2}{spec}}" for label, key, spec, scale in columns))
-    lines += ["min: compute minutes from Snakemake's per-job benchmarks; masks: merging, CRF and pseudo-masks;",
-              "own: the jobs this experiment ran itself; total: every job it needs, shared ones included",
-              "(scoring and the fully-supervised bound aside)."]
+        lines.append(
+            f"{row['rank']:<6}{row['experiment']:<{name_width}}"
+            + "".join(f"{spread(row, key):>{max(len(label), width) + 2}}" for label, key in columns)
+            + (f"  {row['within_noise_of'] or '-':<14}" if replicated else "")
+            + "".join(f"{row[key] / 60:>{len(label) + 2}.1f}" for label, key in minutes))
+    lines += ["min: compute minutes from Snakemake's per-job benchmarks (mean over seeds); masks: merging, CRF and",
+              "pseudo-masks; own: the jobs this experiment ran itself; total: every job it needs, shared ones",
+              "included (scoring and the fully-supervised bound aside)."]
+    if replicated:
+        lines.append("within noise of: the ranks whose mean ± sd interval of the ranked mIoU overlaps this one's.")
     return "\n".join(lines)
 
 
-def write_grid_tables(miou_paths, summary_paths, jobs: dict, folders: dict, rank_by: str,
-                      miou_path, summary_path, ranking_path, text_path) -> str:
-    """Concatenate the experiments' tables (each carries its experiment column) and rank the experiments."""
+def write_grid_tables(miou_paths, summary_paths, jobs: dict, folders: dict, run_experiments: dict, rank_by: str,
+                      miou_path, summary_path, summary_text_path, ranking_path, ranking_text_path) -> str:
+    """Concatenate the runs' tables (each carries its experiment and seed columns): every run's per-class
+    rows in miou_path, each experiment's figures as mean ± sd over its seeds in summary_path and
+    summary_text_path, and the experiments ranked in ranking_path and ranking_text_path."""
     pd.concat(map(pd.read_parquet, miou_paths), ignore_index=True).to_parquet(miou_path, index=False)
-    summary = pd.concat(map(pd.read_parquet, summary_paths), ignore_index=True)
-    summary.to_parquet(summary_path, index=False)
-    costs = {name: experiment_costs(jobs[name], folders[name]) for name in jobs}
-    table = ranking_table(summary, costs, rank_by)
+    runs = pd.concat(map(pd.read_parquet, summary_paths), ignore_index=True)
+    summary_over_seeds(runs).to_parquet(summary_path, index=False)
+    write_text(summary_text_path, format_summary(runs), "summary")
+    costs = {run: experiment_costs(jobs[run], folders[run]) for run in jobs}
+    table = ranking_table(runs, costs, run_experiments, rank_by)
     table.to_parquet(ranking_path, index=False)
-    splits = dict(zip(summary["stage"], summary["split"]))
-    text = format_ranking(table, rank_by, splits)
-    with open(text_path, "w") as handle:
-        handle.write(text + "\n")
-    logging.getLogger(__name__).info("ranking:\n%s", text)
-    return text
+    splits = dict(zip(runs["stage"], runs["split"]))
+    return write_text(ranking_text_path, format_ranking(table, rank_by, splits), "ranking")

@@ -3,7 +3,7 @@ rule cams:
     input:
         data=DATASET,
         labels=LABELS,
-        model=lambda wc: classifier_file(experiment(wc), int(wc.round)),
+        model=lambda wc: classifier_file(run_name(wc), int(wc.round)),
         earlier_cams=earlier_cam_shards,
     output:
         directory("results/{expdir}cams/r{round}/shard{shard}"),
@@ -29,7 +29,7 @@ rule merge_cams:
     """The per-pixel maximum over erasing rounds."""
     input:
         data=DATASET,
-        rounds=lambda wc: [cam_shards(experiment(wc), r)[int(wc.shard)] for r in rounds(experiment(wc))],
+        rounds=lambda wc: [cam_shards(run_name(wc), r)[int(wc.shard)] for r in rounds(run_name(wc))],
     output:
         directory("results/{expdir}cams/merged/shard{shard}"),
     params:

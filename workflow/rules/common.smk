@@ -47,25 +47,26 @@ TRAIN_GALLERY_CATEGORY = "2. Train gallery: CAMs to pseudo-masks"
 VAL_GALLERY_CATEGORY = "3. Val gallery: segmentation"
 TRAINING_CATEGORY = "4. Classifier training"
 
-# The experiments: the config itself, or each entry of its `experiments` grid (the config with that
-# entry's overrides). An experiment's files live under results/<folder>, where the folder is "" outside a
-# grid and "<name>/" in one; a step whose settings equal an earlier experiment's is read from that one's
-# folder instead of being run again (wsss.experiments).
+# The runs: the config itself, or each entry of its `experiments` grid (the config with that entry's
+# overrides), each once per training seed when `seeds` replicates them. A run's files live under
+# results/<folder>, where the folder is "" for a single run and "<run name>/" otherwise ("<experiment>/",
+# "seed<k>/" or "<experiment>/seed<k>/"); a step whose settings equal an earlier run's is read from that
+# one's folder instead of being run again (wsss.experiments).
 try:
     GRID = Grid(config)
 except ExperimentError as error:
     raise WorkflowError(str(error))
-EXPERIMENTS = GRID.names
+RUNS = GRID.names
 
 
-def experiment(wildcards):
-    """The experiment a job belongs to, from its {expdir} wildcard."""
+def run_name(wildcards):
+    """The run a job belongs to, from its {expdir} wildcard."""
     return GRID.name_of(wildcards.expdir)
 
 
 def settings(wildcards):
-    """The full config of the job's experiment."""
-    return GRID.configs[experiment(wildcards)]
+    """The full config of the job's run."""
+    return GRID.configs[run_name(wildcards)]
 
 
 def rounds(name):
@@ -101,7 +102,7 @@ def metrics_file(name, stage):
 
 def earlier_cam_shards(wildcards):
     """CAM shards of every round before this one: what this round's classifier has erased."""
-    name = experiment(wildcards)
+    name = run_name(wildcards)
     return [d for r in range(int(wildcards.round)) for d in cam_shards(name, r)]
 
 
@@ -121,7 +122,7 @@ def all_artifacts():
     """Every model and per-shard output directory of every experiment (shared ones once)."""
     return unique(
         path
-        for name in EXPERIMENTS
+        for name in RUNS
         for path in (
             [classifier_file(name, r) for r in rounds(name)]
             + [d for r in rounds(name) for d in cam_shards(name, r)]
@@ -133,7 +134,7 @@ def all_artifacts():
 
 def segmentation_masks(wildcards):
     if wildcards.supervision == "pseudo_mask":
-        return shard_dirs(experiment(wildcards), "pseudo_masks")
+        return shard_dirs(run_name(wildcards), "pseudo_masks")
     return []
 
 

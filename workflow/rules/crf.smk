@@ -3,7 +3,7 @@ rule crf:
     input:
         data=DATASET,
         labels=LABELS,
-        cams=lambda wc: shard_dirs(experiment(wc), "merged")[int(wc.shard)],
+        cams=lambda wc: shard_dirs(run_name(wc), "merged")[int(wc.shard)],
     output:
         directory("results/{expdir}crf/shard{shard}"),
     params:
@@ -29,7 +29,7 @@ rule pseudo_masks:
     input:
         data=DATASET,
         labels=LABELS,
-        cams=lambda wc: shard_dirs(experiment(wc), "merged")[int(wc.shard)],
+        cams=lambda wc: shard_dirs(run_name(wc), "merged")[int(wc.shard)],
     output:
         directory("results/{expdir}pseudo_masks/shard{shard}"),
     params:

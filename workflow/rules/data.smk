@@ -71,7 +71,6 @@ rule demo_dataset:
         directory("resources/demo/VOC2012"),
     params:
         demo=config["demo"],
-        seed=config["seed"],
     log:
         "logs/demo_dataset.log",
     localrule: True  # quick: run by Snakemake itself, never submitted to a cluster

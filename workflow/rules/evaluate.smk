@@ -3,13 +3,13 @@ rule evaluate_stage:
     input:
         data=DATASET,
         labels=LABELS,
-        outputs=lambda wc: stage_spec(experiment(wc), wc.stage)["inputs"],
+        outputs=lambda wc: stage_spec(run_name(wc), wc.stage)["inputs"],
     output:
         "results/{expdir}metrics/{stage}.npz",
     params:
-        kind=lambda wc: stage_spec(experiment(wc), wc.stage)["kind"],
-        split=lambda wc: stage_spec(experiment(wc), wc.stage)["split"],
-        thresholds=lambda wc: stage_spec(experiment(wc), wc.stage)["thresholds"],
+        kind=lambda wc: stage_spec(run_name(wc), wc.stage)["kind"],
+        split=lambda wc: stage_spec(run_name(wc), wc.stage)["split"],
+        thresholds=lambda wc: stage_spec(run_name(wc), wc.stage)["thresholds"],
         num_classes=len(config["classes"]),
     wildcard_constraints:
         stage=r"cam_r\d+|cam|cam_oracle|crf|pseudo_mask|segmentation|fully_supervised",
@@ -25,9 +25,9 @@ rule evaluate_stage:
 
 
 rule miou_table:
-    """An experiment's miou.parquet (per stage and class), summary.parquet and printed summary."""
+    """A run's miou.parquet (per stage and class), summary.parquet and printed summary."""
     input:
-        lambda wc: [metrics_file(experiment(wc), stage) for stage in stages(experiment(wc))],
+        lambda wc: [metrics_file(run_name(wc), stage) for stage in stages(run_name(wc))],
     output:
         miou="results/{expdir}miou.parquet",
         summary="results/{expdir}summary.parquet",
@@ -35,9 +35,10 @@ rule miou_table:
         metrics="results/{expdir}metrics.json",
         per_class="results/{expdir}per_class_iou.csv",
     params:
-        experiment=experiment,
-        stages=lambda wc: stages(experiment(wc)),
-        splits=lambda wc: [stage_spec(experiment(wc), s)["split"] for s in stages(experiment(wc))],
+        experiment=lambda wc: GRID.experiment_of(run_name(wc)),
+        seed=lambda wc: settings(wc)["seed"],
+        stages=lambda wc: stages(run_name(wc)),
+        splits=lambda wc: [stage_spec(run_name(wc), s)["split"] for s in stages(run_name(wc))],
         classes=config["classes"],
     log:
         "logs/{expdir}miou_table.log",
@@ -51,24 +52,26 @@ rule miou_table:
         "../../scripts/miou_table.py"
 
 
-if GRID.is_grid:  # results/miou.parquet is then every experiment's rows
+if GRID.is_grid:  # results/miou.parquet is then every run's rows
 
     rule grid_table:
-        """The grid's tables: every experiment's rows in results/miou.parquet and results/summary.parquet (an
-        `experiment` column), and the experiments ranked by rank_by's mIoU with their compute time."""
+        """The tables of a grid or a replicated run: every run's per-class rows in results/miou.parquet
+        (`experiment` and `seed` columns), each experiment's figures as mean ± sd over its seeds in
+        results/summary.{parquet,txt}, and the experiments ranked by rank_by's mIoU with their compute time."""
         input:
-            miou=expand("results/{folder}miou.parquet", folder=[GRID.folder(name) for name in EXPERIMENTS]),
-            summaries=expand("results/{folder}summary.parquet", folder=[GRID.folder(name) for name in EXPERIMENTS]),
-            benchmarks=unique(path for name in EXPERIMENTS for _, path in job_benchmarks(name)),
+            miou=expand("results/{folder}miou.parquet", folder=[GRID.folder(name) for name in RUNS]),
+            summaries=expand("results/{folder}summary.parquet", folder=[GRID.folder(name) for name in RUNS]),
+            benchmarks=unique(path for name in RUNS for _, path in job_benchmarks(name)),
         output:
             miou="results/miou.parquet",
             summary="results/summary.parquet",
+            summary_text=report("results/summary.txt", caption="../report/summary.rst", category=SCORES_CATEGORY),
             ranking="results/ranking.parquet",
             text=report("results/ranking.txt", caption="../report/ranking.rst", category=SCORES_CATEGORY),
         params:
-            experiments=EXPERIMENTS,
-            jobs={name: job_benchmarks(name) for name in EXPERIMENTS},
-            folders={name: f"results/{GRID.folder(name)}" for name in EXPERIMENTS},
+            run_experiments={name: GRID.experiment_of(name) for name in RUNS},
+            jobs={name: job_benchmarks(name) for name in RUNS},
+            folders={name: f"results/{GRID.folder(name)}" for name in RUNS},
             rank_by=config["rank_by"],
         log:
             "logs/grid_table.log",
@@ -85,13 +88,13 @@ if GRID.is_grid:  # results/miou.parquet is then every experiment's rows
 rule image_scores:
     """Every image's own mIoU per stage (the oracle aside): the report's best/worst choice and captions."""
     input:
-        unpack(lambda wc: {stage: stage_spec(experiment(wc), stage)["inputs"] for stage in per_image_stages(experiment(wc))}),
+        unpack(lambda wc: {stage: stage_spec(run_name(wc), stage)["inputs"] for stage in per_image_stages(run_name(wc))}),
         data=DATASET,
         labels=LABELS,
     output:
         "results/{expdir}metrics/image_scores.parquet",
     params:
-        stages=lambda wc: {stage: stage_spec(experiment(wc), stage) for stage in per_image_stages(experiment(wc))},
+        stages=lambda wc: {stage: stage_spec(run_name(wc), stage) for stage in per_image_stages(run_name(wc))},
         num_classes=len(config["classes"]),
     log:
         "logs/{expdir}image_scores.log",

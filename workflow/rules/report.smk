@@ -15,18 +15,21 @@ REPORT_FIGURES = [
     "results/report/confusion_segmentation.png",
     "results/report/classifier_curves.png",
 ]
+# A grid or a replicated run: the tables of every run and the stage plot of each experiment over its seeds
+# (each run's own figures are targets too: results/<run>/report/...).
+GRID_FIGURES = ["results/ranking.txt", "results/summary.txt", "results/report/miou_by_stage.png"]
 
 
 rule report_train_gallery:
     """Sample, best and worst train images: CAMs per class and round, merged CAM, CRF, pseudo-mask, truth."""
     input:
-        unpack(lambda wc: {f"cams_r{r}": cam_shards(experiment(wc), r) for r in rounds(experiment(wc))}),
+        unpack(lambda wc: {f"cams_r{r}": cam_shards(run_name(wc), r) for r in rounds(run_name(wc))}),
         data=DATASET,
         labels=LABELS,
         scores="results/{expdir}metrics/image_scores.parquet",
-        merged=lambda wc: shard_dirs(experiment(wc), "merged"),
-        crf=lambda wc: shard_dirs(experiment(wc), "crf"),
-        pseudo_masks=lambda wc: shard_dirs(experiment(wc), "pseudo_masks"),
+        merged=lambda wc: shard_dirs(run_name(wc), "merged"),
+        crf=lambda wc: shard_dirs(run_name(wc), "crf"),
+        pseudo_masks=lambda wc: shard_dirs(run_name(wc), "pseudo_masks"),
     output:
         report(
             directory("results/{expdir}report/train_gallery"),
@@ -38,7 +41,7 @@ rule report_train_gallery:
         ),
     params:
         settings=REPORT,
-        rounds=lambda wc: len(rounds(experiment(wc))),
+        rounds=lambda wc: len(rounds(run_name(wc))),
         split=config["splits"]["seed_eval"],
         bg_threshold=lambda wc: settings(wc)["cam"]["eval_threshold"],
         classes=config["classes"],
@@ -58,8 +61,8 @@ rule report_val_gallery:
     input:
         data=DATASET,
         scores="results/{expdir}metrics/image_scores.parquet",
-        segmentation=lambda wc: segmentation_file(experiment(wc), "pseudo_mask", "predictions"),
-        fully_supervised=lambda wc: segmentation_file(experiment(wc), "ground_truth", "predictions"),
+        segmentation=lambda wc: segmentation_file(run_name(wc), "pseudo_mask", "predictions"),
+        fully_supervised=lambda wc: segmentation_file(run_name(wc), "ground_truth", "predictions"),
     output:
         report(
             directory("results/{expdir}report/val_gallery"),
@@ -91,7 +94,7 @@ rule report_class_iou:
     output:
         report("results/{expdir}report/class_iou.png", caption="../report/class_iou.rst", category=SCORES_CATEGORY),
     params:
-        stages=lambda wc: [stage for stage in stages(experiment(wc)) if stage != "cam_oracle"],
+        stages=lambda wc: [stage for stage in stages(run_name(wc)) if stage != "cam_oracle"],
     log:
         "logs/{expdir}report/class_iou.log",
     conda:
@@ -120,10 +123,29 @@ rule report_miou_by_stage:
         "../../scripts/report_miou_by_stage.py"
 
 
+if GRID.is_grid:
+
+    rule report_miou_over_seeds:
+        """Each experiment's mIoU stage by stage, mean ± sd over its seeds (error bars)."""
+        input:
+            "results/summary.parquet",
+        output:
+            report("results/report/miou_by_stage.png", caption="../report/miou_by_stage.rst", category=SCORES_CATEGORY),
+        log:
+            "logs/report/miou_by_stage.log",
+        conda:
+            "../envs/wsss.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+        script:
+            "../../scripts/report_miou_by_stage.py"
+
+
 rule report_confusion:
     """Row-normalised confusion matrix of the segmentation network on val."""
     input:
-        lambda wc: metrics_file(experiment(wc), "segmentation"),
+        lambda wc: metrics_file(run_name(wc), "segmentation"),
     output:
         report(
             "results/{expdir}report/confusion_segmentation.png",
@@ -147,7 +169,7 @@ rule report_confusion:
 rule report_training_curves:
     """Loss and train mAP per epoch of every round's classifier."""
     input:
-        lambda wc: [classifier_file(experiment(wc), r, "history.parquet") for r in rounds(experiment(wc))],
+        lambda wc: [classifier_file(run_name(wc), r, "history.parquet") for r in rounds(run_name(wc))],
     output:
         report(
             "results/{expdir}report/classifier_curves.png",
