@@ -196,13 +196,22 @@ class Classifier(nn.Module):
         return [[p for p in self.features.parameters() if p.requires_grad], list(self.classifier.parameters())]
 
 
-def segmentation_model(arch: str, backbone: str, num_classes: int, output_stride: int = 8, weights=None) -> nn.Module:
-    """torchvision DeepLabV3 (ASPP head) or FCN on a ResNet backbone of the given output stride."""
+# DeepLabV3's ASPP rates scale with the output stride: (6, 12, 18) at 16 (Chen et al. 2017), doubled at 8
+# (torchvision's DeepLabHead default, (12, 24, 36), is the output-stride-8 setting), halved at 32.
+ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
+
+
+def segmentation_model(arch: str, backbone: str, num_classes: int, output_stride: int = 8, weights=None,
+                       atrous_rates=None) -> nn.Module:
+    """torchvision DeepLabV3 (ASPP head) or FCN on a ResNet backbone of the given output stride (dilated
+    ResNet-50/101). DeepLabV3's ASPP rates follow the output stride (ASPP_RATES) unless atrous_rates is given.
+    """
     net = resnet_backbone(backbone, output_stride, weights)
     body = IntermediateLayerGetter(net, return_layers={"layer4": "out"})
     channels = feature_channels(backbone)
     if arch == "deeplabv3":
-        return DeepLabV3(body, DeepLabHead(channels, num_classes))
+        rates = tuple(atrous_rates) if atrous_rates is not None else ASPP_RATES[output_stride]
+        return DeepLabV3(body, DeepLabHead(channels, num_classes, rates))
     if arch == "fcn":
         return FCN(body, FCNHead(channels, num_classes))
     raise ValueError(f"segmentation.arch must be 'deeplabv3' or 'fcn', got {arch!r}")
