@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 import wsss.cam
@@ -12,7 +13,7 @@ from wsss.cam import (DEFAULT_SETTINGS, gradcampp_weights, image_cams, method_ma
                       upsample, weighted_map)
 from wsss.classifier import load_classifier
 from wsss.models import Classifier, save_model, tap
-from wsss.transforms import hide_patches, normalised_colour, resize_image, to_tensor
+from wsss.transforms import hide_patches, normalised_colour, to_tensor
 
 HEAD = torch.tensor([[1.0, -2.0, 0.5, 0.0], [-1.0, 0.25, 2.0, -0.5]])  # 2 classes x 4 channels, mixed signs
 
@@ -40,31 +41,48 @@ def resnet(seed=0) -> Classifier:
     return Classifier("resnet18", 20, 16).eval()
 
 
-def old_multiscale_cam(model, image, scales):
-    """The CAM pipeline before CAM methods existed, kept verbatim as the reference for the default settings."""
+def irn_make_cam(model, image, class_ids, scales, stride=16):
+    """IRN's CAM computation (voc12/dataloader.py VOC12ClassificationDatasetMSF, misc/imutils.py pil_rescale,
+    net/resnet50_cam.py CAM, step/make_cam.py "high_res"), written out here independently of wsss.cam."""
     height, width = image.shape[:2]
-    total = None
-    with torch.no_grad():
-        for scale in scales:
-            scaled = image if scale == 1 else resize_image(image, max(1, round(height * scale)),
-                                                           max(1, round(width * scale)))
-            x = to_tensor(scaled)
-            pair = torch.stack([x, x.flip(-1)])
-            cams = model.cam(pair).float()
-            cams = cams[0] + cams[1].flip(-1)
-            cams = F.interpolate(cams[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-            total = cams if total is None else total + cams
-    return total.float().cpu()
+    up_size = ((height - 1) // stride + 1) * stride, ((width - 1) // stride + 1) * stride
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    outputs = []
+    for s in scales:
+        if s == 1:
+            img = image
+        else:
+            img = np.asarray(Image.fromarray(image).resize((int(np.round(width * s)), int(np.round(height * s))),
+                                                           Image.BICUBIC))
+        normal = np.empty_like(img, np.float32)
+        for c in range(3):
+            normal[..., c] = (img[..., c] / 255.0 - mean[c]) / std[c]
+        normal = normal.transpose(2, 0, 1)
+        pair = torch.from_numpy(np.stack([normal, np.flip(normal, -1)]).copy())
+        with torch.no_grad():
+            x = F.relu(F.conv2d(model.features(pair), model.classifier.weight))
+        outputs.append(x[0] + x[1].flip(-1))
+    high_res = [F.interpolate(o[:, None], up_size, mode="bilinear", align_corners=False) for o in outputs]
+    high_res = torch.sum(torch.stack(high_res, 0), 0)[:, 0, :height, :width]
+    high_res = high_res[[c - 1 for c in sorted(class_ids)]]
+    return (high_res / (F.adaptive_max_pool2d(high_res, (1, 1)) + 1e-5)).numpy()
 
 
-def test_default_settings_reproduce_the_plain_cam_exactly(rng):
+@pytest.mark.parametrize("size", [(37, 53), (50, 31)])
+def test_default_cams_are_irns(rng, size):
+    """Bicubic rescale, flip sum, upsampling to the stride-aligned size, crop, scale sum, max normalisation:
+    equal to IRN's up to the float16 the files store (and float rounding)."""
     model = resnet()
-    image = rng.integers(0, 256, size=(37, 53, 3)).astype(np.uint8)
-    scales = [1.0, 0.5, 1.5]
-    reference = old_multiscale_cam(model, image, scales)[[2, 7, 14]]
-    assert torch.equal(multiscale_cam(model, image, [15, 3, 8], settings(scales=scales), "cpu"), reference)
-    expected = (reference / (reference.flatten(1).max(1).values.view(-1, 1, 1) + 1e-5)).numpy().astype(np.float16)
-    np.testing.assert_array_equal(image_cams(model, image, [8, 15, 3], settings(scales=scales), "cpu"), expected)
+    image = rng.integers(0, 256, size=(*size, 3)).astype(np.uint8)  # sides not multiples of 16
+    scales = [1.0, 0.5, 1.5, 2.0]
+    reference = irn_make_cam(model, image, [15, 3, 8], scales)
+    cams = image_cams(model, image, [8, 15, 3], settings(scales=scales), "cpu")
+    assert cams.dtype == np.float16 and cams.shape == (3, *size)
+    np.testing.assert_allclose(cams.astype(np.float32), reference, rtol=0, atol=2.5e-4)  # float16: <= 2^-12
+    # the alignment stride is the classifier's output stride
+    model.output_stride = 8
+    np.testing.assert_allclose(image_cams(model, image, [3], settings(scales=scales), "cpu").astype(np.float32),
+                               irn_make_cam(model, image, [3], scales, stride=8), rtol=0, atol=2.5e-4)
 
 
 def test_gradcam_equals_cam_for_gap_and_a_linear_head(rng):

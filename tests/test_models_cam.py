@@ -62,3 +62,26 @@ def test_flip_makes_cams_flip_equivariant(rng):
     a = multiscale_cam(model, image, list(range(1, 21)), settings([1.0]), "cpu")
     b = multiscale_cam(model, np.ascontiguousarray(image[:, ::-1]), list(range(1, 21)), settings([1.0]), "cpu")
     torch.testing.assert_close(a, b.flip(-1), rtol=1e-4, atol=1e-4)
+
+
+def dilations(module: torch.nn.Module) -> set[int]:
+    return {m.dilation[0] for m in module.modules() if isinstance(m, torch.nn.Conv2d)}
+
+
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_classifier_backbone_is_not_dilated_but_deeplabs_is(output_stride):
+    """IRN's classifier: ResNet-50 with strides (2, 2, 2, 1) and no dilation; DeepLab keeps torchvision's."""
+    model = Classifier("resnet50", 20, output_stride).eval()
+    assert dilations(model.features) == {1} and model.output_stride == output_stride
+    with torch.no_grad():
+        assert model.features(torch.zeros(1, 3, 64, 64)).shape[-1] == 64 // output_stride
+    assert dilations(Classifier("resnet50", 20, output_stride, dilated=True).features) > {1}  # as saved before
+    assert dilations(segmentation_model("deeplabv3", "resnet50", 21, output_stride).backbone) > {1}
+
+
+@pytest.mark.parametrize("output_stride, rates", [(8, (12, 24, 36)), (16, (6, 12, 18)), (32, (3, 6, 9))])
+def test_aspp_rates_follow_the_output_stride(output_stride, rates):
+    aspp = segmentation_model("deeplabv3", "resnet18", 21, output_stride).classifier[0]
+    assert tuple(branch[0].dilation[0] for branch in aspp.convs[1:4]) == rates
+    old = segmentation_model("deeplabv3", "resnet18", 21, output_stride, atrous_rates=(12, 24, 36)).classifier[0]
+    assert tuple(branch[0].dilation[0] for branch in old.convs[1:4]) == (12, 24, 36)

@@ -21,9 +21,11 @@ from wsss.voc import VOC_CLASSES
 SETTINGS = {"arch": "resnet18", "output_stride": 16, "epochs": 3, "batch_size": 4, "lr": 0.01, "head_lr_mult": 10,
             "momentum": 0.9, "weight_decay": 1e-4, "poly_power": 0.9, "resize_long": [40, 56], "crop_size": 40,
             "num_workers": 0, "pooling": "gap", "tap_threshold": 0.0,
-            "hide_and_seek": {"hide_prob": 0.0, "patch_size": 16}}
+            "hide_and_seek": {"hide_prob": 0.0, "patch_size": 16}, "frozen_bn": False, "frozen_stages": -1}
 # Thresholded pooling and Hide-and-Seek patches (torch's generator, in the loader's workers) resume exactly too.
 TAP_AND_HIDING = {"pooling": "tap", "tap_threshold": 0.3, "hide_and_seek": {"hide_prob": 0.5, "patch_size": 8}}
+# IRN's frozen BatchNorm and frozen stem + layer1 + layer2: the optimiser holds the trainable parameters only.
+IRN_FREEZING = {"frozen_bn": True, "frozen_stages": 2, "momentum": 1e-4}
 
 
 class Killed(Exception):
@@ -55,7 +57,7 @@ def labels(demo_tree, tmp_path_factory):
     return load_labels(path)
 
 
-@pytest.mark.parametrize("num_workers, variant", [(0, {}), (1, {}), (1, TAP_AND_HIDING)])
+@pytest.mark.parametrize("num_workers, variant", [(0, {}), (1, {}), (1, TAP_AND_HIDING), (0, IRN_FREEZING)])
 def test_killed_classifier_resumes_bit_identical(demo_tree, labels, tmp_path, monkeypatch, caplog, num_workers,
                                                  variant):
     settings = {**SETTINGS, "num_workers": num_workers, **variant}

@@ -6,17 +6,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
 
 from wsss.classifier import ClassificationDataset, load_classifier, train_classifier, trainable_ids
 from wsss.labels import image_labels, load_labels, mean_colour
+from wsss.models import Classifier
 from wsss.segmentation import load_segmentation, predict, train_segmentation
+from wsss.training import fit, make_loader
 from wsss.transforms import normalised_colour
 from wsss.voc import VOC_CLASSES, read_image
 
 SETTINGS = {"arch": "resnet18", "output_stride": 16, "epochs": 2, "batch_size": 4, "lr": 0.01, "head_lr_mult": 10,
             "momentum": 0.9, "weight_decay": 1e-4, "poly_power": 0.9, "resize_long": [40, 64], "crop_size": 48,
             "num_workers": 0, "pooling": "gap", "tap_threshold": 0.0,
-            "hide_and_seek": {"hide_prob": 0.0, "patch_size": 16}}
+            "hide_and_seek": {"hide_prob": 0.0, "patch_size": 16}, "frozen_bn": False, "frozen_stages": -1}
 
 
 def _labels(tree, tmp_path):
@@ -104,3 +108,59 @@ def test_hide_and_seek_hides_patches_of_the_training_crops(demo_tree, tmp_path):
     is_fill = (hidden == fill).all(0)
     assert torch.equal(hidden_target, target) and 0 < is_fill.float().mean() < 1
     assert torch.equal(hidden[:, ~is_fill], x[:, ~is_fill])
+
+
+def _train_one_epoch(frozen_bn, frozen_stages, tmp_path):
+    """A small ResNet-18 Classifier before and after one epoch of fit (two real SGD steps) on CPU."""
+    generator = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(8, 3, 48, 48, generator=generator),
+                         torch.randint(0, 2, (8, 3), generator=generator).float())
+    torch.manual_seed(0)
+    model = Classifier("resnet18", 3, 16, frozen_bn=frozen_bn, frozen_stages=frozen_stages)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = {"epochs": 1, "lr": 0.1, "momentum": 1e-4, "weight_decay": 1e-4, "poly_power": 0.9}
+    backbone, head = model.param_groups()
+    fit(model, make_loader(data, 4, 0, 1), F.multilabel_soft_margin_loss, [(backbone, 1.0), (head, 10.0)], settings,
+        torch.device("cpu"), tmp_path / "checkpoint.pt", "freeze")
+    return model, before, model.state_dict()
+
+
+def _bn_statistics(names):
+    return [k for k in names if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+
+
+@pytest.mark.parametrize("frozen_bn", [False, True])
+def test_frozen_bn_keeps_the_running_statistics_and_trains_the_affine_parameters(tmp_path, frozen_bn):
+    model, before, after = _train_one_epoch(frozen_bn, -1, tmp_path)
+    statistics = _bn_statistics(before)
+    unchanged = [k for k in statistics if torch.equal(before[k], after[k])]
+    if frozen_bn:
+        assert unchanged == statistics
+        batchnorms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert model.training and not any(m.training for m in batchnorms)  # model.train() keeps them in eval
+    else:
+        assert unchanged == []
+    for name in before:  # every parameter trains, BatchNorm's weight and bias included
+        if name not in statistics:
+            assert not torch.equal(before[name], after[name]), name
+
+
+@pytest.mark.parametrize("frozen_stages, frozen_prefixes", [
+    (0, ("features.0.", "features.1.")),  # the stem: conv1, bn1
+    (2, ("features.0.", "features.1.", "features.4.", "features.5.")),  # IRN: stem, layer1, layer2
+])
+@pytest.mark.parametrize("frozen_bn", [False, True])
+def test_frozen_stages_are_bit_identical_and_the_rest_trains(tmp_path, frozen_stages, frozen_prefixes, frozen_bn):
+    model, before, after = _train_one_epoch(frozen_bn, frozen_stages, tmp_path)
+    statistics = _bn_statistics(before)
+    for name in before:
+        if name.startswith(frozen_prefixes):  # parameters and BatchNorm statistics alike
+            assert torch.equal(before[name], after[name]), name
+        elif name not in statistics or not frozen_bn:
+            assert not torch.equal(before[name], after[name]), name
+    frozen = [p for name, p in model.named_parameters() if name.startswith(frozen_prefixes)]
+    assert frozen and not any(p.requires_grad or p.grad is not None for p in frozen)
+    trainable = {id(p) for group in model.param_groups() for p in group}
+    assert not trainable & {id(p) for p in frozen}  # the optimiser never sees them: no weight decay either
+    with pytest.raises(ValueError, match="frozen_stages"):
+        Classifier("resnet18", 3, 16, frozen_stages=5)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from tqdm import tqdm
 
 from .models import Classifier
@@ -145,24 +146,46 @@ def method_maps(model: Classifier, batch: torch.Tensor, indices: list[int], sett
     raise ValueError(f"unknown CAM method {method!r}; choose one of {METHODS}")
 
 
+def aligned_size(height: int, width: int, stride: int) -> tuple[int, int]:
+    """The size rounded up to multiples of stride (IRN's imutils.get_strided_up_size)."""
+    return -(-height // stride) * stride, -(-width // stride) * stride
+
+
 def multiscale_cam(model: Classifier, image: np.ndarray, class_ids: list[int], settings: dict, device) -> torch.Tensor:
     """Sum over settings["scales"] and horizontal flips of the method's maps of the given classes
-    (ascending id), each upsampled to image size: (len(class_ids), H, W)."""
+    (ascending id): (len(class_ids), H, W). As IRN's make_cam.py:
+
+    each scale s resizes the uint8 image with PIL bicubic to round(H s) x round(W s) (s = 1: as it is) and
+    runs it with its flip; the flip's map is flipped back and added; the sum is upsampled bilinearly to
+    the image size rounded up to a multiple of the classifier's output stride, summed over scales, and
+    cropped to H x W. layer_fused already upsamples each stage's map to H x W (its stages differ in
+    resolution), so its maps are neither aligned nor cropped.
+    """
     device = torch.device(device)
     height, width = image.shape[:2]
     indices = [c - 1 for c in sorted(class_ids)]
+    method = settings["method"]
+    if method == "layer_fused":
+        size = (height, width)
+    else:
+        size = aligned_size(height, width, getattr(model, "output_stride", 16))
     total = None
     for scale in settings["scales"]:
-        scaled = image if scale == 1 else resize_image(image, max(1, round(height * scale)), max(1, round(width * scale)))
+        if scale == 1:
+            scaled = image
+        else:
+            scaled = resize_image(image, max(1, round(height * scale)), max(1, round(width * scale)), Image.BICUBIC)
         x = to_tensor(scaled)
         pair = torch.stack([x, x.flip(-1)]).to(device, memory_format=memory_format(device))
         with torch.no_grad():
             cams = method_maps(model, pair, indices, settings, (height, width))
-            cams = upsample((cams[0] + cams[1].flip(-1))[None], (height, width))[0]
+            if method == "cam":
+                cams = cams[:, indices]  # classic CAM gives every class; upsample only the image's
+            # classes as a batch of one-channel maps, as IRN: bit-identical to upsampling every class, which
+            # a (1, classes, h, w) tensor is not on CPU (its kernel vectorises over channels)
+            cams = upsample((cams[0] + cams[1].flip(-1))[:, None], size)[:, 0]
             total = cams if total is None else total + cams
-    # Classic CAM picks its classes only now: upsampling fewer channels is not bit-identical on CPU, and
-    # its files must stay those written before CAM methods existed.
-    return (total[indices] if settings["method"] == "cam" else total).float().cpu()
+    return total[:, :height, :width].float().cpu()
 
 
 def normalise(cams: torch.Tensor, percentile: float | None = None) -> torch.Tensor:

@@ -90,7 +90,7 @@ def train_classifier(
     )
     torch.manual_seed(seed)
     model = Classifier(settings["arch"], num_foreground, settings["output_stride"], weights,
-                       settings["pooling"], settings["tap_threshold"])
+                       settings["pooling"], settings["tap_threshold"], settings["frozen_bn"], settings["frozen_stages"])
     backbone, head = model.param_groups()
     scores, targets = [], []
 
@@ -119,7 +119,7 @@ def train_classifier(
         checkpoint_every=checkpoint_every,
     )
     save_model(model_path, model.cpu(), arch=settings["arch"], output_stride=settings["output_stride"],
-               num_foreground=num_foreground, pooling=model.pooling, tap_threshold=model.tap_threshold)
+               num_foreground=num_foreground, pooling=model.pooling, tap_threshold=model.tap_threshold, dilated=False)
     frame = pd.DataFrame(history).assign(round=round_index)
     frame.to_parquet(history_path, index=False)
     discard_checkpoint(checkpoint_path)
@@ -127,10 +127,13 @@ def train_classifier(
 
 
 def load_classifier(path) -> Classifier:
-    """The saved classifier in eval mode; models saved before TAP existed have no pooling meta: GAP."""
+    """The saved classifier in eval mode; models saved before TAP existed have no pooling meta: GAP.
+    Models saved before the classifier backbone stopped dilating (no dilated meta) are built as then:
+    ResNet-50/101 dilated."""
     checkpoint = load_checkpoint(path)
     meta = checkpoint["meta"]
     model = Classifier(meta["arch"], meta["num_foreground"], meta["output_stride"],
-                       pooling=meta.get("pooling", "gap"), tap_threshold=meta.get("tap_threshold", 0.0))
+                       pooling=meta.get("pooling", "gap"), tap_threshold=meta.get("tap_threshold", 0.0),
+                       dilated=meta.get("dilated", True))
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()

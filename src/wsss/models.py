@@ -17,6 +17,7 @@ from torchvision.models.segmentation.fcn import FCN, FCNHead
 from .download import mirror_urls
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101")
+DILATABLE = ("resnet50", "resnet101")  # Bottleneck blocks; BasicBlock cannot dilate
 
 
 def weights_source(arch: str, tag: str, mirrors: list[str] = ()) -> tuple[list[str], str]:
@@ -41,28 +42,27 @@ def load_pretrained(net: nn.Module, path) -> None:
         raise ValueError(f"{path} does not fit {type(net).__name__}: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
-def resnet_backbone(arch: str, output_stride: int, weights=None) -> nn.Module:
+def resnet_backbone(arch: str, output_stride: int, weights=None, dilate: bool = True) -> nn.Module:
     """A torchvision ResNet whose last stages keep resolution so features have the given output stride.
 
-    ResNet-50/101 dilate the kept stages (as torchvision's segmentation models do); ResNet-18/34's
-    BasicBlock cannot dilate, so their strides are simply removed, as IRN does for its stride-16 ResNet-50.
+    dilate: ResNet-50/101 dilate the kept stages (as torchvision's segmentation models and DeepLab do);
+    without it, or for ResNet-18/34 (whose BasicBlock cannot dilate), the kept stages' strides are simply
+    removed, as IRN does for its classifier (net/resnet50_cam.py: strides (2, 2, 2, 1), no dilation).
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown backbone {arch!r}; choose one of {ARCHS}")
     keep = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}
     if output_stride not in keep:
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-    dilate = keep[output_stride]
+    kept = keep[output_stride]
     factory = getattr(torchvision.models, arch)
-    if arch in ("resnet50", "resnet101"):
-        net = factory(replace_stride_with_dilation=dilate)
-    else:
-        net = factory()
+    dilated = dilate and arch in DILATABLE
+    net = factory(replace_stride_with_dilation=kept) if dilated else factory()
     if weights:  # a local file from the pretrained_weights rule: training never downloads
         load_pretrained(net, weights)
-    if arch in ("resnet50", "resnet101"):
+    if dilated:
         return net
-    for layer, keep_resolution in zip((net.layer2, net.layer3, net.layer4), dilate):
+    for layer, keep_resolution in zip((net.layer2, net.layer3, net.layer4), kept):
         if keep_resolution:
             for module in layer[0].modules():
                 if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
@@ -103,21 +103,58 @@ class Classifier(nn.Module):
 
     The same 1x1 weights applied before pooling give the class activation maps. The pooling is a plain
     attribute, not a buffer, so the state_dict keys stay those of every model saved before TAP existed.
+
+    The backbone is not dilated (dilated=False): the stages that keep resolution only lose their stride,
+    as IRN's classifier (ResNet-50 with strides (2, 2, 2, 1)). dilated=True is how ResNet-50/101
+    classifiers were built before; load_classifier uses it for models saved then.
+
+    frozen_bn: every BatchNorm layer stays in eval mode, also under model.train(): its running statistics
+    are never updated (IRN's FixedBatchNorm); its weight and bias still train where their stage trains.
+    frozen_stages (mmdetection's convention): -1 nothing frozen, 0 the stem (conv1 + bn1), k >= 1 the stem
+    and layer1..layer<k>. Frozen parameters get no gradient (requires_grad False) and are left out of
+    param_groups, so the optimiser never touches them (not even weight decay); frozen stages are kept in
+    eval mode too, so their BatchNorm statistics do not move either. IRN = 2 (net/resnet50_cam.py: conv1
+    and bn1 do not require grad, and layer2's output is detached).
     """
 
     def __init__(self, arch: str, num_foreground: int, output_stride: int = 16, weights=None,
-                 pooling: str = "gap", tap_threshold: float = 0.0):
+                 pooling: str = "gap", tap_threshold: float = 0.0, frozen_bn: bool = False, frozen_stages: int = -1,
+                 dilated: bool = False):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if not 0 <= tap_threshold < 1:
             raise ValueError(f"tap_threshold must be in [0, 1), got {tap_threshold}")
-        net = resnet_backbone(arch, output_stride, weights)
+        if not -1 <= frozen_stages <= 4:
+            raise ValueError(f"frozen_stages must be in -1..4, got {frozen_stages}")
+        net = resnet_backbone(arch, output_stride, weights, dilate=dilated)
         self.features = nn.Sequential(
             net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
         )
         self.classifier = nn.Conv2d(feature_channels(arch), num_foreground, 1, bias=False)
         self.pooling, self.tap_threshold = pooling, tap_threshold
+        self.output_stride = output_stride  # CAMs align their upsampling to it (wsss.cam)
+        self.frozen_bn, self.frozen_stages = frozen_bn, frozen_stages
+        for module in self.frozen_modules():
+            module.requires_grad_(False)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The stem (conv1, bn1, relu, maxpool) and layer1..layer<frozen_stages>; none at -1."""
+        if self.frozen_stages < 0:
+            return []
+        return list(self.features[: STEM_MODULES + self.frozen_stages])
+
+    def train(self, mode: bool = True):
+        """nn.Module.train, but frozen stages, and with frozen_bn every BatchNorm, stay in eval mode."""
+        super().train(mode)
+        if mode:
+            for module in self.frozen_modules():
+                module.eval()
+            if self.frozen_bn:
+                for module in self.modules():
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        module.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(self.features(x))
@@ -154,17 +191,27 @@ class Classifier(nn.Module):
         return [outputs[stage] for stage in stages]
 
     def param_groups(self):
-        """Backbone and the freshly initialised classifier head, so the head can take a larger lr (IRN)."""
-        return [list(self.features.parameters()), list(self.classifier.parameters())]
+        """The trainable backbone parameters and the freshly initialised classifier head, so the head can
+        take a larger lr (IRN). Frozen parameters are left out."""
+        return [[p for p in self.features.parameters() if p.requires_grad], list(self.classifier.parameters())]
 
 
-def segmentation_model(arch: str, backbone: str, num_classes: int, output_stride: int = 8, weights=None) -> nn.Module:
-    """torchvision DeepLabV3 (ASPP head) or FCN on a ResNet backbone of the given output stride."""
+# DeepLabV3's ASPP rates scale with the output stride: (6, 12, 18) at 16 (Chen et al. 2017), doubled at 8
+# (torchvision's DeepLabHead default, (12, 24, 36), is the output-stride-8 setting), halved at 32.
+ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
+
+
+def segmentation_model(arch: str, backbone: str, num_classes: int, output_stride: int = 8, weights=None,
+                       atrous_rates=None) -> nn.Module:
+    """torchvision DeepLabV3 (ASPP head) or FCN on a ResNet backbone of the given output stride (dilated
+    ResNet-50/101). DeepLabV3's ASPP rates follow the output stride (ASPP_RATES) unless atrous_rates is given.
+    """
     net = resnet_backbone(backbone, output_stride, weights)
     body = IntermediateLayerGetter(net, return_layers={"layer4": "out"})
     channels = feature_channels(backbone)
     if arch == "deeplabv3":
-        return DeepLabV3(body, DeepLabHead(channels, num_classes))
+        rates = tuple(atrous_rates) if atrous_rates is not None else ASPP_RATES[output_stride]
+        return DeepLabV3(body, DeepLabHead(channels, num_classes, rates))
     if arch == "fcn":
         return FCN(body, FCNHead(channels, num_classes))
     raise ValueError(f"segmentation.arch must be 'deeplabv3' or 'fcn', got {arch!r}")

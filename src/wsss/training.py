@@ -118,8 +118,9 @@ def fit(
     fingerprint resumes after its epoch; on CPU the result is bit-identical to an uninterrupted run.
     mixed_precision (default: on for CUDA) runs the forward pass under autocast with a gradient scaler.
     """
+    # Frozen parameters (requires_grad False) stay out of the optimiser: no update, not even weight decay.
     optimizer = torch.optim.SGD(
-        [{"params": params, "lr": settings["lr"] * mult} for params, mult in param_groups],
+        [{"params": [p for p in params if p.requires_grad], "lr": settings["lr"] * mult} for params, mult in param_groups],
         lr=settings["lr"],
         momentum=settings["momentum"],
         weight_decay=settings["weight_decay"],

@@ -21,8 +21,9 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
-def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    return np.array(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+def resize_image(image: np.ndarray, height: int, width: int, resample=Image.BILINEAR) -> np.ndarray:
+    """PIL resize of a uint8 image; bilinear by default (training augmentation), bicubic for CAMs (IRN)."""
+    return np.array(Image.fromarray(image).resize((width, height), resample))
 
 
 def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:

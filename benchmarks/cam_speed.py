@@ -1,0 +1,106 @@
+"""The CAM step's speed on CPU at VOC size, against its floor: the network forwards IRN's make_cam also runs.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/cam_speed.py [--repeats 5] [--threads 1 2] [--profile]
+
+A randomly initialised ResNet-50 classifier at output stride 16 (IRN's: strides 2, 2, 2, 1, no dilation;
+20 foreground classes) and a random 500x375 RGB image with 2 image-level classes, scales 1.0, 0.5, 1.5,
+2.0 + flips (IRN's make_cam settings). For each thread count (torch.set_num_threads) it prints images/s of
+
+  (a) forwards: the 4 network forwards of an image and its flip (model.cam on ready-made input tensors),
+      the work IRN's make_cam shares with this project;
+  (b) image_cams: the whole per-image call (resizing, normalising, forwards, upsampling, normalisation,
+      float16), as the cams rule runs it,
+
+and the overhead of (b) over (a) in percent, with torch.use_deterministic_algorithms on (as
+wsss.runtime.setup runs every step) and off. Medians of --repeats interleaved runs: on a shared machine
+the figures move with the load, the ratio less. --profile prints cProfile's top functions of image_cams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from wsss.cam import DEFAULT_SETTINGS, image_cams
+from wsss.models import Classifier
+from wsss.transforms import resize_image, to_tensor
+
+SCALES = [1.0, 0.5, 1.5, 2.0]
+HEIGHT, WIDTH = 375, 500
+CLASS_IDS = [3, 15]
+
+
+def scaled_pairs(image: np.ndarray) -> list[torch.Tensor]:
+    """Each scale's normalised image and its flip, (2, 3, h, w), made before timing (IRN's data loader)."""
+    pairs = []
+    for scale in SCALES:
+        scaled = image if scale == 1 else resize_image(image, round(HEIGHT * scale), round(WIDTH * scale),
+                                                       Image.BICUBIC)
+        x = to_tensor(scaled)
+        pairs.append(torch.stack([x, x.flip(-1)]))
+    return pairs
+
+
+def interleaved_medians(functions: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each function, timed round-robin so a load change hits all alike."""
+    for function in functions.values():
+        function()  # warm-up
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    model = Classifier("resnet50", 20, 16).eval()
+    image = np.random.default_rng(0).integers(0, 256, size=(HEIGHT, WIDTH, 3)).astype(np.uint8)
+    settings = {**DEFAULT_SETTINGS, "scales": SCALES}
+    pairs = scaled_pairs(image)
+
+    def forwards():
+        with torch.no_grad():
+            for pair in pairs:
+                cams = model.cam(pair)
+                cams[0] + cams[1].flip(-1)
+
+    def whole():
+        image_cams(model, image, CLASS_IDS, settings, "cpu")
+
+    print(f"ResNet-50 OS16, {WIDTH}x{HEIGHT} image, {len(CLASS_IDS)} of 20 classes, scales {SCALES} + flip; "
+          f"median of {args.repeats}; torch {torch.__version__}")
+    print(f"{'threads':>7} {'deterministic':>13} {'forwards img/s':>15} {'image_cams img/s':>17} {'overhead':>9}")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for deterministic in (True, False):
+            torch.use_deterministic_algorithms(deterministic, warn_only=True)
+            medians = interleaved_medians({"forwards": forwards, "whole": whole}, args.repeats)
+            overhead = 100 * (medians["whole"] / medians["forwards"] - 1)
+            print(f"{threads:>7} {str(deterministic):>13} {1 / medians['forwards']:>15.3f} "
+                  f"{1 / medians['whole']:>17.3f} {overhead:>8.1f}%", flush=True)
+    if args.profile:
+        torch.set_num_threads(args.threads[0])
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        profiler = cProfile.Profile()
+        profiler.runcall(whole)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+
+
+if __name__ == "__main__":
+    main()
