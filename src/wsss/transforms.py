@@ -33,14 +33,17 @@ def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
 def augment(
     image: np.ndarray, mask: np.ndarray | None, resize_long: tuple[int, int], crop_size: int
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Random long-side rescale, horizontal flip and crop (padding: zeros for the image, 255 for the mask).
+    """Random long-side rescale, horizontal flip and crop, as IRN's classifier data (voc12/dataloader.py):
+    the image is rescaled bicubic (imutils.random_resize_long), the mask nearest; a side longer than the
+    crop gives a random window, a shorter one is placed at a random offset inside the crop (imutils.random_crop),
+    the rest padded with zeros (the mean colour after normalisation) and 255 in the mask.
 
     Randomness comes from torch's generator, so a seeded run (and seeded DataLoader workers) repeats exactly.
     """
     long_side = int(torch.randint(resize_long[0], resize_long[1] + 1, (1,)))
     scale = long_side / max(image.shape[:2])
     height, width = max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))
-    image = resize_image(image, height, width)
+    image = resize_image(image, height, width, Image.BICUBIC)
     if mask is not None:
         mask = resize_mask(mask, height, width)
     if torch.rand(1).item() < 0.5:
@@ -48,12 +51,15 @@ def augment(
         mask = mask[:, ::-1] if mask is not None else None
     x = to_tensor(image)
     y = torch.from_numpy(np.ascontiguousarray(mask)).long() if mask is not None else None
-    pad_h, pad_w = max(crop_size - height, 0), max(crop_size - width, 0)
-    if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), value=0.0)
-        y = F.pad(y, (0, pad_w, 0, pad_h), value=IGNORE) if y is not None else None
-    top = int(torch.randint(0, x.shape[1] - crop_size + 1, (1,)))
-    left = int(torch.randint(0, x.shape[2] - crop_size + 1, (1,)))
+    top = int(torch.randint(0, abs(crop_size - height) + 1, (1,)))
+    left = int(torch.randint(0, abs(crop_size - width) + 1, (1,)))
+    # a short side: padded so that the image sits at the offset; a long side: the window starts there
+    pad_top, pad_left = (top if height < crop_size else 0), (left if width < crop_size else 0)
+    pad = (pad_left, max(crop_size - width - pad_left, 0), pad_top, max(crop_size - height - pad_top, 0))
+    if any(pad):
+        x = F.pad(x, pad, value=0.0)
+        y = F.pad(y, pad, value=IGNORE) if y is not None else None
+    top, left = top - pad_top, left - pad_left
     x = x[:, top : top + crop_size, left : left + crop_size]
     y = y[top : top + crop_size, left : left + crop_size] if y is not None else None
     return x, y
