@@ -172,7 +172,8 @@ def test_round_trip_through_s3(origin, s3_server, tmp_path):
 
 
 def test_dvc_stages_match_the_workflow_targets():
-    """Each DVC stage runs the Snakemake target of its name; one cams stage per erasing round of the config."""
+    """Each DVC stage runs the Snakemake target of its name, one cams stage per erasing round of the config,
+    and depends on all of the code."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     rounds = yaml.safe_load((REPO / "config/config.yaml").read_text())["erasing"]["rounds"]
     assert [s for s in stages if s.startswith("cams_r")] == [f"cams_r{r}" for r in range(rounds)]
@@ -181,3 +182,12 @@ def test_dvc_stages_match_the_workflow_targets():
         assert all(next(iter(out.values())).get("persist") for out in stage["outs"]), name
     targets = (REPO / "workflow/rules/stages.smk").read_text()
     assert all(f"rule stage_{name}:" in targets for name in stages if not name.startswith("cams_r"))
+    # No stage can miss a code file: each depends on every module, script, rule, schema and report caption
+    # (as a whole directory, so new files are covered too; dvc.yaml's header says why).
+    code = [Path("Snakefile"), *(f.relative_to(REPO) for d in ("src/wsss", "scripts", "workflow") for f in sorted((REPO / d).rglob("*"))
+                                 if f.is_file() and "__pycache__" not in f.parts)]
+    assert Path("src/wsss/masks.py") in code and Path("workflow/rules/common.smk") in code
+    for name, stage in stages.items():
+        deps = [Path(dep) for dep in stage["deps"]]
+        missing = [str(f) for f in code if not any(dep == f or dep in f.parents for dep in deps)]
+        assert not missing, f"dvc.yaml stage {name} does not depend on {missing}"

@@ -1,0 +1,314 @@
+"""Every command in README.md's ```bash blocks runs as written (issue 12: documented commands rot).
+
+How it works
+------------
+``readme_commands()`` reads README.md's ```bash / ```sh blocks, joins ``\\`` continuation lines, drops
+comment lines and trailing comments (``  # ...``: two spaces, then ``#``) and returns each command line
+once, in README order. ``RUNNERS`` maps every such line, exactly as extracted, to how the tests run it:
+
+- ``REAL``: through ``bash -c`` as written (placeholders substituted, see ``SUBSTITUTIONS``);
+- ``DRY_RUN``: the same with `` -n`` appended, only where the command would otherwise train at full
+  size (``config/voc2012.yaml``, the SLURM profile command) or would repeat at length what another test
+  runs for real (the grid: ``tests/test_grid.py``; the demo settings on an existing VOC tree:
+  ``tests/test_voc_data.py``), to keep this file's run time small (``make test`` runs it);
+- ``MAKE_DRY_RUN``: ``make -n <target>`` (``make test`` would run this suite inside itself);
+- ``NotRun(reason)``: not run, with the reason.
+
+and to where: ``DEMO`` (a copy of the project, tiny settings merged into ``config/config.yaml``, a git
+repository, as after ``git clone``; ``DVC_ORIGIN`` is the same directory for the DVC section, run first
+by ``test_dvc_commands``), ``COLLEAGUE`` (the directory ``git clone`` runs in) and
+``COLLEAGUE_CLONE`` (the clone it makes), ``VOC`` (a copy for the VOC-layout commands, with a tiny VOC +
+SBD tree from ``tests/voc_data.py``). Commands of one place run in README order, each one's failure
+naming it. ``test_every_readme_command_has_a_runner`` fails when a README command has no entry here (and
+when an entry names a command the README no longer has).
+
+To add a README command: add its line, as extracted, to ``RUNNERS`` with a mode and a place (a new place
+needs a fixture and a test that calls ``run_place``), and a placeholder it uses to ``SUBSTITUTIONS``;
+e.g. ``"make seeds": (REAL, DEMO)`` with ``config/demo-seeds.yaml`` in the copied ``config/``.
+
+The project copies have no pip install: their ``.venv`` is a directory of symlinks to this interpreter's
+venv with its own fresh ``.installed`` stamp, newer than ``pyproject.toml`` (copied with its time), so
+``make`` installs nothing; in the clone a ``post-checkout`` hook (``core.hooksPath`` set through git's
+environment) makes it, as ``make install`` would have.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_dvc import s3_server  # noqa: F401  (moto's S3 server, a fixture)
+from tests.voc_data import make_voc_and_sbd
+from tests.workflow_helpers import REPO, TINY
+
+BIN = Path(sys.executable).parent
+VENV = BIN.parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t",
+       "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+TIMEOUT_S = 900
+
+REAL, DRY_RUN, MAKE_DRY_RUN = "real", "dry-run (-n)", "make -n"
+
+
+@dataclass(frozen=True)
+class NotRun:
+    reason: str
+
+
+DEMO, DVC_ORIGIN, COLLEAGUE, COLLEAGUE_CLONE, VOC = "demo", "demo (DVC section)", "colleague", "colleague/wsss", "voc"
+
+# README command (as extracted) -> (mode, place). Places run their commands in README order.
+RUNNERS = {
+    # Set up and run: `make run` is the DEMO fixture itself
+    "make run": (REAL, DEMO),
+    "make test": (MAKE_DRY_RUN, DEMO),
+    ".venv/bin/snakemake --cores all results/miou.parquet": (REAL, DEMO),
+    "printf 'erasing: {rounds: 3}\\n' > rounds3.yaml": (REAL, DEMO),
+    ".venv/bin/snakemake --cores all results/miou.parquet --configfile rounds3.yaml": (REAL, DEMO),
+    ".venv/bin/snakemake -n results/miou.parquet": (REAL, DEMO),
+    ".venv/bin/snakemake --report results/report.html": (REAL, DEMO),
+    # SLURM: full VOC settings; a dry run needs no cluster (no sbatch)
+    ".venv/bin/snakemake results/miou.parquet --workflow-profile workflow/profiles/slurm --default-resources "
+    "slurm_partition=gpu slurm_account=my_account mem_mb=4000 runtime=60 --configfile my_voc.yaml": (DRY_RUN, VOC),
+    # DVC: recorded, pushed and committed in DEMO, pulled by a colleague's clone
+    "make repro": (REAL, DVC_ORIGIN),
+    ".venv/bin/dvc remote add -d shared /mnt/team/wsss-cache": (REAL, DVC_ORIGIN),
+    '.venv/bin/dvc push && git add dvc.lock .dvc/config && git commit -m "results"': (REAL, DVC_ORIGIN),
+    ".venv/bin/dvc metrics show": (REAL, DVC_ORIGIN),
+    ".venv/bin/dvc plots show": (REAL, DVC_ORIGIN),
+    "git clone <repo-url> wsss && cd wsss && make install": (REAL, COLLEAGUE),
+    "make pull": (REAL, COLLEAGUE_CLONE),
+    'make pull ARGS="data pseudo_masks"': (REAL, COLLEAGUE_CLONE),
+    ".venv/bin/dvc remote add s3 s3://my-bucket/wsss": (REAL, COLLEAGUE_CLONE),
+    ".venv/bin/dvc remote modify s3 endpointurl https://minio.example.org": (REAL, COLLEAGUE_CLONE),
+    "AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... .venv/bin/dvc push -r s3": (REAL, COLLEAGUE_CLONE),
+    'make pull ARGS="-r s3"': (REAL, COLLEAGUE_CLONE),  # after the clone's cache and outputs are removed
+    # the grid: dry run here; tests/test_grid.py runs it for real (with the tiny config file added)
+    ".venv/bin/snakemake --cores all --configfile config/demo-grid.yaml": (DRY_RUN, DEMO),
+    "cat results/ranking.txt": NotRun("shows the grid's output; tests/test_grid.py checks results/ranking.txt"),
+    # PASCAL VOC: the literature's settings train at full size (and download): dry runs
+    "snakemake --cores all results/miou.parquet --configfile config/voc2012.yaml": (DRY_RUN, VOC),
+    "snakemake --cores all results/miou.parquet --configfile config/voc2012.yaml --config "
+    "voc_root=/data/VOCdevkit/VOC2012 sbd_root=/data/benchmark_RELEASE/dataset": (DRY_RUN, VOC),
+    # demo-sized settings on an existing tree: dry run here (the option order); tests/test_voc_data.py's
+    # `existing` fixture runs these settings for real on such a tree (voc_root from a config file)
+    "snakemake --cores all results/miou.parquet --config voc_root=/data/my_dataset/VOC2012": (DRY_RUN, VOC),
+}
+
+# placeholder -> its stand-in: a key of the test's `places` dict (paths and URLs of fixtures), else the text itself
+SUBSTITUTIONS = {
+    "<repo-url>": DVC_ORIGIN,
+    "/mnt/team/wsss-cache": "dvc_remote",
+    "s3://my-bucket/wsss": "s3_url",
+    "https://minio.example.org": "s3_endpoint",
+    "AWS_ACCESS_KEY_ID=...": "AWS_ACCESS_KEY_ID=testing",
+    "AWS_SECRET_ACCESS_KEY=...": "AWS_SECRET_ACCESS_KEY=testing",
+    "/data/VOCdevkit/VOC2012": "voc_root",
+    "/data/benchmark_RELEASE/dataset": "sbd_root",
+    "/data/my_dataset/VOC2012": "voc_root",
+    # my_voc.yaml: a file of that name in VOC (config/voc2012.yaml + the fixture's voc_root/sbd_root);
+    # my_account: kept (a dry run submits nothing)
+}
+
+
+def readme_commands(text: str | None = None) -> list[str]:
+    """The command lines of README.md's bash code blocks, each once, in order."""
+    text = (REPO / "README.md").read_text() if text is None else text
+    commands = []
+    for language, body in re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M):
+        if language not in ("bash", "sh", "shell"):
+            continue
+        joined = re.sub(r"[ \t]*\\\n\s*", " ", body)
+        for line in joined.splitlines():
+            line = line.split("  #", 1)[0].strip()
+            if line and not line.startswith("#") and line not in commands:
+                commands.append(line)
+    return commands
+
+
+def untagged_command_blocks(text: str) -> list[str]:
+    """Code blocks without a language that start like a command (they would escape the extraction)."""
+    return [body for language, body in re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)
+            if not language and re.match(r"\s*(\.venv/bin/)?(snakemake|make|dvc|git|python)\b", body)]
+
+
+def test_extraction_handles_continuations_and_comments():
+    text = "```bash\na --x 1 \\\n    --y 2   # two\n# note\nb  # c\nb\n```\n```\nnot a command\n```\n"
+    assert readme_commands(text) == ["a --x 1 --y 2", "b"]
+
+
+def test_every_readme_command_has_a_runner():
+    text = (REPO / "README.md").read_text()
+    commands = readme_commands(text)
+    assert not untagged_command_blocks(text), "tag command blocks with ```bash so the tests run them"
+    assert [c for c in commands if c not in RUNNERS] == [], "README commands without a runner in RUNNERS"
+    assert [c for c in RUNNERS if c not in commands] == [], "RUNNERS entries the README no longer has"
+
+
+def test_targets_come_before_options_that_take_several_values():
+    """Issue 12: `--configfile a.yaml results/miou.parquet` reads the target as a second config file."""
+    several = r"--(configfiles?|config|default-resources|default-res|set-resources|set-threads)\b|-C\b"
+    for command in readme_commands():
+        words = command.split()
+        for i, word in enumerate(words):
+            if re.fullmatch(several, word):
+                rest = words[i + 1:]
+                values = rest[: next((j for j, w in enumerate(rest) if w.startswith("-") or w in ("&&", "|", ";")),
+                                     len(rest))]
+                assert all("=" in v or v.endswith((".yaml", ".yml", ".json")) for v in values), command
+
+
+def substitute(command: str, places: dict) -> str:
+    for placeholder, value in SUBSTITUTIONS.items():
+        command = command.replace(placeholder, str(places.get(value, value)))
+    assert not re.search(r"<[\w-]+>|=\.\.\.|/data/|my-bucket|example\.org|/mnt/", command), command
+    return command
+
+
+def run_readme_command(command: str, places: dict, env=None):
+    mode, place = RUNNERS[command]
+    line = substitute(command, places)
+    if mode == DRY_RUN:
+        line += " -n"
+    elif mode == MAKE_DRY_RUN:
+        line = re.sub(r"^make ", "make -n ", line)
+    result = subprocess.run(["bash", "-c", line], cwd=places[place], capture_output=True, text=True,
+                            env=env or ENV, timeout=TIMEOUT_S)
+    if result.returncode != 0:
+        raise AssertionError(f"README command failed ({mode} in {place}): {command}\nran: {line}\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def commands_of(place: str) -> list[str]:
+    return [c for c in readme_commands() if not isinstance(RUNNERS.get(c), NotRun) and RUNNERS[c][1] == place]
+
+
+def sh(cwd, *command):
+    return subprocess.run([str(c) for c in command], cwd=cwd, check=True, capture_output=True, text=True, env=ENV)
+
+
+def fake_venv(target: Path) -> Path:
+    """target/.venv: symlinks to this venv's entries and a fresh install stamp, so make installs nothing."""
+    venv = target / ".venv"
+    venv.mkdir()
+    for entry in VENV.iterdir():
+        if not entry.name.startswith("."):
+            (venv / entry.name).symlink_to(entry)
+    (venv / ".installed").touch()
+    return venv
+
+
+def tiny_config(root: Path, **extra):
+    """config/config.yaml with the tiny settings (one classifier epoch) merged in."""
+    config = yaml.safe_load((root / "config/config.yaml").read_text())
+    for key, value in {**TINY, "classifier": {**TINY["classifier"], "epochs": 1}, **extra}.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    (root / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def copy_project(root: Path) -> Path:
+    """The project's tracked files that a clone has (times kept: pyproject.toml stays older than the stamp)."""
+    root.mkdir(parents=True)
+    for name in ("Snakefile", "workflow", "scripts", "config", "src", "dvc.yaml", ".dvc", ".dvcignore", "Makefile",
+                 "pyproject.toml", ".gitignore", "README.md"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("cache", "tmp", "__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(source, root / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A git repository of the project with tiny settings, after the README's `make run`."""
+    root = copy_project(tmp_path_factory.mktemp("readme") / "demo")
+    tiny_config(root)
+    sh(root, "git", "init", "-q")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "project")
+    fake_venv(root)
+    result = run_readme_command("make run", {DEMO: root})
+    assert "WSSS results" in result.stdout and (root / "results/report.html").is_file()
+    return root
+
+
+def test_dvc_commands(demo, s3_server, tmp_path):  # noqa: F811
+    """The DVC section: record, push and commit in the demo project; a colleague's clone pulls (also from S3)."""
+    url, s3_env = s3_server
+    colleague = tmp_path / "colleague"
+    colleague.mkdir()
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    hook = hooks / "post-checkout"  # what `make install` would have made: a venv, here this one's
+    hook.write_text(f"#!/bin/sh\nmkdir .venv && for e in '{VENV}'/*; do ln -s \"$e\" .venv/; done && touch .venv/.installed\n")
+    hook.chmod(0o755)
+    places = {DVC_ORIGIN: demo, COLLEAGUE: colleague, COLLEAGUE_CLONE: colleague / "wsss",
+              "dvc_remote": tmp_path / "remote", "s3_url": "s3://wsss/readme", "s3_endpoint": url}
+    clone_env = {**ENV, "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.hooksPath", "GIT_CONFIG_VALUE_0": str(hooks)}
+    for command in commands_of(DVC_ORIGIN) + commands_of(COLLEAGUE) + commands_of(COLLEAGUE_CLONE):
+        if command == 'make pull ARGS="-r s3"':  # from S3 only: nothing left from the local remote's pull
+            for name in (".dvc/cache", "results", "resources"):
+                shutil.rmtree(places[COLLEAGUE_CLONE] / name)
+        env = clone_env if command.startswith("git clone") else s3_env if "s3" in command else ENV
+        result = run_readme_command(command, places, env=env)
+        if command == ".venv/bin/dvc metrics show":
+            assert "segmentation" in result.stdout
+        if command.startswith("make pull"):
+            assert "up to date for Snakemake: pseudo_masks" in result.stdout, result.stdout
+            if "data pseudo_masks" not in command:
+                assert "skipped" not in result.stdout and "up to date for Snakemake: evaluate" in result.stdout
+    assert "up to date" in sh(demo, BIN / "dvc", "status").stdout
+    assert "results" in sh(demo, "git", "log", "--format=%s").stdout.splitlines()
+    assert (places[COLLEAGUE_CLONE] / "results/summary.txt").read_text() == (demo / "results/summary.txt").read_text()
+
+
+def test_workflow_commands(demo):
+    """Calling the workflow after `make run` (cached, one more round, -n, the report), `make test`, the grid."""
+    places = {DEMO: demo}
+    for command in [c for c in commands_of(DEMO) if c != "make run"]:  # make run: the fixture
+        result = run_readme_command(command, places)
+        if command == ".venv/bin/snakemake --cores all results/miou.parquet":
+            assert "Nothing to be done" in result.stdout + result.stderr
+        if command == "make test":
+            assert re.search(r"^\.venv/bin/python -m pytest", result.stdout, re.M), result.stdout
+        if "rounds3.yaml" in command and command.startswith(".venv"):
+            assert (demo / "results/cams/r2").is_dir()
+        if "demo-grid.yaml" in command:
+            assert "train_classifier" in result.stdout
+    assert (demo / "results/report.html").is_file()
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory):
+    """A copy of the project for the VOC commands: a tiny VOC + SBD tree, my_voc.yaml pointing at it."""
+    base = tmp_path_factory.mktemp("readme-voc")
+    voc_root, sbd_root, _ = make_voc_and_sbd(base / "vocdata")
+    root = copy_project(base / "project")
+    tiny_config(root)
+    fake_venv(root)
+    my_voc = yaml.safe_load((root / "config/voc2012.yaml").read_text())
+    (root / "my_voc.yaml").write_text(yaml.safe_dump({**my_voc, "voc_root": str(voc_root), "sbd_root": str(sbd_root)}))
+    return {VOC: root, "voc_root": voc_root, "sbd_root": sbd_root}
+
+
+def test_voc_commands(voc):
+    """The VOC-layout commands, as dry runs: the literature's settings, the SLURM profile (no cluster needed:
+    a dry run submits nothing), the demo settings on an existing tree. Each plans the whole run from the data."""
+    for command in commands_of(VOC):
+        result = run_readme_command(command, voc)
+        assert "This was a dry-run" in result.stdout, result.stdout[-2000:]
+        assert "train_classifier" in result.stdout and "miou_table" in result.stdout
+        if "voc_root" in command or "my_voc.yaml" in command:  # the existing tree: nothing to download
+            assert "download_archive" not in result.stdout and "dataset_index" in result.stdout
+        if "workflow/profiles/slurm" in command:  # the profile's per-rule resources and the command line's defaults
+            assert "gpu=1, cpus_per_gpu=8" in result.stdout and "slurm_account=my_account" in result.stdout
