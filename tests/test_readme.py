@@ -24,7 +24,7 @@ when an entry names a command the README no longer has).
 
 To add a README command: add its line, as extracted, to ``RUNNERS`` with a mode and a place (a new place
 needs a fixture and a test that calls ``run_place``), and a placeholder it uses to ``SUBSTITUTIONS``;
-e.g. ``"make seeds": (REAL, DEMO)`` with ``config/demo-seeds.yaml`` in the copied ``config/``.
+e.g. ``"make seeds": (MAKE_DRY_RUN, DEMO)``.
 
 The project copies have no pip install: their ``.venv`` is a directory of symlinks to this interpreter's
 venv with its own fresh ``.installed`` stamp, newer than ``pyproject.toml`` (copied with its time), so
@@ -91,6 +91,9 @@ RUNNERS = {
     ".venv/bin/dvc remote modify s3 endpointurl https://minio.example.org": (REAL, COLLEAGUE_CLONE),
     "AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... .venv/bin/dvc push -r s3": (REAL, COLLEAGUE_CLONE),
     'make pull ARGS="-r s3"': (REAL, COLLEAGUE_CLONE),  # after the clone's cache and outputs are removed
+    # figures over seeds: dry runs here; tests/test_seeds.py runs a replicated tiny run for real
+    "make seeds": (MAKE_DRY_RUN, DEMO),
+    ".venv/bin/snakemake --cores all --configfile config/demo-seeds.yaml": (DRY_RUN, DEMO),
     # the grid: dry run here; tests/test_grid.py runs it for real (with the tiny config file added)
     ".venv/bin/snakemake --cores all --configfile config/demo-grid.yaml": (DRY_RUN, DEMO),
     "cat results/ranking.txt": NotRun("shows the grid's output; tests/test_grid.py checks results/ranking.txt"),
@@ -285,6 +288,8 @@ def test_workflow_commands(demo):
             assert (demo / "results/cams/r2").is_dir()
         if "demo-grid.yaml" in command:
             assert "train_classifier" in result.stdout
+        if "seeds" in command:  # every seed's chain, then the tables over seeds
+            assert "grid_table" in result.stdout or command == "make seeds"
     assert (demo / "results/report.html").is_file()
 
 
