@@ -14,13 +14,11 @@
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
+from timing import interleaved_medians  # benchmarks/timing.py
 from wsss.cam import DEFAULT_SETTINGS, image_cams
 from wsss.models import Classifier
 from wsss.transforms import hide_patches, normalised_colour
@@ -33,19 +31,6 @@ VARIANTS = {
     "gradcampp": {"method": "gradcampp"},
     "layer_fused [2, 3, 4]": {"method": "layer_fused"},
 }
-
-
-def interleaved_medians(functions: dict, repeats: int) -> dict[str, float]:
-    """Median seconds of each function, timed round-robin so a load change on a shared machine hits all alike."""
-    for function in functions.values():
-        function()  # warm-up: first calls allocate
-    times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def time_cam_methods(repeats: int, num_classes: int) -> dict[str, float]:

@@ -21,13 +21,11 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import statistics
-import time
 
 import numpy as np
 import torch
 from PIL import Image
-
+from timing import interleaved_medians  # benchmarks/timing.py
 from wsss.cam import DEFAULT_SETTINGS, image_cams
 from wsss.models import Classifier
 from wsss.transforms import resize_image, to_tensor
@@ -46,19 +44,6 @@ def scaled_pairs(image: np.ndarray) -> list[torch.Tensor]:
         x = to_tensor(scaled)
         pairs.append(torch.stack([x, x.flip(-1)]))
     return pairs
-
-
-def interleaved_medians(functions: dict, repeats: int) -> dict[str, float]:
-    """Median seconds of each function, timed round-robin so a load change hits all alike."""
-    for function in functions.values():
-        function()  # warm-up
-    times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
