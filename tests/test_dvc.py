@@ -16,12 +16,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.workflow_helpers import REPO, TINY, job_counts
+from tests.workflow_helpers import REPO, TINY, fake_venv, job_counts
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-VENV = BIN.parent
 
 
 def sh(cwd, *command, check=True, env=None):
@@ -37,7 +36,7 @@ def dry_run(cwd, *targets):
 
 def make_pull(clone, *args, check=True, env=None):
     extra = [f"ARGS={' '.join(args)}"] if args else []
-    return sh(clone, "make", "pull", f"VENV={VENV}", *extra, check=check, env=env)
+    return sh(clone, "make", "pull", *extra, check=check, env=env)
 
 
 def free_port() -> int:
@@ -107,6 +106,7 @@ def origin(tmp_path_factory, s3_server):
 def clone(origin, tmp_path):
     target = tmp_path / "clone"
     sh(tmp_path, "git", "clone", "-q", origin, target)
+    fake_venv(target)  # as after `make install`; make pull then installs nothing into the shared venv
     return target
 
 

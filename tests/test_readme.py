@@ -47,7 +47,7 @@ import yaml
 
 from tests.test_dvc import s3_server  # noqa: F401  (moto's S3 server, a fixture)
 from tests.voc_data import make_voc_and_sbd
-from tests.workflow_helpers import REPO, TINY
+from tests.workflow_helpers import REPO, TINY, fake_venv
 
 BIN = Path(sys.executable).parent
 VENV = BIN.parent
@@ -197,17 +197,6 @@ def commands_of(place: str) -> list[str]:
 
 def sh(cwd, *command):
     return subprocess.run([str(c) for c in command], cwd=cwd, check=True, capture_output=True, text=True, env=ENV)
-
-
-def fake_venv(target: Path) -> Path:
-    """target/.venv: symlinks to this venv's entries and a fresh install stamp, so make installs nothing."""
-    venv = target / ".venv"
-    venv.mkdir()
-    for entry in VENV.iterdir():
-        if not entry.name.startswith("."):
-            (venv / entry.name).symlink_to(entry)
-    (venv / ".installed").touch()
-    return venv
 
 
 def tiny_config(root: Path, **extra):

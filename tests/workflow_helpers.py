@@ -54,3 +54,15 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
 def planned_jobs(workdir, *targets) -> dict[str, int]:
     """Rule -> job count of a dry run of the targets with the tiny config."""
     return job_counts(run(workdir, "-n", *targets).stdout)
+
+
+def fake_venv(target: Path) -> Path:
+    """target/.venv: symlinks to this interpreter's venv and a fresh install stamp (.installed, newer than the
+    copy's pyproject.toml), so the Makefile's targets install nothing, and never into the shared venv."""
+    venv = target / ".venv"
+    venv.mkdir()
+    for entry in Path(sys.executable).parents[1].iterdir():
+        if not entry.name.startswith("."):
+            (venv / entry.name).symlink_to(entry)
+    (venv / ".installed").touch()
+    return venv
