@@ -262,3 +262,4 @@ def test_stage_plot_over_seeds_draws_error_bars_per_experiment(tmp_path):
     assert [round(float(b[1, 1] - b[0, 1]), 6) for b in bars] == [0.04] * 3  # ± one sd
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "one_round (mean ± sd over 3 seeds)" in legend
+    assert any(t.startswith("fully supervised (val): ") and t.endswith(" ± 0.020") for t in legend)

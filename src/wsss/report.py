@@ -254,8 +254,9 @@ def miou_by_stage_figure(summary: pd.DataFrame, reference: str = "fully_supervis
                             fontsize=8)
         if reference in set(own["stage"]):
             ref = own.set_index("stage").loc[reference]
+            spread = f" ± {ref['miou_sd']:.3f}" if "miou_sd" in ref and ref["miou_sd"] > 0 else ""
             ax.axhline(ref["miou"], color="tab:red" if single else colour, linestyle="--",
-                       label=f"{stage_title(reference)} ({ref['split']}): {ref['miou']:.3f}")
+                       label=f"{stage_title(reference)} ({ref['split']}): {ref['miou']:.3f}{spread}")
     ax.set_ylim(0, 1)
     ax.set_ylabel("mIoU")
     ax.set_title("mIoU stage by stage", fontsize=10)
