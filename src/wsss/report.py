@@ -228,10 +228,8 @@ def miou_by_stage_figure(summary: pd.DataFrame, reference: str = "fully_supervis
     oracle stages are left off the line; the reference stage (fully supervised) is a dashed horizontal line.
     A summary over seeds (a "miou_sd" column) draws mean ± sd error bars."""
     experiments = list(dict.fromkeys(summary["experiment"])) if "experiment" in summary else [None]
-    lines = {}
-    for name in experiments:
-        own = summary if name is None else summary[summary["experiment"] == name]
-        lines[name] = own[~own["oracle"].astype(bool) & (own["stage"] != reference)]
+    rows = {name: summary if name is None else summary[summary["experiment"] == name] for name in experiments}
+    lines = {name: own[~own["oracle"].astype(bool) & (own["stage"] != reference)] for name, own in rows.items()}
     axis = max(lines.values(), key=len)  # the experiment with the most stages (erasing rounds) sets the x axis
     position = {stage: k for k, stage in enumerate(axis["stage"])}
     figure = Figure(figsize=(max(7.0, 1.2 * len(axis) + 2), 4.2), layout="constrained")
@@ -240,7 +238,7 @@ def miou_by_stage_figure(summary: pd.DataFrame, reference: str = "fully_supervis
                   fontsize=8)
     single = len(experiments) == 1
     for k, (name, line) in enumerate(lines.items()):
-        own = summary if name is None else summary[summary["experiment"] == name]
+        own = rows[name]
         x = line["stage"].map(position).to_numpy()
         colour = "tab:blue" if single else colormaps["tab10"](k % 10)
         errors = line["miou_sd"].fillna(0).to_numpy() if "miou_sd" in line else None
