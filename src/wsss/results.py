@@ -73,9 +73,13 @@ def summary_over_seeds(runs: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()[["experiment", "stage", "split", *order, "seeds", "num_images", "oracle", "bg_threshold"]]
 
 
-def ratio_to_fully_supervised(runs: pd.DataFrame) -> pd.Series:
-    """segmentation / fully_supervised mIoU of each (experiment, seed) run that has both stages."""
-    wide = runs.pivot_table(index=["experiment", "seed"], columns="stage", values="miou", sort=False, dropna=False)
+def miou_by_run(runs: pd.DataFrame) -> pd.DataFrame:
+    """The mIoU of each stage (columns) of each (experiment, seed) run (rows), in run order."""
+    return runs.pivot_table(index=["experiment", "seed"], columns="stage", values="miou", sort=False, dropna=False)
+
+
+def ratio_to_fully_supervised(wide: pd.DataFrame) -> pd.Series:
+    """segmentation / fully_supervised mIoU of each run (a miou_by_run table) that has both stages."""
     if not {"segmentation", "fully_supervised"} <= set(wide.columns):
         return pd.Series(dtype=float)
     return wide["segmentation"] / wide["fully_supervised"]
@@ -95,6 +99,10 @@ SCORING_NOTE = ("mIoU as chainercv/IRN: mean over the classes predicted or prese
                 "background; coverage: the fraction of pixels labelled; conf.prec: pixel accuracy where labelled.")
 
 
+# The figures summary.txt shows, with their column headers.
+SHOWN = {"miou": "mIoU", "pixel_accuracy": "pix.acc", "coverage": "coverage", "confident_precision": "conf.prec"}
+
+
 def format_summary(runs: pd.DataFrame) -> str:
     """A readable per-stage table of one or more runs (rows of per-run summaries, an experiment and a seed
     column): each figure as the mean ± sd over the seeds of its experiment; the segmentation /
@@ -108,14 +116,14 @@ def format_summary(runs: pd.DataFrame) -> str:
             lines.append(f"{name}: " + (f"mean ± sd over {len(seeds)} seeds {list(map(int, seeds))}"
                                         if len(seeds) > 1 else f"seed {seeds[0] if seeds else '?'}"))
         width = 17 if len(seeds) > 1 else 10
-        lines.append(f"{'stage':<18}{'split':<8}" + "".join(f"{h:>{width}}" for h in ("mIoU", "pix.acc", "coverage", "conf.prec"))
+        lines.append(f"{'stage':<18}{'split':<8}" + "".join(f"{h:>{width}}" for h in SHOWN.values())
                      + f"{'images':>8}  note")
         for (stage, split), group in own.groupby(["stage", "split"], sort=False):
             oracle = bool(group["oracle"].iloc[0])
             note = f"ORACLE (bg threshold {group['bg_threshold'].mean():.2f}, chosen on ground truth)" if oracle else ""
-            figures = "".join(f"{mean_sd(group[f]):>{width}}" for f in ("miou", "pixel_accuracy", "coverage", "confident_precision"))
+            figures = "".join(f"{mean_sd(group[f]):>{width}}" for f in SHOWN)
             lines.append(f"{stage:<18}{split:<8}{figures}{int(group['num_images'].iloc[0]):>8d}  {note}".rstrip())
-        ratio = ratio_to_fully_supervised(own)
+        ratio = ratio_to_fully_supervised(miou_by_run(own))
         if len(ratio):
             lines.append(f"segmentation / fully-supervised mIoU: {mean_sd(ratio.values)}")
         lines.append("")
@@ -197,10 +205,10 @@ def ranking_table(runs: pd.DataFrame, costs: dict[str, dict], run_experiments: d
     the fully-supervised bound, the mean compute time of its runs, and the ranks of the experiments it is
     within noise of ("within_noise_of": their mean ± sd intervals of rank_by overlap)."""
     experiments = list(dict.fromkeys(runs["experiment"]))
-    wide = runs.pivot_table(index=["experiment", "seed"], columns="stage", values="miou", sort=False, dropna=False)
+    wide = miou_by_run(runs)
     stages = [s for s in RANKED_STAGES if s in wide.columns]
     per_run = wide[stages].copy()
-    ratio = ratio_to_fully_supervised(runs)
+    ratio = ratio_to_fully_supervised(wide)
     if len(ratio):
         per_run["ratio_to_fully_supervised"] = ratio
     grouped = per_run.groupby(level="experiment", sort=False)
