@@ -168,7 +168,7 @@ def multiscale_cam(model: Classifier, image: np.ndarray, class_ids: list[int], s
     if method == "layer_fused":
         size = (height, width)
     else:
-        size = aligned_size(height, width, getattr(model, "output_stride", 16))
+        size = aligned_size(height, width, model.output_stride)
     total = None
     for scale in settings["scales"]:
         if scale == 1:
