@@ -201,7 +201,7 @@ def test_tap_model_pools_with_tap_and_keeps_the_state_dict_keys():
         Classifier("resnet18", 3, 16, pooling="max")
 
 
-def test_tap_model_round_trips_and_old_models_load_as_gap(tmp_path):
+def test_tap_model_round_trips_and_older_models_are_refused_by_name(tmp_path):
     torch.manual_seed(0)
     model = Classifier("resnet18", 3, 16, pooling="tap", tap_threshold=0.3).eval()
     save_model(tmp_path / "tap.pt", model, arch="resnet18", output_stride=16, num_foreground=3, pooling="tap",
@@ -211,8 +211,13 @@ def test_tap_model_round_trips_and_old_models_load_as_gap(tmp_path):
     x = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
-    save_model(tmp_path / "old.pt", model, arch="resnet18", output_stride=16, num_foreground=3)  # no pooling meta
-    assert load_classifier(tmp_path / "old.pt").pooling == "gap"
+    # a model.pt from before the backbone registry: ResNet modules straight under features
+    old = {k.replace("features.stages.", "features.").replace("features.stem.", "features."): v
+           for k, v in model.state_dict().items()}
+    torch.save({"state_dict": old, "meta": {"arch": "resnet18", "output_stride": 16, "num_foreground": 3,
+                                            "pooling": "gap", "tap_threshold": 0.0}}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="old.pt.*older version"):
+        load_classifier(tmp_path / "old.pt")
 
 
 def test_pas_divides_by_the_percentile_and_clips():

@@ -5,13 +5,10 @@ import io
 import tarfile
 
 import pytest
-import torch
-import torchvision
 
 from tests.servers import FileServer
 from tests.voc_data import make_voc_and_sbd, tar_bytes
 from wsss.download import ArchiveError, DownloadError, download, extract
-from wsss.models import load_pretrained, weights_source
 
 VOC_FILE = "VOCtrainval_11-May-2012.tar"
 
@@ -101,19 +98,3 @@ def test_truncated_archive_leaves_nothing_half_extracted(voc_archive, tmp_path):
     with pytest.raises(ArchiveError, match=VOC_FILE):
         extract(archive, tmp_path / "VOC2012", "VOCdevkit/VOC2012")
     assert sorted(p.name for p in tmp_path.iterdir()) == [VOC_FILE]
-
-
-def test_pretrained_weights_urls_checksum_and_loading(tmp_path):
-    urls, prefix = weights_source("resnet18", "IMAGENET1K_V1", ["http://127.0.0.1:1/mirror/"])
-    official = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
-    assert urls == [f"http://127.0.0.1:1/mirror/{official.rsplit('/', 1)[1]}", official]
-    assert official.endswith(f"-{prefix}.pth")
-    # A saved state dict of the same architecture loads; one of another architecture names the file.
-    source = torchvision.models.resnet18()
-    torch.save(source.state_dict(), tmp_path / "r18.pth")
-    target = torchvision.models.resnet18()
-    load_pretrained(target, tmp_path / "r18.pth")
-    assert torch.equal(target.conv1.weight, source.conv1.weight)
-    torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "r34.pth")
-    with pytest.raises(ValueError, match="r34.pth does not fit"):
-        load_pretrained(torchvision.models.resnet18(), tmp_path / "r34.pth")

@@ -146,8 +146,8 @@ def test_frozen_bn_keeps_the_running_statistics_and_trains_the_affine_parameters
 
 
 @pytest.mark.parametrize("frozen_stages, frozen_prefixes", [
-    (0, ("features.0.", "features.1.")),  # the stem: conv1, bn1
-    (2, ("features.0.", "features.1.", "features.4.", "features.5.")),  # IRN: stem, layer1, layer2
+    (0, ("features.stem.",)),  # the stem: conv1, bn1
+    (2, ("features.stem.", "features.stages.0.", "features.stages.1.")),  # IRN: stem, layer1, layer2
 ])
 @pytest.mark.parametrize("frozen_bn", [False, True])
 def test_frozen_stages_are_bit_identical_and_the_rest_trains(tmp_path, frozen_stages, frozen_prefixes, frozen_bn):

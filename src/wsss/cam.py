@@ -71,7 +71,7 @@ def plain_maps(model: Classifier, batch: torch.Tensor, nwc: bool) -> torch.Tenso
 
 
 def gradient_maps(model: Classifier, batch: torch.Tensor, indices: list[int], method: str, nwc: bool) -> torch.Tensor:
-    """Grad-CAM or Grad-CAM++ of the given head channels at layer4's resolution, (N, len(indices), h, w).
+    """Grad-CAM or Grad-CAM++ of the given head channels at the last stage's resolution, (N, len(indices), h, w).
 
     One backward per class through the model's own pooling (GAP or TAP); the samples of a batch are
     independent in eval mode, so the gradient of the batch's summed logit is each sample's own. Weights
@@ -101,7 +101,7 @@ def peak_normalised(maps: torch.Tensor) -> torch.Tensor:
 
 
 def fused_maps(model: Classifier, batch: torch.Tensor, indices: list[int], stages, size) -> torch.Tensor:
-    """Layer-fused CAM (in the spirit of Fully-CAM / LayerCAM): the mean over the given ResNet stages of
+    """Layer-fused CAM (in the spirit of Fully-CAM / LayerCAM): the mean over the given backbone stages of
     their layer maps, each upsampled to size and peak-normalised: (N, len(indices), *size).
 
     Deep stages say which object it is, shallow ones where its edges are; fusing keeps both.

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from .erasing import Eraser
 from .metrics import average_precision
-from .models import Classifier, load_checkpoint, save_model
+from .models import Classifier, load_checkpoint, load_state, save_model
 from .training import discard_checkpoint, fit, make_loader
 from .transforms import augment, hide_patches, normalised_colour
 from .voc import VOCTree, read_image
@@ -119,7 +119,7 @@ def train_classifier(
         checkpoint_every=checkpoint_every,
     )
     save_model(model_path, model.cpu(), arch=settings["arch"], output_stride=settings["output_stride"],
-               num_foreground=num_foreground, pooling=model.pooling, tap_threshold=model.tap_threshold, dilated=False)
+               num_foreground=num_foreground, pooling=model.pooling, tap_threshold=model.tap_threshold)
     frame = pd.DataFrame(history).assign(round=round_index)
     frame.to_parquet(history_path, index=False)
     discard_checkpoint(checkpoint_path)
@@ -127,13 +127,9 @@ def train_classifier(
 
 
 def load_classifier(path) -> Classifier:
-    """The saved classifier in eval mode; models saved before TAP existed have no pooling meta: GAP.
-    Models saved before the classifier backbone stopped dilating (no dilated meta) are built as then:
-    ResNet-50/101 dilated."""
+    """The saved classifier in eval mode."""
     checkpoint = load_checkpoint(path)
     meta = checkpoint["meta"]
     model = Classifier(meta["arch"], meta["num_foreground"], meta["output_stride"],
-                       pooling=meta.get("pooling", "gap"), tap_threshold=meta.get("tap_threshold", 0.0),
-                       dilated=meta.get("dilated", True))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
+                       pooling=meta["pooling"], tap_threshold=meta["tap_threshold"])
+    return load_state(model, checkpoint, path).eval()

