@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
+from PIL import Image, ImageDraw, ImageFilter
 
 from wsss.demo import make_demo_dataset
-from wsss.voc import read_mask
+from wsss.voc import read_mask, write_mask
 
 CLASSES = ["aeroplane", "bird", "car", "cat", "person"]
 
@@ -61,3 +62,76 @@ def tar_bytes(source: Path, arcname: str, mode: str = "w") -> bytes:
     with tarfile.open(fileobj=buffer, mode=mode) as tar:
         tar.add(source, arcname=arcname)
     return buffer.getvalue()
+
+
+# Class id -> (colour, shape) of the photo tree's objects: each class has its own look, so a classifier can learn it.
+PHOTO_OBJECTS = {1: ((200, 40, 40), "ellipse"), 3: ((40, 170, 60), "triangle"), 7: ((40, 70, 200), "rectangle"),
+                 15: ((220, 200, 40), "diamond")}
+# How the i-th image of a split is stored: plain RGB, grayscale, CMYK, or RGB with an EXIF orientation tag
+# (6: viewers rotate it 90° clockwise, 8: counter-clockwise); pixels and masks are as stored.
+PHOTO_KINDS = ("RGB", "L", "CMYK", "exif6", "RGB", "L", "CMYK", "exif8")
+
+
+def _draw_shape(draw, shape: str, box: tuple[int, int, int, int], fill) -> None:
+    left, top, right, bottom = box
+    if shape == "ellipse":
+        draw.ellipse(box, fill=fill)
+    elif shape == "rectangle":
+        draw.rectangle(box, fill=fill)
+    elif shape == "triangle":
+        draw.polygon([((left + right) // 2, top), (right, bottom), (left, bottom)], fill=fill)
+    else:  # diamond
+        cx, cy = (left + right) // 2, (top + bottom) // 2
+        draw.polygon([(cx, top), (right, cy), (cx, bottom), (left, cy)], fill=fill)
+
+
+def make_photo_tree(root: Path, num_train: int = 12, num_val: int = 4, long_range=(300, 640), seed: int = 0) -> dict:
+    """A VOC-layout tree of photo-like JPEGs (root/JPEGImages, SegmentationClass, ImageSets/Segmentation).
+
+    Each image has a random size with its long side in long_range (landscape or portrait), a noisy colour
+    gradient and 1-2 objects of PHOTO_OBJECTS' classes; its mask is a VOC-palette PNG of the stored pixels
+    with a 255 band along object outlines. Images are stored as PHOTO_KINDS says, in turn per split, so
+    every split has grayscale, CMYK and EXIF-rotated JPEGs. Returns {image id: kind}.
+    """
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    kinds = {}
+    for split, count in (("train", num_train), ("val", num_val)):
+        ids = [f"{split}_{i:03d}" for i in range(count)]
+        for i, image_id in enumerate(ids):
+            long_side = int(rng.integers(long_range[0], long_range[1] + 1))
+            short_side = int(round(long_side * rng.uniform(0.6, 1.0)))
+            height, width = (short_side, long_side) if rng.random() < 0.6 else (long_side, short_side)
+            ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+            corners = rng.uniform(40, 220, size=(2, 3))
+            ramp = (xs / width + ys / height)[..., None] / 2
+            pixels = corners[0] * (1 - ramp) + corners[1] * ramp
+            image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+            labels = Image.new("L", (width, height), 0)
+            draw, label_draw = ImageDraw.Draw(image), ImageDraw.Draw(labels)
+            classes = rng.choice(sorted(PHOTO_OBJECTS), size=int(rng.integers(1, 3)), replace=False)
+            for class_id in classes:
+                colour, shape = PHOTO_OBJECTS[int(class_id)]
+                size = rng.uniform(0.25, 0.5) * min(height, width)
+                left, top = rng.uniform(0, width - size), rng.uniform(0, height - size)
+                box = (int(left), int(top), int(left + size), int(top + size))
+                _draw_shape(draw, shape, box, colour)
+                _draw_shape(label_draw, shape, box, int(class_id))
+            noisy = np.asarray(image, np.float32) + rng.normal(0, 10, size=(height, width, 3))
+            image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+            band = np.asarray(labels.filter(ImageFilter.MaxFilter(5))) != np.asarray(labels.filter(ImageFilter.MinFilter(5)))
+            mask = np.where(band, 255, np.asarray(labels)).astype(np.uint8)
+            write_mask(root / "SegmentationClass" / f"{image_id}.png", mask)
+            kind = PHOTO_KINDS[i % len(PHOTO_KINDS)]
+            path = root / "JPEGImages" / f"{image_id}.jpg"
+            if kind.startswith("exif"):
+                exif = Image.Exif()
+                exif[0x0112] = int(kind[4:])  # Orientation
+                image.save(path, quality=90, exif=exif)
+            else:
+                image.convert(kind).save(path, quality=90)
+            kinds[image_id] = kind
+        (root / "ImageSets/Segmentation" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    return kinds

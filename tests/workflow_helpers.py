@@ -15,8 +15,9 @@ TINY = {
     "shards": 2,
     # 4 epochs: the SLURM kill test needs a classifier that checkpoints and is still training
     "classifier": {"epochs": 4, "batch_size": 4, "resize_long": [40, 56], "crop_size": 40},
-    "cam": {"scales": [1.0, 0.5], "oracle_thresholds": [0.1, 0.3]},
-    "segmentation": {"epochs": 1, "batch_size": 4, "resize_long": [40, 56], "crop_size": 40},
+    # inference at the long side the networks train at (as the default config: resize_long's maximum)
+    "cam": {"scales": [1.0, 0.5], "oracle_thresholds": [0.1, 0.3], "long_side": 56},
+    "segmentation": {"epochs": 1, "batch_size": 4, "resize_long": [40, 56], "crop_size": 40, "long_side": 56},
     "report": {"sample_size": 3, "best": 1, "worst": 1, "val_sample_size": 2},
 }
 WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config")

@@ -17,15 +17,16 @@ from tqdm import tqdm
 
 from .models import Classifier
 from .runtime import autocast, for_inference, memory_format
-from .transforms import resize_image, to_tensor
+from .transforms import long_side_size, resize_image, to_tensor
 from .voc import VOCTree, load_npy, pending_ids, read_image, save_npy
 
 log = logging.getLogger(__name__)
 
 
 METHODS = ("cam", "gradcam", "gradcampp", "layer_fused")
-# The cam config section's defaults (config/config.yaml) but scales: classic CAM, max-normalised.
-DEFAULT_SETTINGS = {"method": "cam", "nwc": False, "pas_percentile": None, "fused_stages": [2, 3, 4]}
+# The cam config section's defaults (config/config.yaml) but scales and long_side: classic CAM,
+# max-normalised, computed at the image's own size (long_side None, as IRN).
+DEFAULT_SETTINGS = {"method": "cam", "nwc": False, "pas_percentile": None, "fused_stages": [2, 3, 4], "long_side": None}
 
 
 def gradcam_weights(gradients: torch.Tensor) -> torch.Tensor:
@@ -153,7 +154,24 @@ def aligned_size(height: int, width: int, stride: int) -> tuple[int, int]:
 
 def multiscale_cam(model: Classifier, image: np.ndarray, class_ids: list[int], settings: dict, device) -> torch.Tensor:
     """Sum over settings["scales"] and horizontal flips of the method's maps of the given classes
-    (ascending id): (len(class_ids), H, W). As IRN's make_cam.py:
+    (ascending id), at the image's size: (len(class_ids), H, W).
+
+    settings["long_side"] (None: the image as it is): the uint8 image is first resized with PIL bicubic so
+    that its long side is long_side (what the classifier was trained at, see long_side_size), the maps are
+    computed on it as below, and their sum is resized bilinearly back to H x W.
+    """
+    height, width = image.shape[:2]
+    size = long_side_size(height, width, settings["long_side"])
+    if size == (height, width):
+        return _multiscale_cam(model, image, class_ids, settings, device)
+    resized = resize_image(image, *size, Image.BICUBIC)
+    cams = _multiscale_cam(model, resized, class_ids, settings, device)
+    # as a batch of one-channel maps, as each scale's maps are (see _multiscale_cam)
+    return upsample(cams[:, None], (height, width))[:, 0]
+
+
+def _multiscale_cam(model: Classifier, image: np.ndarray, class_ids: list[int], settings: dict, device) -> torch.Tensor:
+    """The multi-scale sum at the image's own size. As IRN's make_cam.py:
 
     each scale s resizes the uint8 image with PIL bicubic to round(H s) x round(W s) (s = 1: as it is) and
     runs it with its flip; the flip's map is flipped back and added; the sum is upsampled bilinearly to
@@ -206,7 +224,7 @@ def normalise(cams: torch.Tensor, percentile: float | None = None) -> torch.Tens
 def image_cams(model: Classifier, image: np.ndarray, class_ids: list[int], settings: dict, device) -> np.ndarray:
     """float16 (len(class_ids), H, W): one normalised channel per image-level class, ascending id.
 
-    settings: the cam config section (scales, method, nwc, pas_percentile, fused_stages).
+    settings: the cam config section (scales, method, nwc, pas_percentile, fused_stages, long_side).
     """
     if not class_ids:
         return np.zeros((0, *image.shape[:2]), np.float16)

@@ -8,9 +8,25 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .voc import IGNORE, VOCTree, read_image, read_mask
+from .voc import IGNORE, ROTATING_ORIENTATIONS, DataError, VOCTree, exif_orientation, read_image, read_mask
 
 log = logging.getLogger(__name__)
+
+
+def size_mismatch(image_path, image_shape, mask_path, mask_shape) -> DataError:
+    """The error for a mask whose size is not its image's, naming both files (H x W of each).
+
+    Images are read as stored: an EXIF orientation tag is ignored (as by PIL and every VOC loader), so a
+    mask drawn on the rotated view of an EXIF-rotated photo has its sides swapped; the message says so.
+    """
+    message = (f"mask {mask_path} is {mask_shape[0]}x{mask_shape[1]} (HxW) but its image {image_path} is "
+               f"{image_shape[0]}x{image_shape[1]}; a mask must have its image's size")
+    orientation = exif_orientation(image_path)
+    if orientation in ROTATING_ORIENTATIONS:
+        message += (f" (the image has EXIF orientation {orientation}, which viewers show rotated; pixels are read "
+                    "as stored, so annotate the stored image, or store the photo rotated, e.g. with "
+                    "PIL.ImageOps.exif_transpose, and remove the tag)")
+    return DataError(message)
 
 
 def image_labels(tree: VOCTree, image_ids: list[str], num_classes: int) -> pd.DataFrame:
@@ -23,7 +39,7 @@ def image_labels(tree: VOCTree, image_ids: list[str], num_classes: int) -> pd.Da
         mask = read_mask(tree.mask_path(image_id), num_classes)
         image = read_image(tree.image_path(image_id))
         if image.shape[:2] != mask.shape:
-            raise ValueError(f"image {tree.image_path(image_id)} is {image.shape[:2]} but its mask is {mask.shape}")
+            raise size_mismatch(tree.image_path(image_id), image.shape[:2], tree.mask_path(image_id), mask.shape)
         present = np.unique(mask)
         class_ids = [int(c) for c in present if c not in (0, IGNORE)]
         mean = image.reshape(-1, 3).mean(0)

@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from .models import load_checkpoint, load_state, save_model, segmentation_model
 from .runtime import autocast, for_inference, memory_format
 from .training import discard_checkpoint, fit, make_loader
-from .transforms import augment, to_tensor
+from .transforms import augment, long_side_size, resize_image, to_tensor
 from .voc import IGNORE, VOCTree, pending_ids, read_image, read_mask, write_mask
 
 log = logging.getLogger(__name__)
@@ -86,21 +87,31 @@ def load_segmentation(path) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, image: np.ndarray, device) -> np.ndarray:
-    """Class-id map (uint8 HxW) for one image, averaged over the image and its horizontal flip."""
+def predict(model: torch.nn.Module, image: np.ndarray, device, long_side: int | None = None) -> np.ndarray:
+    """Class-id map (uint8 HxW) for one image, from the logits averaged over the image and its horizontal flip.
+
+    long_side (None: the image as it is): the image is resized with PIL bicubic so that its long side is
+    long_side (the resolution the network was trained at) and the summed logits are resized bilinearly
+    back to H x W before the argmax.
+    """
     device = torch.device(device)
-    x = to_tensor(image)
+    height, width = image.shape[:2]
+    size = long_side_size(height, width, long_side)
+    x = to_tensor(image if size == (height, width) else resize_image(image, *size, Image.BICUBIC))
     pair = torch.stack([x, x.flip(-1)]).to(device, memory_format=memory_format(device))
     with autocast(device):
         logits = model(pair)["out"].float()
     logits = logits[0] + logits[1].flip(-1)
+    if size != (height, width):
+        logits = F.interpolate(logits[None], size=(height, width), mode="bilinear", align_corners=False)[0]
     return logits.argmax(0).cpu().numpy().astype(np.uint8)
 
 
-def predict_images(model, tree: VOCTree, image_ids, out_dir: Path, device) -> None:
-    """Write <out_dir>/<id>.png for every image not written yet."""
+def predict_images(model, tree: VOCTree, image_ids, out_dir: Path, device, long_side: int | None) -> None:
+    """Write <out_dir>/<id>.png for every image not written yet (long_side: see predict)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = for_inference(model, device)
     for image_id in tqdm(pending_ids(image_ids, out_dir, ".png"), desc="predict", mininterval=5):
-        write_mask(out_dir / f"{image_id}.png", predict(model, read_image(tree.image_path(image_id)), device))
+        image = read_image(tree.image_path(image_id))
+        write_mask(out_dir / f"{image_id}.png", predict(model, image, device, long_side))

@@ -26,6 +26,15 @@ def resize_image(image: np.ndarray, height: int, width: int, resample=Image.BILI
     return np.array(Image.fromarray(image).resize((width, height), resample))
 
 
+def long_side_size(height: int, width: int, long_side: int | None) -> tuple[int, int]:
+    """The size an image is resized to so that its long side is long_side (its own size for None):
+    round(H s) x round(W s), s = long_side / max(H, W), each side at least 1 px."""
+    if long_side is None or long_side == max(height, width):
+        return height, width
+    scale = long_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.array(Image.fromarray(mask).resize((width, height), Image.NEAREST))
 

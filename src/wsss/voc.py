@@ -104,12 +104,32 @@ def read_list(path: Path) -> list[str]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """An RGB image as a uint8 (H, W, 3) array; a clear error names an unreadable file."""
+    """An RGB image as a uint8 (H, W, 3) array; a clear error names an unreadable file.
+
+    Any mode becomes RGB (grayscale, CMYK, palette, with or without alpha, which is dropped). Pixels are
+    read as stored: an EXIF orientation tag is not applied (nor is it by PIL's Image.open or torchvision's
+    VOC loader), since a mask is annotated on the stored pixels and must have the stored size; VOC's own
+    JPEGs carry no such tag. labels.size_mismatch explains a rotated mask.
+    """
     try:
         with Image.open(path) as image:
             return np.array(image.convert("RGB"))  # writable: pydensecrf and in-place erasing need it
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise DataError(f"cannot read image {path}: {error}") from error
+
+
+# EXIF orientations that swap width and height when applied (transpose, 90° clockwise, transverse, 90° counter-clockwise)
+ROTATING_ORIENTATIONS = (5, 6, 7, 8)
+EXIF_ORIENTATION = 0x0112
+
+
+def exif_orientation(path: Path) -> int | None:
+    """The EXIF orientation tag of an image file (1-8), or None when it has none or cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return image.getexif().get(EXIF_ORIENTATION)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
 
 
 def read_mask(path: Path, num_classes: int) -> np.ndarray:

@@ -8,7 +8,8 @@ rule train_segmentation:
         model="results/{expdir}segmentation/{supervision}/model.pt",
         history="results/{expdir}segmentation/{supervision}/history.parquet",
     params:
-        settings=lambda wc: settings(wc)["segmentation"],
+        # long_side only decides the predictions: changing it re-predicts and does not retrain
+        settings=lambda wc: {k: v for k, v in settings(wc)["segmentation"].items() if k != "long_side"},
         split=SPLITS["train"],
         num_classes=len(config["classes"]),
         seed=lambda wc: settings(wc)["seed"],
@@ -26,6 +27,7 @@ rule train_segmentation:
 
 
 rule predict_segmentation:
+    """Val predictions at the resolution the network was trained for (segmentation.long_side), resized to the images."""
     input:
         data=DATASET,
         model="results/{expdir}segmentation/{supervision}/model.pt",
@@ -33,6 +35,7 @@ rule predict_segmentation:
         directory("results/{expdir}segmentation/{supervision}/predictions"),
     params:
         split=config["splits"]["val"],
+        long_side=lambda wc: settings(wc)["segmentation"]["long_side"],
     log:
         "logs/{expdir}predict_segmentation/{supervision}.log",
     benchmark:
