@@ -94,6 +94,9 @@ RUNNERS = {
     # figures over seeds: dry runs here; tests/test_seeds.py runs a replicated tiny run for real
     "make seeds": (MAKE_DRY_RUN, DEMO),
     ".venv/bin/snakemake --cores all --configfile config/demo-seeds.yaml": (DRY_RUN, DEMO),
+    # the from-scratch ResNet-18 demo, once and over seeds: dry runs (the demo's own settings run for real)
+    ".venv/bin/snakemake --cores all --configfile config/demo-resnet18.yaml": (DRY_RUN, DEMO),
+    ".venv/bin/snakemake --cores all --configfile config/demo-seeds.yaml config/demo-resnet18.yaml": (DRY_RUN, DEMO),
     # the grid: dry run here; tests/test_grid.py runs it for real (with the tiny config file added)
     ".venv/bin/snakemake --cores all --configfile config/demo-grid.yaml": (DRY_RUN, DEMO),
     "cat results/ranking.txt": NotRun("shows the grid's output; tests/test_grid.py checks results/ranking.txt"),

@@ -103,8 +103,10 @@ def restore(root: Path = Path("."), stages: list[str] | None = None, cache: Path
     if report.touched:
         # --forceall: also the jobs Snakemake would not rerun (e.g. the demo data, which has no inputs), so
         # every verified job gets its metadata recorded and a later config change still triggers it.
-        command = [snakemake or str(Path(sys.executable).with_name("snakemake")), "--cores", str(cores), "--touch",
-                   "--forceall", *(f"stage_{stage}" for stage in report.touched)]
+        snakemake = snakemake or str(Path(sys.executable).with_name("snakemake"))
+        # the ImageNet weights are not shared through DVC (they install with the package): build them first
+        subprocess.run([snakemake, "--cores", str(cores), "weights"], cwd=root, check=True)
+        command = [snakemake, "--cores", str(cores), "--touch", "--forceall", *(f"stage_{stage}" for stage in report.touched)]
         subprocess.run(command, cwd=root, check=True)
     return report
 

@@ -39,3 +39,12 @@ rule stage_evaluate:
 rule stage_report:
     input:
         REPORT_FIGURES,
+
+
+rule weights:
+    """The ImageNet weight files the runs start from. Not a DVC stage: `make pull` builds them (from the
+    installed package, or the verified download) before it marks pulled steps up to date, so a clone never
+    gets an empty placeholder for them from Snakemake's --touch."""
+    input:
+        sorted({path for name in RUNS for section in ("classifier", "segmentation")
+                for path in pretrained_weights(GRID.configs[name][section])}),
