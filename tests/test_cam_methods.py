@@ -9,7 +9,7 @@ from PIL import Image
 from torch import nn
 
 import wsss.cam
-from wsss.cam import (DEFAULT_SETTINGS, gradcampp_weights, image_cams, method_maps, multiscale_cam, normalise,
+from wsss.cam import (DEFAULT_SETTINGS, gradcampp_weights, image_cams, method_maps, normalise,
                       upsample, weighted_map)
 from wsss.classifier import load_classifier
 from wsss.models import Classifier, save_model, tap

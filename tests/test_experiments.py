@@ -92,7 +92,7 @@ def test_later_steps_split_where_their_own_keys_differ(base):
 
 
 def test_settings_carry_everything_upstream(base):
-    changed = deep_merge(base, {"classifier": {"lr": 0.01}})
+    changed = deep_merge(base, {"classifier": {"lr": base["classifier"]["lr"] * 2}})
     for step, arg in [("cams", 1), ("merged", None), ("pseudo_masks", None), ("segmentation", "pseudo_mask"),
                       ("metrics", "crf")]:
         assert step_settings(changed, step, arg) != step_settings(base, step, arg), step

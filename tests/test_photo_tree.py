@@ -13,7 +13,7 @@ from PIL import Image
 from snakemake.utils import validate
 
 from tests.voc_data import make_photo_tree
-from tests.workflow_helpers import REPO, TINY, copy_workflow, job_counts, run
+from tests.workflow_helpers import DEFAULT_WEIGHTS, REPO, TINY, copy_workflow, job_counts, resource_files, run
 from wsss.cam import DEFAULT_SETTINGS, aligned_size, image_cams, method_maps, multiscale_cam, normalise, upsample
 from wsss.experiments import Grid, deep_merge
 from wsss.labels import image_labels
@@ -264,7 +264,8 @@ def test_default_settings_run_on_a_photo_tree(photos, tmp_path):
     root, kinds = photos
     workdir = copy_workflow(tmp_path / "w", PHOTO_TINY)
     run(workdir, "results/miou.parquet", "--config", f"voc_root={root}")  # targets first, then --config
-    assert not (workdir / "resources").exists()  # the tree is used as it is: no demo, no download
+    # the tree is used as it is: no demo, no download; only the ImageNet weights, from the installed package
+    assert resource_files(workdir) == [DEFAULT_WEIGHTS]
     tree = VOCTree(root)
     stored = {i: read_mask(tree.mask_path(i), 21) for i in kinds}
     labels = pd.read_parquet(workdir / "results/labels/image_labels.parquet").set_index("image_id")

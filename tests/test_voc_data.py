@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tests.servers import FileServer
-from tests.workflow_helpers import TINY, copy_workflow, job_counts, planned_jobs, run
+from tests.workflow_helpers import DEFAULT_WEIGHTS, TINY, copy_workflow, job_counts, planned_jobs, resource_files, run
 from tests.voc_data import make_voc_and_sbd, tar_bytes
 from wsss.dataset import read_sbd_mask
 from wsss.voc import read_mask, voc_palette
@@ -49,7 +49,7 @@ def test_existing_tree_runs_end_to_end_on_train_aug(data, existing):
     # CAMs and pseudo-masks cover all of train_aug
     assert sorted(p.stem for p in (existing / "results/cams/r0").glob("shard*/*.npy")) == train_aug
     assert sorted(p.stem for p in (existing / "results/pseudo_masks").glob("shard*/*.png")) == train_aug
-    assert not (existing / "resources").exists()  # nothing downloaded, no demo built
+    assert resource_files(existing) == [DEFAULT_WEIGHTS]  # nothing downloaded, no demo built; the package's weights
 
 
 def test_sbd_masks_are_converted_for_images_voc_does_not_annotate(data, existing):

@@ -21,6 +21,13 @@ TINY = {
     "report": {"sample_size": 3, "best": 1, "worst": 1, "val_sample_size": 2},
 }
 WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config")
+# The default networks' ImageNet weights: written from the installed package, never downloaded
+DEFAULT_WEIGHTS = "resources/weights/efficientnet_lite0.IMAGENET1K_V1.pth"
+
+
+def resource_files(workdir: Path) -> list[str]:
+    """The files under workdir/resources (downloads, the demo, weights), relative to workdir."""
+    return sorted(p.relative_to(workdir).as_posix() for p in (Path(workdir) / "resources").rglob("*") if p.is_file())
 
 
 def copy_workflow(root: Path, config: dict = TINY) -> Path:
