@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .models import Classifier
 from .runtime import autocast, for_inference, memory_format
-from .transforms import long_side_size, resize_image, to_tensor
+from .transforms import resize_image, resize_long_side, to_tensor
 from .voc import VOCTree, load_npy, pending_ids, read_image, save_npy
 
 log = logging.getLogger(__name__)
@@ -161,10 +161,9 @@ def multiscale_cam(model: Classifier, image: np.ndarray, class_ids: list[int], s
     computed on it as below, and their sum is resized bilinearly back to H x W.
     """
     height, width = image.shape[:2]
-    size = long_side_size(height, width, settings["long_side"])
-    if size == (height, width):
+    resized = resize_long_side(image, settings["long_side"])
+    if resized is image:
         return _multiscale_cam(model, image, class_ids, settings, device)
-    resized = resize_image(image, *size, Image.BICUBIC)
     cams = _multiscale_cam(model, resized, class_ids, settings, device)
     # as a batch of one-channel maps, as each scale's maps are (see _multiscale_cam)
     return upsample(cams[:, None], (height, width))[:, 0]

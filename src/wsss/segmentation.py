@@ -9,14 +9,13 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from .models import load_checkpoint, load_state, save_model, segmentation_model
 from .runtime import autocast, for_inference, memory_format
 from .training import discard_checkpoint, fit, make_loader
-from .transforms import augment, long_side_size, resize_image, to_tensor
+from .transforms import augment, resize_long_side, to_tensor
 from .voc import IGNORE, VOCTree, pending_ids, read_image, read_mask, write_mask
 
 log = logging.getLogger(__name__)
@@ -96,13 +95,12 @@ def predict(model: torch.nn.Module, image: np.ndarray, device, long_side: int | 
     """
     device = torch.device(device)
     height, width = image.shape[:2]
-    size = long_side_size(height, width, long_side)
-    x = to_tensor(image if size == (height, width) else resize_image(image, *size, Image.BICUBIC))
+    x = to_tensor(resize_long_side(image, long_side))
     pair = torch.stack([x, x.flip(-1)]).to(device, memory_format=memory_format(device))
     with autocast(device):
         logits = model(pair)["out"].float()
     logits = logits[0] + logits[1].flip(-1)
-    if size != (height, width):
+    if logits.shape[-2:] != (height, width):
         logits = F.interpolate(logits[None], size=(height, width), mode="bilinear", align_corners=False)[0]
     return logits.argmax(0).cpu().numpy().astype(np.uint8)
 

@@ -35,6 +35,13 @@ def long_side_size(height: int, width: int, long_side: int | None) -> tuple[int,
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def resize_long_side(image: np.ndarray, long_side: int | None) -> np.ndarray:
+    """The uint8 image resized with PIL bicubic so that its long side is long_side (as it is for None or
+    when it already has that long side): what CAMs and predictions run on."""
+    size = long_side_size(*image.shape[:2], long_side)
+    return image if size == image.shape[:2] else resize_image(image, *size, Image.BICUBIC)
+
+
 def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.array(Image.fromarray(mask).resize((width, height), Image.NEAREST))
 
@@ -50,8 +57,7 @@ def augment(
     Randomness comes from torch's generator, so a seeded run (and seeded DataLoader workers) repeats exactly.
     """
     long_side = int(torch.randint(resize_long[0], resize_long[1] + 1, (1,)))
-    scale = long_side / max(image.shape[:2])
-    height, width = max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))
+    height, width = long_side_size(*image.shape[:2], long_side)
     image = resize_image(image, height, width, Image.BICUBIC)
     if mask is not None:
         mask = resize_mask(mask, height, width)
