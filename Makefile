@@ -51,4 +51,4 @@ repro: | $(STAMP)
 # dvc.lock and let Snakemake mark the verified stages up to date (mismatches are removed and reported).
 pull: | $(STAMP)
 	$(BIN)/dvc pull $(ARGS) || echo "dvc pull did not fetch everything; restoring what it fetched"
-	$(BIN)/python -m wsss.restore
+	$(BIN)/python -m wsss.pipeline.dvc_pull

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from timing import interleaved_medians  # benchmarks/timing.py
-from wsss.cam import DEFAULT_SETTINGS, image_cams
-from wsss.models import Classifier
-from wsss.transforms import hide_patches, normalised_colour
+from wsss.seeds.cam import DEFAULT_SETTINGS, image_cams
+from wsss.nets.models import Classifier
+from wsss.nets.transforms import hide_patches, normalised_colour
 
 SCALES = [1.0, 0.5, 1.5, 2.0]
 VARIANTS = {

@@ -37,11 +37,11 @@ import torch
 import yaml
 from PIL import Image
 from timing import interleaved_medians  # benchmarks/timing.py
-from wsss.cam import DEFAULT_SETTINGS, image_cams
-from wsss.experiments import cam_settings
-from wsss.models import Classifier
-from wsss.transforms import resize_image, to_tensor
-from wsss.voc import read_image, save_npy
+from wsss.seeds.cam import DEFAULT_SETTINGS, image_cams
+from wsss.pipeline.experiments import cam_settings
+from wsss.nets.models import Classifier
+from wsss.nets.transforms import resize_image, to_tensor
+from wsss.data.voc import read_image, save_npy
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 

@@ -1,10 +1,10 @@
-from wsss.cam import compute_cams
-from wsss.classifier import load_classifier
-from wsss.erasing import eraser_for_round
-from wsss.labels import load_labels
-from wsss.resume import fingerprint, shard_work_dir
+from wsss.seeds.cam import compute_cams
+from wsss.nets.classifier import load_classifier
+from wsss.seeds.erasing import eraser_for_round
+from wsss.data.labels import load_labels
+from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 from wsss.runtime import device, setup
-from wsss.voc import VOCTree
+from wsss.data.voc import VOCTree
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)

@@ -1,10 +1,10 @@
 from functools import partial
 
-from wsss.labels import load_labels
-from wsss.masks import crf_label, label_shard
-from wsss.resume import fingerprint, shard_work_dir
+from wsss.data.labels import load_labels
+from wsss.seeds.masks import crf_label, label_shard
+from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 from wsss.runtime import setup
-from wsss.voc import VOCTree
+from wsss.data.voc import VOCTree
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)

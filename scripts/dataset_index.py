@@ -1,4 +1,4 @@
-from wsss.dataset import write_index
+from wsss.data.index import write_index
 from wsss.runtime import setup
 
 setup(snakemake.log[0], snakemake.threads)

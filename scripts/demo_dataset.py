@@ -1,4 +1,4 @@
-from wsss.demo import make_demo_dataset
+from wsss.data.demo import make_demo_dataset
 from wsss.runtime import setup
 
 setup(snakemake.log[0], snakemake.threads)

@@ -1,4 +1,4 @@
-from wsss.download import download, mirror_urls
+from wsss.data.download import download, mirror_urls
 from wsss.runtime import setup
 
 setup(snakemake.log[0], snakemake.threads)

@@ -1,7 +1,7 @@
-from wsss.evaluate import evaluate_stage
-from wsss.labels import load_labels
+from wsss.scoring.evaluate import evaluate_stage
+from wsss.data.labels import load_labels
 from wsss.runtime import setup
-from wsss.voc import VOCTree
+from wsss.data.voc import VOCTree
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)

@@ -1,4 +1,4 @@
-from wsss.download import extract
+from wsss.data.download import extract
 from wsss.runtime import setup
 
 setup(snakemake.log[0], snakemake.threads)

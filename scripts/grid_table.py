@@ -1,4 +1,4 @@
-from wsss.results import write_grid_tables
+from wsss.scoring.tables import write_grid_tables
 from wsss.runtime import setup
 
 params = snakemake.params

@@ -1,6 +1,6 @@
-from wsss.labels import image_labels
+from wsss.data.labels import image_labels
 from wsss.runtime import setup
-from wsss.voc import VOCTree
+from wsss.data.voc import VOCTree
 
 setup(snakemake.log[0], snakemake.threads)
 tree = VOCTree.open(snakemake.input.data)

@@ -1,7 +1,7 @@
-from wsss.cam import merge_cams
-from wsss.resume import fingerprint, shard_work_dir
+from wsss.seeds.cam import merge_cams
+from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 from wsss.runtime import setup
-from wsss.voc import VOCTree, index_files
+from wsss.data.voc import VOCTree, index_files
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)

@@ -1,4 +1,4 @@
-from wsss.results import write_tables
+from wsss.scoring.tables import write_tables
 from wsss.runtime import setup
 
 setup(snakemake.log[0], snakemake.threads)

@@ -1,7 +1,7 @@
-from wsss.resume import fingerprint, shard_work_dir
+from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 from wsss.runtime import device, setup
-from wsss.segmentation import load_segmentation, predict_images
-from wsss.voc import VOCTree
+from wsss.nets.segmentation import load_segmentation, predict_images
+from wsss.data.voc import VOCTree
 
 setup(snakemake.log[0], snakemake.threads)
 tree = VOCTree.open(snakemake.input.data)

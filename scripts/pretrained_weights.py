@@ -1,4 +1,4 @@
-from wsss.backbones import imagenet_weights
+from wsss.nets.backbones import imagenet_weights
 from wsss.runtime import setup
 
 setup(snakemake.log[0], snakemake.threads)

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from wsss.report import class_iou_figure, save_figure
+from wsss.scoring.figures import class_iou_figure, save_figure
 from wsss.runtime import setup
 
 setup(snakemake.log[0], snakemake.threads)

@@ -1,5 +1,5 @@
-from wsss.evaluate import load_scores
-from wsss.report import confusion_figure, save_figure
+from wsss.scoring.evaluate import load_scores
+from wsss.scoring.figures import confusion_figure, save_figure
 from wsss.runtime import setup
 
 setup(snakemake.log[0], snakemake.threads)

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from wsss.report import miou_by_stage_figure, save_figure
+from wsss.scoring.figures import miou_by_stage_figure, save_figure
 from wsss.runtime import setup
 
 setup(snakemake.log[0], snakemake.threads)

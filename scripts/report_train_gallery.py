@@ -1,9 +1,9 @@
 import pandas as pd
 
-from wsss.labels import load_labels
-from wsss.report import write_train_gallery
+from wsss.data.labels import load_labels
+from wsss.scoring.figures import write_train_gallery
 from wsss.runtime import setup
-from wsss.voc import VOCTree
+from wsss.data.voc import VOCTree
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)

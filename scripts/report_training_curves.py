@@ -1,6 +1,6 @@
 import pandas as pd
 
-from wsss.report import save_figure, training_curves_figure
+from wsss.scoring.figures import save_figure, training_curves_figure
 from wsss.runtime import setup
 
 setup(snakemake.log[0], snakemake.threads)

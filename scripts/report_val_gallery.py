@@ -1,8 +1,8 @@
 import pandas as pd
 
-from wsss.report import write_val_gallery
+from wsss.scoring.figures import write_val_gallery
 from wsss.runtime import setup
-from wsss.voc import VOCTree
+from wsss.data.voc import VOCTree
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)

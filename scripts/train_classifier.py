@@ -1,11 +1,11 @@
 from pathlib import Path
 
-from wsss.classifier import train_classifier
-from wsss.erasing import eraser_for_round
-from wsss.labels import load_labels, mean_colour
-from wsss.resume import fingerprint
+from wsss.nets.classifier import train_classifier
+from wsss.seeds.erasing import eraser_for_round
+from wsss.data.labels import load_labels, mean_colour
+from wsss.pipeline.partial_work import fingerprint
 from wsss.runtime import device, setup
-from wsss.voc import VOCTree
+from wsss.data.voc import VOCTree
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads, params.seed)

@@ -1,9 +1,9 @@
 from pathlib import Path
 
-from wsss.resume import fingerprint
+from wsss.pipeline.partial_work import fingerprint
 from wsss.runtime import device, setup
-from wsss.segmentation import train_segmentation
-from wsss.voc import VOCTree, index_files
+from wsss.nets.segmentation import train_segmentation
+from wsss.data.voc import VOCTree, index_files
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads, params.seed)

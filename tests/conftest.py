@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from wsss.demo import make_demo_dataset
-from wsss.voc import VOC_CLASSES, VOCTree
+from wsss.data.demo import make_demo_dataset
+from wsss.data.voc import VOC_CLASSES, VOCTree
 
 DEMO_CLASSES = ["aeroplane", "bird", "car", "cat", "person"]
 

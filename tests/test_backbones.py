@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from wsss import backbones
-from wsss.backbones import (ARCHS, LITE0_PACKAGE, WeightsError, backbone, imagenet_weights, lite0_imagenet_state,
+from wsss.nets import backbones
+from wsss.nets.backbones import (ARCHS, LITE0_PACKAGE, WeightsError, backbone, imagenet_weights, lite0_imagenet_state,
                             load_weights, torchvision_source)
-from wsss.models import Classifier, segmentation_model
-from wsss.transforms import resize_image, to_tensor
+from wsss.nets.models import Classifier, segmentation_model
+from wsss.nets.transforms import resize_image, to_tensor
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_every_arch_is_in_the_schema():
 @pytest.mark.parametrize("method, nwc, pooling", [("cam", True, "tap"), ("gradcam", False, "gap"),
                                                   ("gradcampp", False, "gap"), ("layer_fused", False, "tap")])
 def test_every_cam_method_runs_on_efficientnet(method, nwc, pooling):
-    from wsss.cam import DEFAULT_SETTINGS, image_cams
+    from wsss.seeds.cam import DEFAULT_SETTINGS, image_cams
 
     torch.manual_seed(0)
     model = Classifier("efficientnet_lite0", 5, 16, pooling=pooling, tap_threshold=0.3).eval()

@@ -8,12 +8,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-import wsss.cam
-from wsss.cam import (DEFAULT_SETTINGS, gradcampp_weights, image_cams, method_maps, normalise,
+import wsss.seeds.cam
+from wsss.seeds.cam import (DEFAULT_SETTINGS, gradcampp_weights, image_cams, method_maps, normalise,
                       upsample, weighted_map)
-from wsss.classifier import load_classifier
-from wsss.models import Classifier, save_model, tap
-from wsss.transforms import hide_patches, normalised_colour, to_tensor
+from wsss.nets.classifier import load_classifier
+from wsss.nets.models import Classifier, save_model, tap
+from wsss.nets.transforms import hide_patches, normalised_colour, to_tensor
 
 HEAD = torch.tensor([[1.0, -2.0, 0.5, 0.0], [-1.0, 0.25, 2.0, -0.5]])  # 2 classes x 4 channels, mixed signs
 
@@ -43,7 +43,7 @@ def resnet(seed=0) -> Classifier:
 
 def irn_make_cam(model, image, class_ids, scales, stride=16):
     """IRN's CAM computation (voc12/dataloader.py VOC12ClassificationDatasetMSF, misc/imutils.py pil_rescale,
-    net/resnet50_cam.py CAM, step/make_cam.py "high_res"), written out here independently of wsss.cam."""
+    net/resnet50_cam.py CAM, step/make_cam.py "high_res"), written out here independently of wsss.seeds.cam."""
     height, width = image.shape[:2]
     up_size = ((height - 1) // stride + 1) * stride, ((width - 1) // stride + 1) * stride
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -301,8 +301,8 @@ def test_methods_run_under_autocast_and_channels_last(rng, monkeypatch, method):
     model = resnet(6)
     image = rng.integers(0, 256, size=(40, 48, 3)).astype(np.uint8)
     exact = image_cams(model, image, [3, 9], settings(method=method, scales=[1.0, 0.5]), "cpu")
-    monkeypatch.setattr(wsss.cam, "autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
-    monkeypatch.setattr(wsss.cam, "memory_format", lambda device: torch.channels_last)
+    monkeypatch.setattr(wsss.seeds.cam, "autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
+    monkeypatch.setattr(wsss.seeds.cam, "memory_format", lambda device: torch.channels_last)
     model = model.to(memory_format=torch.channels_last)
     mixed = image_cams(model, image, [3, 9], settings(method=method, scales=[1.0, 0.5]), "cpu")
     assert mixed.dtype == np.float16 and np.isfinite(mixed).all()

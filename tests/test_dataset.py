@@ -5,8 +5,8 @@ import shutil
 import pytest
 
 from tests.voc_data import make_voc_and_sbd
-from wsss.dataset import train_aug_ids, write_index
-from wsss.voc import DataError, VOCTree
+from wsss.data.index import train_aug_ids, write_index
+from wsss.data.voc import DataError, VOCTree
 
 
 @pytest.fixture(scope="module")

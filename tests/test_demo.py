@@ -2,8 +2,8 @@ import hashlib
 
 import numpy as np
 
-from wsss.demo import make_demo_dataset
-from wsss.voc import IGNORE, VOC_CLASSES, read_image, read_mask
+from wsss.data.demo import make_demo_dataset
+from wsss.data.voc import IGNORE, VOC_CLASSES, read_image, read_mask
 
 from .conftest import DEMO_CLASSES
 

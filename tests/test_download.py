@@ -8,7 +8,7 @@ import pytest
 
 from tests.servers import FileServer
 from tests.voc_data import make_voc_and_sbd, tar_bytes
-from wsss.download import ArchiveError, DownloadError, download, extract
+from wsss.data.download import ArchiveError, DownloadError, download, extract
 
 VOC_FILE = "VOCtrainval_11-May-2012.tar"
 

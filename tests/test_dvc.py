@@ -186,7 +186,7 @@ def test_dvc_stages_match_the_workflow_targets():
     # (as a whole directory, so new files are covered too; dvc.yaml's header says why).
     code = [Path("Snakefile"), *(f.relative_to(REPO) for d in ("src/wsss", "scripts", "workflow") for f in sorted((REPO / d).rglob("*"))
                                  if f.is_file() and "__pycache__" not in f.parts)]
-    assert Path("src/wsss/masks.py") in code and Path("workflow/rules/common.smk") in code
+    assert Path("src/wsss/seeds/masks.py") in code and Path("workflow/rules/common.smk") in code
     for name, stage in stages.items():
         deps = [Path(dep) for dep in stage["deps"]]
         missing = [str(f) for f in code if not any(dep == f or dep in f.parents for dep in deps)]

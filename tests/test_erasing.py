@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from wsss.erasing import Eraser, erase, mined_region
-from wsss.voc import DataError, save_npy
+from wsss.seeds.erasing import Eraser, erase, mined_region
+from wsss.data.voc import DataError, save_npy
 
 
 def test_erase_fills_exactly_the_mined_pixels(rng):
@@ -39,7 +39,7 @@ def test_eraser_reads_earlier_rounds_from_shard_dirs(tmp_path):
 def test_eraser_for_round_is_none_for_round_zero_and_fills_the_mean_colour(tmp_path):
     import pandas as pd
 
-    from wsss.erasing import eraser_for_round
+    from wsss.seeds.erasing import eraser_for_round
 
     labels = tmp_path / "labels.parquet"
     pd.DataFrame({"image_id": ["a", "b"], "class_ids": [[8], [15]], "height": [2, 2], "width": [1, 3],

@@ -2,8 +2,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from wsss.experiments import DEFAULT, ExperimentError, Grid, deep_merge, experiment_configs, step_settings
-from wsss.results import experiment_costs, format_ranking, ranking_table
+from wsss.pipeline.experiments import DEFAULT, ExperimentError, Grid, deep_merge, experiment_configs, step_settings
+from wsss.scoring.tables import experiment_costs, format_ranking, ranking_table
 
 from .workflow_helpers import REPO
 

@@ -1,7 +1,7 @@
 import numpy as np
 
-from wsss.masks import cam_to_label, crf_label, pseudo_mask
-from wsss.voc import IGNORE
+from wsss.seeds.masks import cam_to_label, crf_label, pseudo_mask
+from wsss.data.voc import IGNORE
 
 CRF = {"iterations": 10, "gt_prob": 0.7, "gaussian": {"sxy": 3, "compat": 3},
        "bilateral": {"sxy": 20, "srgb": 10, "compat": 10}}
@@ -59,7 +59,7 @@ def test_crf_accepts_images_as_read_from_disk(tmp_path):
     """Regression: PIL-backed arrays are read-only and pydensecrf refuses them."""
     from PIL import Image
 
-    from wsss.voc import read_image
+    from wsss.data.voc import read_image
 
     image, truth, cam = _toy()
     Image.fromarray(image).save(tmp_path / "toy.png")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from wsss.metrics import average_precision, confusion_matrix, mean_iou, per_class_scores, pixel_accuracy
+from wsss.scoring.metrics import average_precision, confusion_matrix, mean_iou, per_class_scores, pixel_accuracy
 
 
 def brute_force_iou(truth, prediction, num_classes):

@@ -5,15 +5,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from wsss.evaluate import evaluate_label_maps, image_scores_table, label_map_predictor, per_image_scores
-from wsss.labels import image_labels
-from wsss.metrics import mean_iou
-from wsss.report import (
+from wsss.scoring.evaluate import evaluate_label_maps, image_scores_table, label_map_predictor, per_image_scores
+from wsss.data.labels import image_labels
+from wsss.scoring.metrics import mean_iou
+from wsss.scoring.figures import (
     DPI, IGNORE_COLOUR, MASK_ALPHA, PALETTE, cam_heatmap, class_iou_figure, colour_mask, confusion_figure,
     gallery_file_name, miou_by_stage_figure, normalised_confusion, overlay_mask, save_figure, select_gallery,
     training_curves_figure, write_train_gallery, write_val_gallery,
 )
-from wsss.voc import IGNORE, VOC_CLASSES, read_mask, save_npy, write_mask
+from wsss.data.voc import IGNORE, VOC_CLASSES, read_mask, save_npy, write_mask
 
 
 def png_size(path):

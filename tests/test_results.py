@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wsss.evaluate import evaluate_cams, evaluate_label_maps, load_scores, pixel_counts, save_scores
-from wsss.results import (build_tables, format_ranking, format_summary, metrics_json, per_class_wide, ranking_table,
+from wsss.scoring.evaluate import evaluate_cams, evaluate_label_maps, load_scores, pixel_counts, save_scores
+from wsss.scoring.tables import (build_tables, format_ranking, format_summary, metrics_json, per_class_wide, ranking_table,
                           summary_over_seeds)
-from wsss.voc import VOC_CLASSES, VOCTree, save_npy, write_mask
+from wsss.data.voc import VOC_CLASSES, VOCTree, save_npy, write_mask
 
 
 @pytest.fixture

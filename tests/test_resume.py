@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-import wsss.cam
-from wsss.cam import DEFAULT_SETTINGS, compute_cams
-from wsss.classifier import train_classifier
-from wsss.labels import image_labels, load_labels
-from wsss.models import Classifier
-from wsss.resume import fingerprint, shard_work_dir
-from wsss.training import fit, make_loader
-from wsss.voc import VOC_CLASSES
+import wsss.seeds.cam
+from wsss.seeds.cam import DEFAULT_SETTINGS, compute_cams
+from wsss.nets.classifier import train_classifier
+from wsss.data.labels import image_labels, load_labels
+from wsss.nets.models import Classifier
+from wsss.pipeline.partial_work import fingerprint, shard_work_dir
+from wsss.nets.training import fit, make_loader
+from wsss.data.voc import VOC_CLASSES
 
 SETTINGS = {"arch": "resnet18", "output_stride": 16, "epochs": 3, "batch_size": 4, "lr": 0.01, "head_lr_mult": 10,
             "momentum": 0.9, "weight_decay": 1e-4, "poly_power": 0.9, "resize_long": [40, 56], "crop_size": 40,
@@ -162,7 +162,7 @@ def test_killed_cam_shard_skips_finished_images_and_drops_stale_work(demo_tree, 
     out.rename(out_reference)
 
     with monkeypatch.context() as patch:
-        patch.setattr(wsss.cam, "image_cams", killing_after(4, wsss.cam.image_cams))
+        patch.setattr(wsss.seeds.cam, "image_cams", killing_after(4, wsss.seeds.cam.image_cams))
         with pytest.raises(Killed):
             run("job")
     work = out.parent / ".shard0.partial-job"
@@ -170,9 +170,9 @@ def test_killed_cam_shard_skips_finished_images_and_drops_stale_work(demo_tree, 
     (work / f".{ids[5]}.npy.tmp").write_bytes(b"half-written")  # what a kill inside save_npy leaves
     (out.parent / ".shard0.partial-other").mkdir()  # partial work of other settings
     calls = []
-    real_image_cams = wsss.cam.image_cams
+    real_image_cams = wsss.seeds.cam.image_cams
     with monkeypatch.context() as patch:
-        patch.setattr(wsss.cam, "image_cams", lambda *args: calls.append(1) or real_image_cams(*args))
+        patch.setattr(wsss.seeds.cam, "image_cams", lambda *args: calls.append(1) or real_image_cams(*args))
         with caplog.at_level(logging.INFO):
             run("job")
     assert len(calls) == 2  # only the two images the killed job had not written

@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from wsss.classifier import ClassificationDataset, load_classifier, train_classifier, trainable_ids
-from wsss.labels import image_labels, load_labels, mean_colour
-from wsss.models import Classifier
-from wsss.segmentation import load_segmentation, predict, train_segmentation
-from wsss.training import fit, make_loader
-from wsss.transforms import normalised_colour
-from wsss.voc import VOC_CLASSES, read_image
+from wsss.nets.classifier import ClassificationDataset, load_classifier, train_classifier, trainable_ids
+from wsss.data.labels import image_labels, load_labels, mean_colour
+from wsss.nets.models import Classifier
+from wsss.nets.segmentation import load_segmentation, predict, train_segmentation
+from wsss.nets.training import fit, make_loader
+from wsss.nets.transforms import normalised_colour
+from wsss.data.voc import VOC_CLASSES, read_image
 
 SETTINGS = {"arch": "resnet18", "output_stride": 16, "epochs": 2, "batch_size": 4, "lr": 0.01, "head_lr_mult": 10,
             "momentum": 0.9, "weight_decay": 1e-4, "poly_power": 0.9, "resize_long": [40, 64], "crop_size": 48,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wsss.voc import DataError, VOCTree, index_files, read_image, read_mask, shard_ids, voc_palette, write_mask
+from wsss.data.voc import DataError, VOCTree, index_files, read_image, read_mask, shard_ids, voc_palette, write_mask
 
 
 def test_palette_matches_voc_colours():

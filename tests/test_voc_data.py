@@ -11,8 +11,8 @@ from PIL import Image
 from tests.servers import FileServer
 from tests.workflow_helpers import DEFAULT_WEIGHTS, TINY, copy_workflow, job_counts, planned_jobs, resource_files, run
 from tests.voc_data import make_voc_and_sbd, tar_bytes
-from wsss.dataset import read_sbd_mask
-from wsss.voc import read_mask, voc_palette
+from wsss.data.index import read_sbd_mask
+from wsss.data.voc import read_mask, voc_palette
 
 # Demo-sized training on the tree: one erasing round keeps the test short.
 VOC_TINY = {**TINY, "classifier": {**TINY["classifier"], "epochs": 1}, "erasing": {"rounds": 1},

@@ -11,8 +11,8 @@ import numpy as np
 import scipy.io
 from PIL import Image, ImageDraw, ImageFilter
 
-from wsss.demo import make_demo_dataset
-from wsss.voc import read_mask, write_mask
+from wsss.data.demo import make_demo_dataset
+from wsss.data.voc import read_mask, write_mask
 
 CLASSES = ["aeroplane", "bird", "car", "cat", "person"]
 

@@ -5,7 +5,7 @@ import re
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from wsss.experiments import DEFAULT, ExperimentError, Grid, cam_settings
+from wsss.pipeline.experiments import DEFAULT, ExperimentError, Grid, cam_settings
 
 # torch/torchvision cache here, inside the project, should anything try to download in a job.
 os.environ.setdefault("TORCH_HOME", os.path.abspath("resources/torch"))
@@ -51,7 +51,7 @@ TRAINING_CATEGORY = "4. Classifier training"
 # overrides), each once per training seed when `seeds` replicates them. A run's files live under
 # results/<folder>, where the folder is "" for a single run and "<run name>/" otherwise ("<experiment>/",
 # "seed<k>/" or "<experiment>/seed<k>/"); a step whose settings equal an earlier run's is read from that
-# one's folder instead of being run again (wsss.experiments).
+# one's folder instead of being run again (wsss.pipeline.experiments).
 try:
     GRID = Grid(config)
 except ExperimentError as error:

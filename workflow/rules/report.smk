@@ -1,5 +1,5 @@
 # Figures of the HTML report (`snakemake --report results/report.html`): each figure or gallery is its
-# own cached rule, drawn by wsss.report. Gallery file names carry the image id, classes and IoUs, which
+# own cached rule, drawn by wsss.scoring.figures. Gallery file names carry the image id, classes and IoUs, which
 # the report shows as labels and captions (Snakemake report patterns).
 REPORT = config["report"]
 GALLERY_TITLES = {

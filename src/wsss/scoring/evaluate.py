@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .masks import cam_to_label
-from .metrics import confusion_matrix, mean_iou, pixel_accuracy
-from .voc import IGNORE, DataError, VOCTree, index_files, load_npy, read_mask
+from wsss.seeds.masks import cam_to_label
+from wsss.scoring.metrics import confusion_matrix, mean_iou, pixel_accuracy
+from wsss.data.voc import IGNORE, DataError, VOCTree, index_files, load_npy, read_mask
 
 PIXEL_COUNTS = ("scored", "labelled", "labelled_correct")
 

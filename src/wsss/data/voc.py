@@ -59,7 +59,7 @@ class VOCTree:
 
     @classmethod
     def open(cls, index_dir: Path) -> "VOCTree":
-        """The tree described by a dataset index directory (written by wsss.dataset.write_index)."""
+        """The tree described by a dataset index directory (written by wsss.data.index.write_index)."""
         index_dir = Path(index_dir)
         manifest = index_dir / INDEX_FILE
         try:

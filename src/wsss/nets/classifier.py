@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .erasing import Eraser
-from .metrics import average_precision
-from .models import Classifier, load_checkpoint, load_state, save_model
-from .training import discard_checkpoint, fit, make_loader
-from .transforms import augment, hide_patches, normalised_colour
-from .voc import VOCTree, read_image
+from wsss.seeds.erasing import Eraser
+from wsss.scoring.metrics import average_precision
+from wsss.nets.models import Classifier, load_checkpoint, load_state, save_model
+from wsss.nets.training import discard_checkpoint, fit, make_loader
+from wsss.nets.transforms import augment, hide_patches, normalised_colour
+from wsss.data.voc import VOCTree, read_image
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The backbone registry: torchvision ResNets and timm's EfficientNet-Lite0, each as a stem and four stages.
 
-Every backbone takes images normalised with ImageNet's mean and std (wsss.transforms) and returns its last
+Every backbone takes images normalised with ImageNet's mean and std (wsss.nets.transforms) and returns its last
 feature map; stages 1-4 end at strides 4, 8, 16 and 32 (less where the output stride keeps resolution).
 """
 
@@ -15,8 +15,8 @@ import torch
 import torchvision
 from torch import nn
 
-from .download import download, file_digest, mirror_urls
-from .transforms import IMAGENET_MEAN, IMAGENET_STD
+from wsss.data.download import download, file_digest, mirror_urls
+from wsss.nets.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 DILATABLE = ("resnet50", "resnet101")  # Bottleneck blocks; BasicBlock cannot dilate
@@ -230,7 +230,7 @@ def imagenet_weights(arch: str, tag: str, dest, mirrors: list[str] = (), **downl
     check_tag(arch, tag)
     dest = Path(dest)
     if arch == "efficientnet_lite0":
-        from .models import save_checkpoint  # models builds on this module: imported here, not at the top
+        from wsss.nets.models import save_checkpoint  # models builds on this module: imported here, not at the top
 
         save_checkpoint(dest, lite0_imagenet_state())
         return dest

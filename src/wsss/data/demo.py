@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .voc import IGNORE, VOC_CLASSES, write_mask
+from wsss.data.voc import IGNORE, VOC_CLASSES, write_mask
 
 # Body shapes are assigned to the demo classes in order; parts differ in colour and stripe direction.
 BODY_SHAPES = ("wide_ellipse", "triangle", "rectangle", "disc", "tall_ellipse", "diamond")

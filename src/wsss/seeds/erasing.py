@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import mean_colour
-from .voc import DataError, index_files, load_npy
+from wsss.data.labels import mean_colour
+from wsss.data.voc import DataError, index_files, load_npy
 
 
 def mined_region(cams_per_round: list[np.ndarray], threshold: float, shape: tuple[int, int]) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
-from .voc import INDEX_FILE, DataError, VOCTree, read_list, write_mask
+from wsss.data.voc import INDEX_FILE, DataError, VOCTree, read_list, write_mask
 
 log = logging.getLogger(__name__)
 

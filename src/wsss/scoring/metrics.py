@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .voc import IGNORE
+from wsss.data.voc import IGNORE
 
 
 def confusion_matrix(truth: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from .models import load_checkpoint, load_state, save_model, segmentation_model
-from .runtime import autocast, for_inference, memory_format
-from .training import discard_checkpoint, fit, make_loader
-from .transforms import augment, resize_long_side, to_tensor
-from .voc import IGNORE, VOCTree, pending_ids, read_image, read_mask, write_mask
+from wsss.nets.models import load_checkpoint, load_state, save_model, segmentation_model
+from wsss.runtime import autocast, for_inference, memory_format
+from wsss.nets.training import discard_checkpoint, fit, make_loader
+from wsss.nets.transforms import augment, resize_long_side, to_tensor
+from wsss.data.voc import IGNORE, VOCTree, pending_ids, read_image, read_mask, write_mask
 
 log = logging.getLogger(__name__)
 

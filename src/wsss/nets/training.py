@@ -14,8 +14,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .models import load_checkpoint, save_checkpoint
-from .runtime import memory_format
+from wsss.nets.models import load_checkpoint, save_checkpoint
+from wsss.runtime import memory_format
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .voc import IGNORE, ROTATING_ORIENTATIONS, DataError, VOCTree, exif_orientation, read_image, read_mask
+from wsss.data.voc import IGNORE, ROTATING_ORIENTATIONS, DataError, VOCTree, exif_orientation, read_image, read_mask
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from .masks import cam_to_label
-from .voc import IGNORE, DataError, index_files, load_npy, read_image, read_mask, voc_palette
+from wsss.seeds.masks import cam_to_label
+from wsss.data.voc import IGNORE, DataError, index_files, load_npy, read_image, read_mask, voc_palette
 
 PALETTE = np.asarray(voc_palette(), np.uint8).reshape(256, 3)
 IGNORE_COLOUR = (255, 255, 255)  # VOC draws 255 in cream; white stands out better next to class colours

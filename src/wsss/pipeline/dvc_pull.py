@@ -8,7 +8,7 @@ outputs that do not match, and asks Snakemake to ``--touch`` the targets ``stage
 all verified: Snakemake touches all their jobs in DAG order and records its metadata, so a later config change
 still reruns exactly what depends on it.
 
-    python -m wsss.restore [--cache .dvc/cache] [STAGE ...]
+    python -m wsss.pipeline.dvc_pull [--cache .dvc/cache] [STAGE ...]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from .download import file_digest
+from wsss.data.download import file_digest
 
 NOT_PULLED = "not present"
 

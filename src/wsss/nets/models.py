@@ -1,5 +1,5 @@
 """Networks: a multi-label classifier with a CAM head, and torchvision DeepLabV3 / FCN, on any backbone of
-wsss.backbones."""
+wsss.nets.backbones."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
 from torchvision.models.segmentation.fcn import FCN, FCNHead
 
-from .backbones import Backbone, backbone
+from wsss.nets.backbones import Backbone, backbone
 
 POOLINGS = ("gap", "tap")
 
@@ -41,7 +41,7 @@ class Classifier(nn.Module):
     The same 1x1 weights applied before pooling give the class activation maps. The pooling is a plain
     attribute, not a buffer, so it is not part of the state_dict.
 
-    The backbone (wsss.backbones) is not dilated: ResNet stages that keep resolution only lose their
+    The backbone (wsss.nets.backbones) is not dilated: ResNet stages that keep resolution only lose their
     stride, as IRN's classifier (ResNet-50 with strides (2, 2, 2, 1)); EfficientNet-Lite0 dilates (timm).
 
     frozen_bn: every BatchNorm layer stays in eval mode, also under model.train(): its running statistics
@@ -63,7 +63,7 @@ class Classifier(nn.Module):
         self.features: Backbone = backbone(arch, output_stride, weights)
         self.classifier = nn.Conv2d(self.features.out_channels, num_foreground, 1, bias=False)
         self.pooling, self.tap_threshold = pooling, tap_threshold
-        self.output_stride = output_stride  # CAMs align their upsampling to it (wsss.cam)
+        self.output_stride = output_stride  # CAMs align their upsampling to it (wsss.seeds.cam)
         self.frozen_bn, self.frozen_stages = frozen_bn, frozen_stages
         for module in self.frozen_modules():
             module.requires_grad_(False)

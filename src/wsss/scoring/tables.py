@@ -8,8 +8,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .evaluate import confident_precision, coverage, load_scores, pixel_counts
-from .metrics import mean_iou, per_class_scores, pixel_accuracy
+from wsss.scoring.evaluate import confident_precision, coverage, load_scores, pixel_counts
+from wsss.scoring.metrics import mean_iou, per_class_scores, pixel_accuracy
 
 # The figures of a stage, averaged over seeds in a replicated run (with their standard deviation, "<name>_sd").
 FIGURES = ("miou", "pixel_accuracy", "mean_class_accuracy", "coverage", "confident_precision")
@@ -175,7 +175,7 @@ def write_tables(stage_files, class_names, miou_path, summary_path, text_path, m
 
 # The stages a grid's ranking shows: seeds and pseudo-masks on train, the segmentation network on val.
 RANKED_STAGES = ("cam", "crf", "pseudo_mask", "segmentation")
-# Which jobs count towards each part of an experiment's compute time (wsss.experiments' step names).
+# Which jobs count towards each part of an experiment's compute time (wsss.pipeline.experiments' step names).
 COST_PARTS = {"classifier": "classifier_s", "cams": "cams_s", "merged": "masks_s", "crf": "masks_s",
               "pseudo_masks": "masks_s", "segmentation": "segmentation_s"}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .voc import IGNORE, DataError, load_npy, pending_ids, read_image, write_mask
+from wsss.data.voc import IGNORE, DataError, load_npy, pending_ids, read_image, write_mask
 
 
 def cam_to_indices(cams: np.ndarray, bg_threshold: float) -> np.ndarray:
