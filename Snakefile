@@ -14,13 +14,13 @@ validate(config, "workflow/schemas/config.schema.yaml")
 report: "workflow/report/workflow.rst"
 
 
+include: "workflow/rules/common.smk"
+
+
 wildcard_constraints:
     round=r"\d+",
     shard=r"\d+",
-    supervision="pseudo_mask|ground_truth",
-
-
-include: "workflow/rules/common.smk"
+    supervision="|".join(registry.SUPERVISIONS),
 
 
 # Each experiment of a grid is a full config of its own: check it too, naming the experiment.
@@ -38,14 +38,14 @@ wildcard_constraints:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/classifier.smk"
-include: "workflow/rules/cam.smk"
-include: "workflow/rules/crf.smk"
+include: "workflow/rules/cams.smk"
+include: "workflow/rules/pseudo_masks.smk"
 include: "workflow/rules/segmentation.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 if not GRID.is_grid:  # DVC's stages (dvc.yaml) describe the single-experiment run
 
-    include: "workflow/rules/stages.smk"
+    include: "workflow/rules/dvc.smk"
 
 
 

@@ -10,6 +10,6 @@ setup(snakemake.log[0], snakemake.threads)
 write_train_gallery(
     VOCTree.open(snakemake.input.data), load_labels(snakemake.input.labels), pd.read_parquet(snakemake.input.scores),
     params.split, params.settings, [list(getattr(snakemake.input, f"cams_r{r}")) for r in range(params.rounds)],
-    list(snakemake.input.merged), list(snakemake.input.crf), list(snakemake.input.pseudo_masks), params.classes,
-    params.bg_threshold, snakemake.output[0],
+    list(snakemake.input.merged), {stage: list(getattr(snakemake.input, stage)) for stage in params.label_stages},
+    params.classes, params.bg_threshold, snakemake.output[0], params.label_stages[-1],
 )

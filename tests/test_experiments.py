@@ -61,7 +61,7 @@ def test_changing_the_cam_method_shares_the_classifier_only(base):
     g = grid(base, cam={"erasing": {"rounds": 1}}, pp={"erasing": {"rounds": 1}, "cam": {"method": "gradcampp"}})
     assert g.folder("pp") == "pp/" and g.name_of("pp/") == "pp"
     assert g.owner("pp", "classifier", 0) == "cam"
-    for step, arg in [("cams", 0), ("merged", None), ("crf", None), ("pseudo_masks", None),
+    for step, arg in [("cams", 0), ("merged_cams", None), ("crf", None), ("pseudo_masks", None),
                       ("segmentation", "pseudo_mask"), ("metrics", "segmentation")]:
         assert g.owner("pp", step, arg) == "pp", step
     # the fully-supervised bound does not depend on CAMs at all
@@ -76,7 +76,7 @@ def test_an_erasing_round_reuses_the_rounds_before_it(base):
     # round 1 is computed by an experiment that runs it, not by "one" (1 round) although its settings agree
     assert g.owner("two", "classifier", 1) == g.owner("three", "cams", 1) == "two"
     assert g.owner("three", "classifier", 2) == "three"
-    assert g.owner("two", "merged") == "two" and g.owner("three", "merged") == "three"
+    assert g.owner("two", "merged_cams") == "two" and g.owner("three", "merged_cams") == "three"
 
 
 def test_later_steps_split_where_their_own_keys_differ(base):
@@ -93,7 +93,7 @@ def test_later_steps_split_where_their_own_keys_differ(base):
 
 def test_settings_carry_everything_upstream(base):
     changed = deep_merge(base, {"classifier": {"lr": base["classifier"]["lr"] * 2}})
-    for step, arg in [("cams", 1), ("merged", None), ("pseudo_masks", None), ("segmentation", "pseudo_mask"),
+    for step, arg in [("cams", 1), ("merged_cams", None), ("pseudo_masks", None), ("segmentation", "pseudo_mask"),
                       ("metrics", "crf")]:
         assert step_settings(changed, step, arg) != step_settings(base, step, arg), step
     assert step_settings(changed, "segmentation", "ground_truth") == step_settings(base, "segmentation", "ground_truth")

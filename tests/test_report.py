@@ -163,7 +163,8 @@ def test_train_gallery_files(demo_tree, fake_run, tmp_path):
     out = tmp_path / "train_gallery"
     chosen = write_train_gallery(
         demo_tree, run["labels"], run["scores"], "train", settings, [[run["folders"]["r0"]], [run["folders"]["r1"]]],
-        [run["folders"]["merged"]], [run["folders"]["crf"]], [run["folders"]["pseudo"]], list(VOC_CLASSES), 0.5, out,
+        [run["folders"]["merged"]], {"crf": [run["folders"]["crf"]], "pseudo_mask": [run["folders"]["pseudo"]]},
+        list(VOC_CLASSES), 0.5, out, "pseudo_mask",
     )
     files = sorted(out.glob("*/*.png"))
     assert len(files) == len(chosen) == 7

@@ -3,11 +3,11 @@ rule train_classifier:
     input:
         data=DATASET,
         labels=LABELS,
-        earlier_cams=earlier_cam_shards,
+        earlier_cams=upstream("classifier"),
         weights=lambda wc: pretrained_weights(settings(wc)["classifier"]),
     output:
-        model="results/{expdir}classifier/r{round}/model.pt",
-        history="results/{expdir}classifier/r{round}/history.parquet",
+        model=step_output("classifier", "model.pt"),
+        history=step_output("classifier", "history.parquet"),
     params:
         settings=lambda wc: settings(wc)["classifier"],
         erasing_threshold=lambda wc: settings(wc)["erasing"]["threshold"],
@@ -17,7 +17,7 @@ rule train_classifier:
     log:
         "logs/{expdir}train_classifier/r{round}.log",
     benchmark:
-        "results/{expdir}benchmarks/train_classifier/r{round}.tsv"
+        step_benchmark("classifier", "train_classifier")
     conda:
         "../envs/wsss.yaml"
     threads: config["threads"]["train"]

@@ -1,3 +1,16 @@
+# Downloads (when config download.<source>.mirrors are set). The literature's data: VOC 2012 trainval and the
+# SBD release (Hariharan et al.) used for train_aug; their published md5 sums are config values
+# (download.voc.md5, download.sbd.md5).
+ARCHIVES = {"voc": "VOCtrainval_11-May-2012.tar", "sbd": "benchmark.tgz"}
+ARCHIVE_SOURCE = {file: source for source, file in ARCHIVES.items()}
+DOWNLOAD_SETTINGS = {key: config["download"][key] for key in ("retries", "backoff_s", "timeout_s")}
+DOWNLOADED = {
+    "VOC2012": dict(source="voc", member_root="VOCdevkit/VOC2012",
+                    keep=["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"]),
+    "SBD": dict(source="sbd", member_root="benchmark_RELEASE/dataset", keep=["cls", "train.txt", "val.txt"]),
+}
+
+
 rule download_archive:
     """A dataset archive from the first configured mirror that delivers the published md5 (on the submit host)."""
     output:

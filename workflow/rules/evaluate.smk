@@ -1,18 +1,43 @@
+def stage_spec(name, stage):
+    """What a stage of a run scores (registry.STAGES): its step's outputs, their kind, the split, the CAM
+    thresholds."""
+    scored, _ = registry.stage(stage)
+    cam = GRID.configs[name]["cam"]
+    thresholds = {registry.CAM: [cam["eval_threshold"]], registry.CAM_ORACLE: cam["oracle_thresholds"]}
+    return dict(kind=scored.kind, inputs=GRID.scored_outputs(name, stage), split=config["splits"][scored.split],
+                thresholds=thresholds.get(scored.kind, []))
+
+
+def job_benchmarks(name):
+    """(step, benchmark file) of every job that makes a run's WSSS result (the segmentation network on
+    pseudo-masks) and everything upstream of it, shared jobs included: what the method costs from scratch
+    (scoring and the fully-supervised bound aside)."""
+    result, arg = registry.stage(registry.RESULT_STAGE)
+    jobs = []
+    for step, step_arg in registry.closure(GRID.configs[name], result.step, arg):
+        spec = registry.step(step)
+        for rule in spec.rules:
+            pattern = f"results/{GRID.owner_folder(name, step, step_arg)}{spec.benchmark(rule)}"
+            wildcards = {spec.arg: step_arg} if spec.arg else {}
+            jobs += [(step, pattern.format(**wildcards, shard=shard)) for shard in (SHARDS if spec.per_shard else [0])]
+    return jobs
+
+
 rule evaluate_stage:
     """Confusion matrix of one stage against the ground truth of its split."""
     input:
         data=DATASET,
         labels=LABELS,
-        outputs=lambda wc: stage_spec(run_name(wc), wc.stage)["inputs"],
+        outputs=lambda wc: GRID.scored_outputs(run_name(wc), wc.stage),
     output:
-        "results/{expdir}metrics/{stage}.npz",
+        f"results/{{expdir}}{registry.METRICS}/{{stage}}.npz",
     params:
         kind=lambda wc: stage_spec(run_name(wc), wc.stage)["kind"],
         split=lambda wc: stage_spec(run_name(wc), wc.stage)["split"],
         thresholds=lambda wc: stage_spec(run_name(wc), wc.stage)["thresholds"],
         num_classes=len(config["classes"]),
     wildcard_constraints:
-        stage=r"cam_r\d+|cam|cam_oracle|crf|pseudo_mask|segmentation|fully_supervised",
+        stage=registry.STAGE_PATTERN,
     log:
         "logs/{expdir}evaluate/{stage}.log",
     conda:
@@ -27,7 +52,7 @@ rule evaluate_stage:
 rule miou_table:
     """A run's miou.parquet (per stage and class), summary.parquet and printed summary."""
     input:
-        lambda wc: [metrics_file(run_name(wc), stage) for stage in stages(run_name(wc))],
+        lambda wc: [GRID.metrics_file(run_name(wc), stage) for stage in stages(run_name(wc))],
     output:
         miou="results/{expdir}miou.parquet",
         summary="results/{expdir}summary.parquet",
@@ -88,11 +113,11 @@ if GRID.is_grid:  # results/miou.parquet is then every run's rows
 rule image_scores:
     """Every image's own mIoU per stage (the oracle aside): the report's best/worst choice and captions."""
     input:
-        unpack(lambda wc: {stage: stage_spec(run_name(wc), stage)["inputs"] for stage in per_image_stages(run_name(wc))}),
+        unpack(lambda wc: {stage: GRID.scored_outputs(run_name(wc), stage) for stage in per_image_stages(run_name(wc))}),
         data=DATASET,
         labels=LABELS,
     output:
-        "results/{expdir}metrics/image_scores.parquet",
+        IMAGE_SCORES,
     params:
         stages=lambda wc: {stage: stage_spec(run_name(wc), stage) for stage in per_image_stages(run_name(wc))},
         num_classes=len(config["classes"]),

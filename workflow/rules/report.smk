@@ -2,34 +2,22 @@
 # own cached rule, drawn by wsss.scoring.figures. Gallery file names carry the image id, classes and IoUs, which
 # the report shows as labels and captions (Snakemake report patterns).
 REPORT = config["report"]
+TRAIN_GALLERY_STAGES = registry.stages_where(gallery="train")
 GALLERY_TITLES = {
     "sample": f"random sample of {REPORT['sample_size']} (seed {REPORT['seed']})",
-    "best": f"best {REPORT['best']} by pseudo-mask IoU",
-    "worst": f"worst {REPORT['worst']} by pseudo-mask IoU",
+    "best": f"best {REPORT['best']} by {registry.stage_title(TRAIN_GALLERY_STAGES[-1])} IoU",
+    "worst": f"worst {REPORT['worst']} by {registry.stage_title(TRAIN_GALLERY_STAGES[-1])} IoU",
 }
-REPORT_FIGURES = [
-    "results/report/train_gallery",
-    "results/report/val_gallery",
-    "results/report/class_iou.png",
-    "results/report/miou_by_stage.png",
-    "results/report/confusion_segmentation.png",
-    "results/report/classifier_curves.png",
-]
-# A grid or a replicated run: the tables of every run and the stage plot of each experiment over its seeds
-# (each run's own figures are targets too: results/<run>/report/...).
-GRID_FIGURES = ["results/ranking.txt", "results/summary.txt", "results/report/miou_by_stage.png"]
-
 
 rule report_train_gallery:
     """Sample, best and worst train images: CAMs per class and round, merged CAM, CRF, pseudo-mask, truth."""
     input:
-        unpack(lambda wc: {f"cams_r{r}": cam_shards(run_name(wc), r) for r in rounds(run_name(wc))}),
+        unpack(lambda wc: {f"cams_r{r}": GRID.step_outputs(run_name(wc), "cams", r) for r in rounds(run_name(wc))}),
+        unpack(lambda wc: {stage: GRID.scored_outputs(run_name(wc), stage) for stage in TRAIN_GALLERY_STAGES}),
         data=DATASET,
         labels=LABELS,
-        scores="results/{expdir}metrics/image_scores.parquet",
-        merged=lambda wc: shard_dirs(run_name(wc), "merged"),
-        crf=lambda wc: shard_dirs(run_name(wc), "crf"),
-        pseudo_masks=lambda wc: shard_dirs(run_name(wc), "pseudo_masks"),
+        scores=IMAGE_SCORES,
+        merged=lambda wc: GRID.step_outputs(run_name(wc), "merged_cams"),
     output:
         report(
             directory("results/{expdir}report/train_gallery"),
@@ -42,6 +30,7 @@ rule report_train_gallery:
     params:
         settings=REPORT,
         rounds=lambda wc: len(rounds(run_name(wc))),
+        label_stages=TRAIN_GALLERY_STAGES,  # ranked by the last: the labels the segmentation network learns from
         split=config["splits"]["seed_eval"],
         bg_threshold=lambda wc: settings(wc)["cam"]["eval_threshold"],
         classes=config["classes"],
@@ -60,9 +49,9 @@ rule report_val_gallery:
     """A seeded sample of val images: segmentation, fully-supervised prediction and ground truth."""
     input:
         data=DATASET,
-        scores="results/{expdir}metrics/image_scores.parquet",
-        segmentation=lambda wc: segmentation_file(run_name(wc), "pseudo_mask", "predictions"),
-        fully_supervised=lambda wc: segmentation_file(run_name(wc), "ground_truth", "predictions"),
+        scores=IMAGE_SCORES,
+        segmentation=lambda wc: GRID.scored_outputs(run_name(wc), registry.RESULT_STAGE),
+        fully_supervised=lambda wc: GRID.scored_outputs(run_name(wc), registry.BOUND_STAGE),
     output:
         report(
             directory("results/{expdir}report/val_gallery"),
@@ -94,7 +83,7 @@ rule report_class_iou:
     output:
         report("results/{expdir}report/class_iou.png", caption="../report/class_iou.rst", category=SCORES_CATEGORY),
     params:
-        stages=lambda wc: [stage for stage in stages(run_name(wc)) if stage != "cam_oracle"],
+        stages=lambda wc: per_image_stages(run_name(wc)),
     log:
         "logs/{expdir}report/class_iou.log",
     conda:
@@ -145,7 +134,7 @@ if GRID.is_grid:
 rule report_confusion:
     """Row-normalised confusion matrix of the segmentation network on val."""
     input:
-        lambda wc: metrics_file(run_name(wc), "segmentation"),
+        lambda wc: GRID.metrics_file(run_name(wc), registry.RESULT_STAGE),
     output:
         report(
             "results/{expdir}report/confusion_segmentation.png",
@@ -169,7 +158,7 @@ rule report_confusion:
 rule report_training_curves:
     """Loss and train mAP per epoch of every round's classifier."""
     input:
-        lambda wc: [classifier_file(run_name(wc), r, "history.parquet") for r in rounds(run_name(wc))],
+        lambda wc: [f"{GRID.step_dir(run_name(wc), 'classifier', r)}/history.parquet" for r in rounds(run_name(wc))],
     output:
         report(
             "results/{expdir}report/classifier_curves.png",

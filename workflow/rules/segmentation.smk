@@ -2,11 +2,11 @@ rule train_segmentation:
     """DeepLabV3 (or FCN) on the pseudo-masks, or on the ground truth for the fully-supervised bound."""
     input:
         data=DATASET,
-        masks=segmentation_masks,
+        masks=upstream("segmentation"),
         weights=lambda wc: pretrained_weights(settings(wc)["segmentation"]),
     output:
-        model="results/{expdir}segmentation/{supervision}/model.pt",
-        history="results/{expdir}segmentation/{supervision}/history.parquet",
+        model=step_output("segmentation", "model.pt"),
+        history=step_output("segmentation", "history.parquet"),
     params:
         # long_side only decides the predictions: changing it re-predicts and does not retrain
         settings=lambda wc: {k: v for k, v in settings(wc)["segmentation"].items() if k != "long_side"},
@@ -16,7 +16,7 @@ rule train_segmentation:
     log:
         "logs/{expdir}train_segmentation/{supervision}.log",
     benchmark:
-        "results/{expdir}benchmarks/train_segmentation/{supervision}.tsv"
+        step_benchmark("segmentation", "train_segmentation")
     conda:
         "../envs/wsss.yaml"
     threads: config["threads"]["train"]
@@ -30,16 +30,16 @@ rule predict_segmentation:
     """Val predictions at the resolution the network was trained for (segmentation.long_side), resized to the images."""
     input:
         data=DATASET,
-        model="results/{expdir}segmentation/{supervision}/model.pt",
+        model=step_output("segmentation", "model.pt"),
     output:
-        directory("results/{expdir}segmentation/{supervision}/predictions"),
+        directory(step_output("segmentation", "predictions")),
     params:
         split=config["splits"]["val"],
         long_side=lambda wc: settings(wc)["segmentation"]["long_side"],
     log:
         "logs/{expdir}predict_segmentation/{supervision}.log",
     benchmark:
-        "results/{expdir}benchmarks/predict_segmentation/{supervision}.tsv"
+        step_benchmark("segmentation", "predict_segmentation")
     conda:
         "../envs/wsss.yaml"
     threads: config["threads"]["infer"]

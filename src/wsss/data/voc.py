@@ -195,6 +195,13 @@ def index_files(directories: list[Path], suffix: str) -> dict[str, Path]:
     return index
 
 
+def indexed_file(index: dict[str, Path], image_id: str, what: str) -> Path:
+    """An image's file from an index_files index; a DataError names the image and what is missing."""
+    if image_id not in index:
+        raise DataError(f"no {what} for image {image_id}")
+    return index[image_id]
+
+
 def pending_ids(image_ids, out_dir: Path, suffix: str) -> list[str]:
     """The ids whose <out_dir>/<id><suffix> is not written yet. Per-image files are written atomically
     (temporary name, then rename), so a file under its final name is complete: a rerun after a kill

@@ -4,7 +4,7 @@ DVC keeps no timestamps: a pulled file carries the time it was written, and Snak
 modification times, would rerun steps whose outputs look older than their inputs. restore() checks every
 output of every stage in dvc.lock against its recorded hash (a file's md5; for a directory, each file
 against the ``.dir`` manifest in the DVC cache, and the manifest itself against its hash), removes
-outputs that do not match, and asks Snakemake to ``--touch`` the targets ``stage_<name>`` whose outputs
+outputs that do not match, and asks Snakemake to ``--touch`` the targets ``dvc_<name>`` whose outputs
 all verified: Snakemake touches all their jobs in DAG order and records its metadata, so a later config change
 still reruns exactly what depends on it.
 
@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from wsss.data.download import file_digest
+from wsss.pipeline.registry import dvc_target
 
 NOT_PULLED = "not present"
 
@@ -106,7 +107,7 @@ def restore(root: Path = Path("."), stages: list[str] | None = None, cache: Path
         snakemake = snakemake or str(Path(sys.executable).with_name("snakemake"))
         # the ImageNet weights are not shared through DVC (they install with the package): build them first
         subprocess.run([snakemake, "--cores", str(cores), "weights"], cwd=root, check=True)
-        command = [snakemake, "--cores", str(cores), "--touch", "--forceall", *(f"stage_{stage}" for stage in report.touched)]
+        command = [snakemake, "--cores", str(cores), "--touch", "--forceall", *map(dvc_target, report.touched)]
         subprocess.run(command, cwd=root, check=True)
     return report
 

@@ -19,15 +19,10 @@ import copy
 import json
 import re
 
-# Sections an experiment may override. The data (dataset, splits, shards) is the same for every experiment,
-# so their scores compare.
-OVERRIDABLE = ("seed", "classifier", "cam", "erasing", "crf", "pseudo_mask", "segmentation")
-# Folders of results/ that an experiment's folder must not shadow.
-RESERVED = ("data", "labels", "classifier", "cams", "crf", "pseudo_masks", "segmentation", "metrics", "report",
-            "benchmarks", "grid")
+from wsss.pipeline import registry
+from wsss.pipeline.registry import OVERRIDABLE, RESERVED
+
 DEFAULT = "default"  # the experiment's name when the config lists none
-# cam keys that only score or threshold CAMs; the rest decide the CAM files themselves.
-CAM_SCORING_KEYS = ("eval_threshold", "oracle_thresholds")
 
 
 SEED_FOLDER = re.compile(r"seed\d+")
@@ -67,59 +62,17 @@ def experiment_configs(config: dict) -> dict[str, dict]:
     return configs
 
 
-def cam_settings(config: dict) -> dict:
-    """The cam keys that decide the CAM files (method, scales, ...), not how they are scored."""
-    return {k: v for k, v in config["cam"].items() if k not in CAM_SCORING_KEYS}
-
-
 def step_settings(config: dict, step: str, arg=None) -> dict:
-    """Everything that decides a step's files: its own keys and its upstream steps' settings.
-
-    step / arg: classifier / round, cams / round, merged, crf, pseudo_masks, segmentation / supervision
-    ("pseudo_mask" or "ground_truth"), metrics / stage name.
-    """
-    if step == "classifier":
-        settings = {"seed": config["seed"], "classifier": config["classifier"], "round": int(arg)}
-        if int(arg) > 0:  # trains on images erased by every earlier round's CAMs
-            settings["erased_by"] = {"cams": [step_settings(config, "cams", r) for r in range(int(arg))],
-                                     "threshold": config["erasing"]["threshold"]}
-        return settings
-    if step == "cams":
-        settings = {"classifier": step_settings(config, "classifier", arg), "cam": cam_settings(config)}
-        if int(arg) > 0:
-            settings["erasing_threshold"] = config["erasing"]["threshold"]
-        return settings
-    if step == "merged":
-        return {"rounds": [step_settings(config, "cams", r) for r in range(config["erasing"]["rounds"])]}
-    if step == "crf":
-        return {"cams": step_settings(config, "merged"), "crf": config["crf"],
-                "bg_threshold": config["cam"]["eval_threshold"]}
-    if step == "pseudo_masks":
-        return {"cams": step_settings(config, "merged"), "crf": config["crf"], "pseudo_mask": config["pseudo_mask"]}
-    if step == "segmentation":
-        masks = step_settings(config, "pseudo_masks") if arg == "pseudo_mask" else "ground_truth"
-        return {"seed": config["seed"], "segmentation": config["segmentation"], "masks": masks}
+    """Everything that decides a step's files: the config keys it reads and its upstream steps' settings
+    (wsss.pipeline.registry). step "metrics" with a stage name as arg: what decides that stage's scores."""
     if step == "metrics":
-        return {"stage": arg, "scored": _scored_settings(config, arg)}
-    raise ValueError(f"unknown step {step!r}")
-
-
-def _scored_settings(config: dict, stage: str) -> dict:
-    if stage.startswith("cam_r"):
-        return {"cams": step_settings(config, "cams", int(stage[5:])), "threshold": config["cam"]["eval_threshold"]}
-    if stage == "cam":
-        return {"cams": step_settings(config, "merged"), "threshold": config["cam"]["eval_threshold"]}
-    if stage == "cam_oracle":
-        return {"cams": step_settings(config, "merged"), "thresholds": config["cam"]["oracle_thresholds"]}
-    if stage == "crf":
-        return step_settings(config, "crf")
-    if stage == "pseudo_mask":
-        return step_settings(config, "pseudo_masks")
-    if stage == "segmentation":
-        return step_settings(config, "segmentation", "pseudo_mask")
-    if stage == "fully_supervised":
-        return step_settings(config, "segmentation", "ground_truth")
-    raise ValueError(f"unknown stage {stage!r}")
+        stage, scored_arg = registry.stage(arg)
+        reads = registry.KIND_READS[stage.kind]
+        return {"stage": arg, "scored": step_settings(config, stage.step, scored_arg),
+                **{key: registry.setting(config, key) for key in reads}}
+    upstream = registry.step(step).upstream(config, arg)
+    return {"step": step, "arg": arg, **registry.own_settings(config, step, arg),
+            "upstream": [step_settings(config, name, up_arg) for name, up_arg in upstream]}
 
 
 def run_configs(config: dict) -> dict[str, tuple[str, dict]]:
@@ -151,6 +104,7 @@ class Grid:
         self.configs = {run: experiment_config for run, (_, experiment_config) in runs.items()}
         self.experiments = {run: name for run, (name, _) in runs.items()}
         self.is_grid = bool(config.get("experiments")) or bool(config.get("seeds"))
+        self.shards = config["shards"]  # the data's, the same for every run
         self._owners: dict[tuple, str] = {}
 
     @property
@@ -170,8 +124,10 @@ class Grid:
         return folder.rstrip("/") if self.is_grid else DEFAULT
 
     def runs(self, name: str, step: str, arg=None) -> bool:
-        """Whether the run computes this step itself (a round beyond its erasing.rounds it does not)."""
-        return step not in ("classifier", "cams") or int(arg) < self.configs[name]["erasing"]["rounds"]
+        """Whether the run computes this step (a round beyond its erasing.rounds it does not)."""
+        if step == "metrics":
+            return arg in registry.stage_names(self.configs[name])
+        return arg in registry.step(step).args(self.configs[name])
 
     def owner(self, name: str, step: str, arg=None) -> str:
         """The first run, in config order, that computes this step with settings equal to name's."""
@@ -186,6 +142,25 @@ class Grid:
 
     def owner_folder(self, name: str, step: str, arg=None) -> str:
         return self.folder(self.owner(name, step, arg))
+
+    def step_dir(self, name: str, step: str, arg=None) -> str:
+        """results/<owner's folder><step folder>: where the run reads this step's files from."""
+        return f"results/{self.owner_folder(name, step, arg)}{registry.step(step).path(arg)}"
+
+    def step_outputs(self, name: str, step: str, arg=None, files: bool = False) -> list[str]:
+        """What the step's consumers read: its shard directories, or its first file (every file with files)."""
+        directory = self.step_dir(name, step, arg)
+        if registry.step(step).per_shard:
+            return [f"{directory}/shard{shard}" for shard in range(self.shards)]
+        return [f"{directory}/{file}" for file in registry.step(step).files[: None if files else 1]]
+
+    def metrics_file(self, name: str, stage: str) -> str:
+        return f"results/{self.owner_folder(name, 'metrics', stage)}{registry.METRICS}/{stage}.npz"
+
+    def scored_outputs(self, name: str, stage: str) -> list[str]:
+        """The files a stage scores: its step's outputs."""
+        scored, arg = registry.stage(stage)
+        return self.step_outputs(name, scored.step, arg)
 
 
 def _canonical(settings: dict) -> str:

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from wsss.seeds.masks import cam_to_label
 from wsss.scoring.metrics import confusion_matrix, mean_iou, pixel_accuracy
-from wsss.data.voc import IGNORE, DataError, VOCTree, index_files, load_npy, read_mask
+from wsss.data.voc import IGNORE, DataError, VOCTree, index_files, indexed_file, load_npy, read_mask
 
 PIXEL_COUNTS = ("scored", "labelled", "labelled_correct")
 
@@ -64,22 +64,16 @@ def pixel_counts(scores: dict) -> dict:
     return {key: int(scores[f"{key}_pixels"]) for key in PIXEL_COUNTS}
 
 
-def _lookup(index: dict[str, Path], image_id: str, what: str) -> Path:
-    if image_id not in index:
-        raise DataError(f"no {what} for image {image_id}")
-    return index[image_id]
-
-
 def cam_predictor(cam_dirs, labels, bg_threshold):
     """image id -> label map from its CAMs with the fixed background threshold (from config)."""
     index = index_files(cam_dirs, ".npy")
-    return lambda i: cam_to_label(load_npy(_lookup(index, i, "CAM")), labels[i], bg_threshold)
+    return lambda i: cam_to_label(load_npy(indexed_file(index, i, "CAM")), labels[i], bg_threshold)
 
 
 def label_map_predictor(label_dirs, num_classes):
     """image id -> its PNG label map (255 = not predicted)."""
     index = index_files(label_dirs, ".png")
-    return lambda i: read_mask(_lookup(index, i, "label map"), num_classes)
+    return lambda i: read_mask(indexed_file(index, i, "label map"), num_classes)
 
 
 def evaluate_cams(tree, image_ids, cam_dirs, labels, bg_threshold, num_classes) -> dict[str, np.ndarray]:
@@ -90,7 +84,7 @@ def evaluate_cams(tree, image_ids, cam_dirs, labels, bg_threshold, num_classes) 
 def evaluate_cams_oracle(tree, image_ids, cam_dirs, labels, thresholds, num_classes) -> list[dict]:
     """ORACLE: the same CAMs scored at several background thresholds, chosen against ground truth."""
     index = index_files(cam_dirs, ".npy")
-    cams = {i: load_npy(_lookup(index, i, "CAM")) for i in image_ids}
+    cams = {i: load_npy(indexed_file(index, i, "CAM")) for i in image_ids}
     return [
         _score(tree, image_ids, num_classes, lambda i, t=t: cam_to_label(cams[i], labels[i], t)) for t in thresholds
     ]

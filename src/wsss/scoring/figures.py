@@ -12,7 +12,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from wsss.seeds.masks import cam_to_label
-from wsss.data.voc import IGNORE, DataError, index_files, load_npy, read_image, read_mask, voc_palette
+from wsss.data.voc import IGNORE, index_files, indexed_file, load_npy, read_image, read_mask, voc_palette
+from wsss.pipeline.registry import BOUND_STAGE, RESULT_STAGE, stage_title
 
 PALETTE = np.asarray(voc_palette(), np.uint8).reshape(256, 3)
 IGNORE_COLOUR = (255, 255, 255)  # VOC draws 255 in cream; white stands out better next to class colours
@@ -20,20 +21,6 @@ MASK_ALPHA = 0.6
 CAM_ALPHA = 0.5
 PANEL_INCHES = 1.7
 DPI = 100
-STAGE_TITLES = {
-    "cam": "merged CAM",
-    "crf": "CRF",
-    "pseudo_mask": "pseudo-mask",
-    "segmentation": "segmentation",
-    "fully_supervised": "fully supervised",
-}
-GALLERY_SELECTIONS = ("sample", "best", "worst")
-
-
-def stage_title(stage: str) -> str:
-    if stage.startswith("cam_r"):
-        return f"CAM round {stage[5:]}"
-    return STAGE_TITLES.get(stage, stage)
 
 
 # --- overlays -----------------------------------------------------------------------------------------
@@ -144,15 +131,15 @@ def train_gallery_figure(
     truth: np.ndarray,
     round_cams: list[np.ndarray],
     merged_cam: np.ndarray,
-    crf: np.ndarray,
-    pseudo_mask: np.ndarray,
+    label_maps: dict[str, np.ndarray],
     class_ids: list[int],
     class_names: list[str],
     bg_threshold: float,
     scores: dict[str, float],
 ) -> Figure:
-    """image | CAM heat-map per class and round | merged CAM (labels at the background threshold) | CRF |
-    pseudo-mask (ignore white) | ground truth. scores: stage -> this image's mIoU, shown in the titles."""
+    """image | CAM heat-map per class and round | merged CAM (labels at the background threshold) | each
+    label map (stage -> map, e.g. CRF, pseudo-mask; ignore white) | ground truth. scores: stage -> this
+    image's mIoU, shown in the titles."""
     panels = [("image", image)]
     for round_index, cams in enumerate(round_cams):
         for channel, class_id in enumerate(class_ids):
@@ -162,9 +149,8 @@ def train_gallery_figure(
             panels.append((title, cam_heatmap(image, cams[channel])))
     merged_labels = cam_to_label(merged_cam, class_ids, bg_threshold)
     panels += [
-        (f"merged CAM, bg {bg_threshold:.2f}" + _iou(scores, "cam"), overlay_mask(image, merged_labels)),
-        ("CRF" + _iou(scores, "crf"), overlay_mask(image, crf)),
-        ("pseudo-mask" + _iou(scores, "pseudo_mask"), overlay_mask(image, pseudo_mask)),
+        (f"{stage_title('cam')}, bg {bg_threshold:.2f}" + _iou(scores, "cam"), overlay_mask(image, merged_labels)),
+        *((stage_title(stage) + _iou(scores, stage), overlay_mask(image, labels)) for stage, labels in label_maps.items()),
         ("ground truth", overlay_mask(image, truth)),
     ]
     names = ", ".join(class_names[c] for c in class_ids) or "no object"
@@ -183,8 +169,8 @@ def val_gallery_figure(
     """image | segmentation (trained on pseudo-masks) | fully-supervised prediction | ground truth."""
     panels = [
         ("image", image),
-        ("segmentation" + _iou(scores, "segmentation"), overlay_mask(image, segmentation)),
-        ("fully supervised" + _iou(scores, "fully_supervised"), overlay_mask(image, fully_supervised)),
+        (stage_title(RESULT_STAGE) + _iou(scores, RESULT_STAGE), overlay_mask(image, segmentation)),
+        (stage_title(BOUND_STAGE) + _iou(scores, BOUND_STAGE), overlay_mask(image, fully_supervised)),
         ("ground truth", overlay_mask(image, truth)),
     ]
     present = [class_names[c] for c in np.unique(truth) if c not in (0, IGNORE)]
@@ -223,7 +209,7 @@ def class_iou_figure(per_class: pd.DataFrame, stages: list[str]) -> Figure:
     return figure
 
 
-def miou_by_stage_figure(summary: pd.DataFrame, reference: str = "fully_supervised") -> Figure:
+def miou_by_stage_figure(summary: pd.DataFrame, reference: str = BOUND_STAGE) -> Figure:
     """The mIoU from stage to stage (x in pipeline order, split in the tick label), one line per experiment;
     oracle stages are left off the line; the reference stage (fully supervised) is a dashed horizontal line.
     A summary over seeds (a "miou_sd" column) draws mean ± sd error bars."""
@@ -309,12 +295,6 @@ def training_curves_figure(histories: list[pd.DataFrame]) -> Figure:
 # --- writing the galleries ----------------------------------------------------------------------------
 
 
-def _find(index: dict[str, Path], image_id: str, what: str) -> Path:
-    if image_id not in index:
-        raise DataError(f"no {what} for image {image_id}")
-    return index[image_id]
-
-
 def _scores_by_image(image_scores: pd.DataFrame, split: str) -> dict[str, dict[str, float]]:
     """image id -> {stage: mIoU} for the stages scored on one split."""
     rows = image_scores[image_scores["split"] == split]
@@ -323,35 +303,36 @@ def _scores_by_image(image_scores: pd.DataFrame, split: str) -> dict[str, dict[s
 
 def write_train_gallery(
     tree, labels: dict[str, list[int]], image_scores: pd.DataFrame, split: str, settings: dict,
-    round_cam_dirs: list[list], merged_cam_dirs: list, crf_dirs: list, pseudo_mask_dirs: list,
-    class_names: list[str], bg_threshold: float, out_dir,
+    round_cam_dirs: list[list], merged_cam_dirs: list, label_map_dirs: dict[str, list],
+    class_names: list[str], bg_threshold: float, out_dir, rank_stage: str,
 ) -> pd.DataFrame:
     """<out_dir>/<selection>/<gallery_file_name>.png for the sample, and the best and worst train images
-    with an object by pseudo-mask IoU (settings: sample_size, best, worst, seed). Returns the selection."""
+    with an object by rank_stage's IoU (settings: sample_size, best, worst, seed); label_map_dirs: stage ->
+    its shard directories of PNG label maps, one panel each. Returns the selection."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)  # exists even when every selection is empty
 
     by_image = _scores_by_image(image_scores, split)
-    pseudo = image_scores[(image_scores["split"] == split) & (image_scores["stage"] == "pseudo_mask")]
-    with_objects = [image_id for image_id in pseudo["image_id"] if labels[image_id]]
-    chosen = select_gallery(pseudo, settings["sample_size"], settings["best"], settings["worst"], settings["seed"],
+    ranked = image_scores[(image_scores["split"] == split) & (image_scores["stage"] == rank_stage)]
+    with_objects = [image_id for image_id in ranked["image_id"] if labels[image_id]]
+    chosen = select_gallery(ranked, settings["sample_size"], settings["best"], settings["worst"], settings["seed"],
                             rankable=with_objects)
     round_indexes = [index_files(dirs, ".npy") for dirs in round_cam_dirs]
     merged_index = index_files(merged_cam_dirs, ".npy")
-    crf_index, pseudo_index = index_files(crf_dirs, ".png"), index_files(pseudo_mask_dirs, ".png")
+    label_indexes = {stage: index_files(dirs, ".png") for stage, dirs in label_map_dirs.items()}
     num_classes = len(class_names)
     for row in chosen.itertuples():
         image_id, class_ids = row.image_id, labels[row.image_id]
         image = read_image(tree.image_path(image_id))
         figure = train_gallery_figure(
             image_id, image, read_mask(tree.mask_path(image_id), num_classes),
-            [load_npy(_find(index, image_id, f"round-{r} CAM")) for r, index in enumerate(round_indexes)],
-            load_npy(_find(merged_index, image_id, "merged CAM")),
-            read_mask(_find(crf_index, image_id, "CRF map"), num_classes),
-            read_mask(_find(pseudo_index, image_id, "pseudo-mask"), num_classes),
+            [load_npy(indexed_file(index, image_id, f"round-{r} CAM")) for r, index in enumerate(round_indexes)],
+            load_npy(indexed_file(merged_index, image_id, "merged CAM")),
+            {stage: read_mask(indexed_file(index, image_id, f"{stage_title(stage)} map"), num_classes)
+             for stage, index in label_indexes.items()},
             class_ids, class_names, bg_threshold, by_image[image_id],
         )
         name = gallery_file_name(row.rank, image_id, [class_names[c] for c in class_ids],
-                                 {"iou": by_image[image_id]["pseudo_mask"]})
+                                 {"iou": by_image[image_id][rank_stage]})
         save_figure(figure, Path(out_dir) / row.selection / name)
     return chosen
 
@@ -364,7 +345,7 @@ def write_val_gallery(
     Path(out_dir).mkdir(parents=True, exist_ok=True)
 
     by_image = _scores_by_image(image_scores, split)
-    segmentation = image_scores[(image_scores["split"] == split) & (image_scores["stage"] == "segmentation")]
+    segmentation = image_scores[(image_scores["split"] == split) & (image_scores["stage"] == RESULT_STAGE)]
     chosen = select_gallery(segmentation, settings["val_sample_size"], 0, 0, settings["seed"])
     num_classes = len(class_names)
     for row in chosen.itertuples():
@@ -376,6 +357,6 @@ def write_val_gallery(
             read_mask(Path(fully_supervised_dir) / f"{image_id}.png", num_classes), class_names, by_image[image_id],
         )
         present = [class_names[c] for c in np.unique(truth) if c not in (0, IGNORE)]
-        scores = {"seg": by_image[image_id]["segmentation"], "fs": by_image[image_id]["fully_supervised"]}
+        scores = {"seg": by_image[image_id][RESULT_STAGE], "fs": by_image[image_id][BOUND_STAGE]}
         save_figure(figure, Path(out_dir) / gallery_file_name(row.rank, image_id, present, scores))
     return chosen

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from wsss.scoring.evaluate import confident_precision, coverage, load_scores, pixel_counts
+from wsss.pipeline import registry
+from wsss.pipeline.registry import BOUND_STAGE, RANKED_STAGES, RESULT_STAGE
 from wsss.scoring.metrics import mean_iou, per_class_scores, pixel_accuracy
 
 # The figures of a stage, averaged over seeds in a replicated run (with their standard deviation, "<name>_sd").
@@ -79,10 +81,11 @@ def miou_by_run(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def ratio_to_fully_supervised(wide: pd.DataFrame) -> pd.Series:
-    """segmentation / fully_supervised mIoU of each run (a miou_by_run table) that has both stages."""
-    if not {"segmentation", "fully_supervised"} <= set(wide.columns):
+    """The WSSS result's mIoU over the fully-supervised bound's (segmentation / fully_supervised) of each run
+    (a miou_by_run table) that has both stages."""
+    if not {RESULT_STAGE, BOUND_STAGE} <= set(wide.columns):
         return pd.Series(dtype=float)
-    return wide["segmentation"] / wide["fully_supervised"]
+    return wide[RESULT_STAGE] / wide[BOUND_STAGE]
 
 
 def mean_sd(values, decimals: int = 3) -> str:
@@ -173,11 +176,8 @@ def write_tables(stage_files, class_names, miou_path, summary_path, text_path, m
     return write_text(text_path, format_summary(summary), "summary")
 
 
-# The stages a grid's ranking shows: seeds and pseudo-masks on train, the segmentation network on val.
-RANKED_STAGES = ("cam", "crf", "pseudo_mask", "segmentation")
-# Which jobs count towards each part of an experiment's compute time (wsss.pipeline.experiments' step names).
-COST_PARTS = {"classifier": "classifier_s", "cams": "cams_s", "merged": "masks_s", "crf": "masks_s",
-              "pseudo_masks": "masks_s", "segmentation": "segmentation_s"}
+# The parts of an experiment's compute time: one column per registry cost ("<cost>_s").
+COST_PARTS = tuple(dict.fromkeys(f"{step.cost}_s" for step in registry.STEPS.values()))
 
 
 def job_seconds(benchmark_path) -> float:
@@ -188,11 +188,11 @@ def job_seconds(benchmark_path) -> float:
 def experiment_costs(jobs: list[tuple[str, str]], own_folder: str) -> dict:
     """Compute time of an experiment's jobs ((step, benchmark file) pairs): in total, per part, and for the
     jobs it ran itself (the rest it shares with an earlier experiment of the grid)."""
-    costs = dict.fromkeys(["total_s", "own_s", *dict.fromkeys(COST_PARTS.values())], 0.0)
+    costs = dict.fromkeys(["total_s", "own_s", *COST_PARTS], 0.0)
     for step, path in jobs:
         seconds = job_seconds(path)
         costs["total_s"] += seconds
-        costs[COST_PARTS[step]] += seconds
+        costs[f"{registry.step(step).cost}_s"] += seconds
         if str(path).startswith(own_folder):
             costs["own_s"] += seconds
     return costs
@@ -242,9 +242,7 @@ def format_ranking(table: pd.DataFrame, rank_by: str, splits: dict[str, str]) ->
     columns = [(f"{s} ({splits[s]})", s) for s in stages]
     if "ratio_to_fully_supervised" in table.columns:
         columns.append(("seg/fully", "ratio_to_fully_supervised"))
-    minutes = [(f"{label} min", key) for label, key in (
-        ("classifier", "classifier_s"), ("cams", "cams_s"), ("masks", "masks_s"), ("segment.", "segmentation_s"),
-        ("own", "own_s"), ("total", "total_s"))]
+    minutes = [(f"{key[:-2]} min", key) for key in (*COST_PARTS, "own_s", "total_s")]
     name_width = max([len("experiment"), *map(len, table["experiment"])]) + 2
     header = f"Experiments ranked by {rank_by} mIoU ({splits[rank_by]})"
     if replicated:
@@ -259,9 +257,10 @@ def format_ranking(table: pd.DataFrame, rank_by: str, splits: dict[str, str]) ->
             + "".join(f"{spread(row, key):>{max(len(label), width) + 2}}" for label, key in columns)
             + (f"  {row['within_noise_of'] or '-':<14}" if replicated else "")
             + "".join(f"{row[key] / 60:>{len(label) + 2}.1f}" for label, key in minutes))
-    lines += ["min: compute minutes from Snakemake's per-job benchmarks (mean over seeds); masks: merging, CRF and",
-              "pseudo-masks; own: the jobs this experiment ran itself; total: every job it needs, shared ones",
-              "included (scoring and the fully-supervised bound aside)."]
+    lines += ["min: compute minutes from Snakemake's per-job benchmarks (mean over seeds) of the jobs behind the",
+              "segmentation network: masks: merging CAMs and pseudo-masks (their CRF included); own: the jobs this",
+              "experiment ran itself; total: every job it needs, shared ones included (scoring, the CRF stage and",
+              "the fully-supervised bound aside)."]
     if replicated:
         lines.append("within noise of: the ranks whose mean ± sd interval of the ranked mIoU overlaps this one's.")
     return "\n".join(lines)

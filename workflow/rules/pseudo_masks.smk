@@ -3,9 +3,9 @@ rule crf:
     input:
         data=DATASET,
         labels=LABELS,
-        cams=lambda wc: shard_dirs(run_name(wc), "merged")[int(wc.shard)],
+        cams=upstream("crf"),
     output:
-        directory("results/{expdir}crf/shard{shard}"),
+        directory(step_output("crf")),
     params:
         crf=lambda wc: settings(wc)["crf"],
         bg_threshold=lambda wc: settings(wc)["cam"]["eval_threshold"],
@@ -14,7 +14,7 @@ rule crf:
     log:
         "logs/{expdir}crf/shard{shard}.log",
     benchmark:
-        "results/{expdir}benchmarks/crf/shard{shard}.tsv"
+        step_benchmark("crf", "crf")
     conda:
         "../envs/wsss.yaml"
     threads: config["threads"]["crf"]
@@ -29,9 +29,9 @@ rule pseudo_masks:
     input:
         data=DATASET,
         labels=LABELS,
-        cams=lambda wc: shard_dirs(run_name(wc), "merged")[int(wc.shard)],
+        cams=upstream("pseudo_masks"),
     output:
-        directory("results/{expdir}pseudo_masks/shard{shard}"),
+        directory(step_output("pseudo_masks")),
     params:
         crf=lambda wc: settings(wc)["crf"],
         fg_threshold=lambda wc: settings(wc)["pseudo_mask"]["fg_threshold"],
@@ -41,7 +41,7 @@ rule pseudo_masks:
     log:
         "logs/{expdir}pseudo_masks/shard{shard}.log",
     benchmark:
-        "results/{expdir}benchmarks/pseudo_masks/shard{shard}.tsv"
+        step_benchmark("pseudo_masks", "pseudo_masks")
     conda:
         "../envs/wsss.yaml"
     threads: config["threads"]["crf"]

@@ -3,19 +3,19 @@ rule cams:
     input:
         data=DATASET,
         labels=LABELS,
-        model=lambda wc: classifier_file(run_name(wc), int(wc.round)),
-        earlier_cams=earlier_cam_shards,
+        model=upstream("cams", only="classifier"),
+        earlier_cams=upstream("cams", only="cams"),
     output:
-        directory("results/{expdir}cams/r{round}/shard{shard}"),
+        directory(step_output("cams")),
     params:
-        settings=lambda wc: cam_settings(settings(wc)),
+        settings=lambda wc: registry.cam_settings(settings(wc)),
         erasing_threshold=lambda wc: settings(wc)["erasing"]["threshold"],
         split=SPLITS["train"],
         num_shards=config["shards"],
     log:
         "logs/{expdir}cams/r{round}/shard{shard}.log",
     benchmark:
-        "results/{expdir}benchmarks/cams/r{round}/shard{shard}.tsv"
+        step_benchmark("cams", "cams")
     conda:
         "../envs/wsss.yaml"
     threads: config["threads"]["infer"]
@@ -29,16 +29,16 @@ rule merge_cams:
     """The per-pixel maximum over erasing rounds."""
     input:
         data=DATASET,
-        rounds=lambda wc: [cam_shards(run_name(wc), r)[int(wc.shard)] for r in rounds(run_name(wc))],
+        rounds=upstream("merged_cams"),
     output:
-        directory("results/{expdir}cams/merged/shard{shard}"),
+        directory(step_output("merged_cams")),
     params:
         split=SPLITS["train"],
         num_shards=config["shards"],
     log:
         "logs/{expdir}merge_cams/shard{shard}.log",
     benchmark:
-        "results/{expdir}benchmarks/merge_cams/shard{shard}.tsv"
+        step_benchmark("merged_cams", "merge_cams")
     conda:
         "../envs/wsss.yaml"
     threads: 1

@@ -1,0 +1,278 @@
+"""The pipeline's vocabulary, defined once: its steps and its scored stages.
+
+A *step* is what one rule (or a rule pair) computes for a run: a round's classifier, its CAMs, the merged
+CAMs, the CRF maps, the pseudo-masks, a segmentation network and its predictions, a stage's scores. The
+registry names its folder under results/<run folder>/, the config keys that decide its files and the steps
+it reads (its upstream). From this one graph come the rules' inputs (workflow/rules/common.smk), which runs
+share a step (wsss.pipeline.experiments), what a grid's compute time is made of (wsss.scoring.tables) and
+the DVC stages (workflow/rules/dvc.smk, checked against dvc.yaml by tests/test_dvc.py).
+
+A *scored stage* is a step's output scored against ground truth: its name in every table, its title in the
+report, which step's files it scores, how (CAM + threshold, a threshold sweep, or label maps), on which
+split, and whether the ranking and the galleries show it. Tables, figures, the evaluation rules and the
+schema's rank_by enum (tests/test_registry.py) all read STAGES; nothing else lists stages.
+
+Adding a step: a Step here plus its rule and script. Adding a scored stage: a Stage here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# --- steps --------------------------------------------------------------------------------------------
+
+# The arguments a step can take, by the wildcard that carries it in the rules.
+ROUND, SUPERVISION = "round", "supervision"
+# What a segmentation network is trained on: the pseudo-masks (the WSSS result), or the ground truth (the
+# fully-supervised bound it is compared with).
+SUPERVISIONS = ("pseudo_mask", "ground_truth")
+# Folders of results/ besides the steps': the dataset index, the image labels, scores, figures, benchmarks.
+DATA, LABELS_FILE, METRICS, REPORT, BENCHMARKS = "data", "labels/image_labels.parquet", "metrics", "report", "benchmarks"
+# cam keys that only score or threshold CAMs; the rest decide the CAM files themselves.
+CAM_SCORING_KEYS = ("eval_threshold", "oracle_thresholds")
+
+
+def _rounds(config: dict) -> range:
+    return range(config["erasing"]["rounds"])
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a run.
+
+    folder: where its files live under results/<run folder>/ ("{round}" / "{supervision}" filled in);
+    per_shard: one output directory per shard (shard<k>) inside that folder, else files in it;
+    reads: config keys ("section" or "section.key") that decide its files, besides its upstream steps;
+    upstream: (config, arg) -> the (step, arg) pairs whose files it reads;
+    files: its files in the folder (a per-shard step: none, the shard directories are its output), the
+    first of them the one its consumers read;
+    rules: the rules that compute it (their benchmark files make up its compute time);
+    cost: the part of an experiment's compute time it counts towards.
+    """
+
+    name: str
+    folder: str
+    arg: str | None = None
+    per_shard: bool = False
+    reads: tuple[str, ...] = ()
+    upstream: Callable[[dict, object], list[tuple[str, object]]] = lambda config, arg: []
+    files: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
+    cost: str | None = None
+
+    def path(self, arg=None) -> str:
+        return self.folder.format(**({self.arg: arg} if self.arg else {}))
+
+    @property
+    def pattern(self) -> str:
+        """Its output under a run's folder, with the rules' wildcards ({round}, {supervision}, {shard})."""
+        return f"{self.folder}/shard{{shard}}" if self.per_shard else self.folder
+
+    def benchmark(self, rule: str) -> str:
+        """A rule's benchmark file of this step under benchmarks/, with the rules' wildcards."""
+        parts = [{ROUND: "r{round}", SUPERVISION: "{supervision}"}[self.arg]] if self.arg else []
+        return "/".join([BENCHMARKS, rule, *parts, *(["shard{shard}"] if self.per_shard else [])]) + ".tsv"
+
+    def args(self, config: dict) -> list:
+        """The arguments this step runs with in a run of config ([None] for a step without one)."""
+        if self.arg == ROUND:
+            return list(_rounds(config))
+        if self.arg == SUPERVISION:
+            return list(SUPERVISIONS)
+        return [None]
+
+
+STEPS = {
+    step.name: step
+    for step in (
+        Step(
+            "classifier", "classifier/r{round}", arg=ROUND, reads=("seed", "classifier"),
+            # round r trains on images erased by every earlier round's CAMs
+            upstream=lambda config, r: [("cams", k) for k in range(int(r))],
+            files=("model.pt", "history.parquet"), rules=("train_classifier",), cost="classifier",
+        ),
+        Step(
+            "cams", "cams/r{round}", arg=ROUND, per_shard=True, reads=("cam",),
+            upstream=lambda config, r: [("classifier", int(r)), *(("cams", k) for k in range(int(r)))],
+            rules=("cams",), cost="cams",
+        ),
+        Step(
+            "merged_cams", "cams/merged", per_shard=True,
+            upstream=lambda config, arg: [("cams", r) for r in _rounds(config)], rules=("merge_cams",), cost="masks",
+        ),
+        Step(
+            "crf", "crf", per_shard=True, reads=("crf", "cam.eval_threshold"),
+            upstream=lambda config, arg: [("merged_cams", None)], rules=("crf",), cost="masks",
+        ),
+        Step(
+            "pseudo_masks", "pseudo_masks", per_shard=True, reads=("crf", "pseudo_mask"),
+            upstream=lambda config, arg: [("merged_cams", None)], rules=("pseudo_masks",), cost="masks",
+        ),
+        Step(
+            "segmentation", "segmentation/{supervision}", arg=SUPERVISION, reads=("seed", "segmentation"),
+            upstream=lambda config, supervision: [("pseudo_masks", None)] if supervision == "pseudo_mask" else [],
+            files=("predictions", "model.pt", "history.parquet"), rules=("train_segmentation", "predict_segmentation"),
+            cost="segmentation",
+        ),
+    )
+}
+# The erasing threshold matters from round 1 on: it is part of the classifier's settings there.
+ERASING_READS = ("erasing.threshold",)
+
+
+def step(name: str) -> Step:
+    if name not in STEPS:
+        raise ValueError(f"unknown step {name!r}; the steps are {', '.join(STEPS)}")
+    return STEPS[name]
+
+
+def cam_settings(config: dict) -> dict:
+    """The cam keys that decide the CAM files (method, scales, ...), not how they are scored."""
+    return {k: v for k, v in config["cam"].items() if k not in CAM_SCORING_KEYS}
+
+
+def setting(config: dict, key: str):
+    """A config value by its registry key: "section" or "section.key" ("cam": the keys deciding CAM files)."""
+    if key == "cam":
+        return cam_settings(config)
+    section, _, sub = key.partition(".")
+    return config[section][sub] if sub else config[section]
+
+
+def own_settings(config: dict, name: str, arg=None) -> dict:
+    """The config keys a step reads itself (not through its upstream steps)."""
+    reads = step(name).reads
+    if name == "classifier" and int(arg) > 0:
+        reads += ERASING_READS
+    return {key: setting(config, key) for key in reads}
+
+
+# Sections an experiment may override: the ones the steps read. The data (dataset, splits, shards) is the
+# same for every experiment, so their scores compare.
+OVERRIDABLE = tuple(dict.fromkeys(key.partition(".")[0] for s in STEPS.values() for key in s.reads + ERASING_READS))
+# Names a run's folder must not take (it would shadow one of these).
+RESERVED = tuple(dict.fromkeys([s.folder.partition("/")[0] for s in STEPS.values()]
+                               + [DATA, LABELS_FILE.partition("/")[0], METRICS, REPORT, BENCHMARKS]))
+
+# --- scored stages ------------------------------------------------------------------------------------
+
+CAM, CAM_ORACLE, LABELS = "cam", "cam_oracle", "labels"  # how a stage's files are scored (wsss.scoring.evaluate)
+# The config keys each kind of scoring reads (the background threshold(s) of CAMs).
+KIND_READS = {CAM: ("cam.eval_threshold",), CAM_ORACLE: ("cam.oracle_thresholds",), LABELS: ()}
+# What a stage is to the others: the WSSS result, or the fully-supervised bound it is compared with (the
+# seg/full ratio; the dashed line of the stage plot).
+RESULT, BOUND = "result", "bound"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A scored stage (one per round for a step with a round argument: name "cam_r{round}").
+
+    step / arg: the step whose files it scores (arg: its argument, unless the stage is per round);
+    kind: CAM (label maps at cam.eval_threshold), CAM_ORACLE (the best of cam.oracle_thresholds, chosen on
+    ground truth) or LABELS (PNG label maps); split: the config["splits"] key it is scored on;
+    ranked: a column of a grid's ranking and a choice of rank_by; gallery: "train" or "val" when the
+    report's galleries show it as a panel; per_image: scored image by image (the report's best and worst);
+    role: RESULT or BOUND (see there), or None;
+    when: (config) -> whether a run scores it.
+    """
+
+    name: str
+    title: str
+    step: str
+    kind: str
+    split: str
+    arg: object = None
+    ranked: bool = False
+    gallery: str | None = None
+    per_image: bool = True
+    role: str | None = None
+    when: Callable[[dict], bool] = field(default=lambda config: True)
+
+    @property
+    def per_round(self) -> bool:
+        return "{round}" in self.name
+
+    @property
+    def pattern(self) -> str:
+        """A regular expression of its name(s), the round (if any) in group 1."""
+        return re.escape(self.name).replace(re.escape("{round}"), r"(\d+)")
+
+
+STAGES = (
+    Stage("cam_r{round}", "CAM round {round}", "cams", CAM, "seed_eval"),
+    Stage("cam", "merged CAM", "merged_cams", CAM, "seed_eval", ranked=True),
+    Stage("cam_oracle", "merged CAM, ORACLE threshold", "merged_cams", CAM_ORACLE, "seed_eval", per_image=False,
+          when=lambda config: bool(config["cam"]["oracle_thresholds"])),
+    Stage("crf", "CRF", "crf", LABELS, "seed_eval", ranked=True, gallery="train"),
+    Stage("pseudo_mask", "pseudo-mask", "pseudo_masks", LABELS, "seed_eval", ranked=True, gallery="train"),
+    Stage("segmentation", "segmentation", "segmentation", LABELS, "val", arg="pseudo_mask", ranked=True,
+          gallery="val", role=RESULT),
+    Stage("fully_supervised", "fully supervised", "segmentation", LABELS, "val", arg="ground_truth",
+          gallery="val", role=BOUND),
+)
+STAGE_PATTERN = "|".join(stage.pattern.replace("(", "(?:") for stage in STAGES)  # the rules' {stage} wildcard
+
+
+def stage(name: str) -> tuple[Stage, object]:
+    """(the Stage, the argument of the step it scores) of a stage name such as "crf" or "cam_r1"."""
+    for candidate in STAGES:
+        match = re.fullmatch(candidate.pattern, name)
+        if match:
+            return candidate, int(match[1]) if candidate.per_round else candidate.arg
+    raise ValueError(f"unknown stage {name!r}; the stages are {', '.join(s.name for s in STAGES)}")
+
+
+def stage_names(config: dict) -> list[str]:
+    """Every stage a run of config scores, in pipeline order."""
+    names = []
+    for candidate in STAGES:
+        if candidate.when(config):
+            rounds = _rounds(config) if candidate.per_round else [None]
+            names += [candidate.name.format(round=r) for r in rounds]
+    return names
+
+
+def stage_title(name: str) -> str:
+    """The report's title of a stage ("CAM round 1", "pseudo-mask"); an unknown name is its own title."""
+    try:
+        candidate, arg = stage(name)
+    except ValueError:
+        return name
+    return candidate.title.format(round=arg) if candidate.per_round else candidate.title
+
+
+def stages_where(**attributes) -> list[str]:
+    """The names of the stages (per-round ones as templates) whose attributes have the given values."""
+    return [s.name for s in STAGES if all(getattr(s, key) == value for key, value in attributes.items())]
+
+
+RANKED_STAGES = tuple(stages_where(ranked=True))
+RESULT_STAGE, BOUND_STAGE = stages_where(role=RESULT)[0], stages_where(role=BOUND)[0]
+
+
+def closure(config: dict, name: str, arg=None) -> list[tuple[str, object]]:
+    """(step, arg) of a step and of everything upstream of it, each once, upstream first."""
+    found: dict[tuple[str, object], None] = {}
+
+    def visit(key):
+        if key not in found:
+            for upstream in step(key[0]).upstream(config, key[1]):
+                visit(upstream)
+            found[key] = None
+
+    visit((name, arg))
+    return list(found)
+
+
+# DVC's stages over a single run (dvc.yaml; workflow/rules/dvc.smk): name -> the steps whose files it tracks.
+# Besides these: "data" (the dataset index and labels), "evaluate" (scores and tables) and "report".
+DVC_STEP_STAGES = {"cams_r{round}": ("classifier", "cams"), "pseudo_masks": ("merged_cams", "crf", "pseudo_masks"),
+                   "segmentation": ("segmentation",)}
+
+
+def dvc_target(stage: str) -> str:
+    """The Snakemake target rule a DVC stage runs (and `make pull` touches)."""
+    return f"dvc_{stage}"

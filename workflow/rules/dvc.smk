@@ -1,0 +1,49 @@
+# Target rules grouping each DVC stage's outputs (dvc.yaml runs `snakemake dvc_<name>`; `make pull` touches
+# them once their artifacts match dvc.lock). The stages that track steps take their outputs from the
+# registry (registry.DVC_STEP_STAGES); tests/test_dvc.py checks dvc.yaml against these targets.
+
+
+def dvc_step_outputs(stage, round_=None):
+    """Every file of the steps a DVC stage tracks (the default run's; a per-round stage's: of that round)."""
+    paths = []
+    for step in map(registry.step, registry.DVC_STEP_STAGES[stage]):
+        for arg in [round_] if step.arg == registry.ROUND else step.args(GRID.configs[DEFAULT]):
+            paths += GRID.step_outputs(DEFAULT, step.name, arg, files=True)
+    return paths
+
+
+rule dvc_data:
+    input:
+        [VOC_ROOT] if VOC_ROOT.startswith("resources/") else [],
+        DATASET,
+        LABELS,
+
+
+for stage in registry.DVC_STEP_STAGES:
+    for arg in rounds(DEFAULT) if "{round}" in stage else [None]:
+
+        rule:
+            name:
+                registry.dvc_target(stage.format(round=arg))
+            input:
+                dvc_step_outputs(stage, arg),
+
+
+rule dvc_evaluate:
+    input:
+        expand("results/{file}", file=["miou.parquet", "summary.parquet", "summary.txt", "metrics.json", "per_class_iou.csv"]),
+        IMAGE_SCORES.format(expdir=""),
+
+
+rule dvc_report:
+    input:
+        REPORT_FIGURES,
+
+
+rule weights:
+    """The ImageNet weight files the runs start from. Not a DVC stage: `make pull` builds them (from the
+    installed package, or the verified download) before it marks pulled steps up to date, so a clone never
+    gets an empty placeholder for them from Snakemake's --touch."""
+    input:
+        sorted({path for name in RUNS for section in ("classifier", "segmentation")
+                for path in pretrained_weights(GRID.configs[name][section])}),
