@@ -16,6 +16,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from wsss.pipeline import registry
+from wsss.pipeline.experiments import Grid
+
 from tests.workflow_helpers import REPO, TINY, fake_venv, job_counts
 
 BIN = Path(sys.executable).parent
@@ -178,10 +181,22 @@ def test_dvc_stages_match_the_workflow_targets():
     rounds = yaml.safe_load((REPO / "config/config.yaml").read_text())["erasing"]["rounds"]
     assert [s for s in stages if s.startswith("cams_r")] == [f"cams_r{r}" for r in range(rounds)]
     for name, stage in stages.items():
-        assert stage["cmd"] == f"snakemake --cores all stage_{name}"
+        assert stage["cmd"] == f"snakemake --cores all {registry.dvc_target(name)}"
         assert all(next(iter(out.values())).get("persist") for out in stage["outs"]), name
-    targets = (REPO / "workflow/rules/stages.smk").read_text()
-    assert all(f"rule stage_{name}:" in targets for name in stages if not name.startswith("cams_r"))
+    targets = (REPO / "workflow/rules/dvc.smk").read_text()
+    assert all(f"rule {registry.dvc_target(name)}:" in targets for name in ("data", "evaluate", "report"))
+    # the stages that track steps track exactly the registry's files (or per-shard folders) of those steps
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    grid = Grid(config)
+    for template, steps in registry.DVC_STEP_STAGES.items():
+        for round_ in range(rounds) if "{round}" in template else [None]:
+            outs = {next(iter(out)) for out in stages[template.format(round=round_)]["outs"]}
+            expected = set()
+            for step in map(registry.step, steps):
+                for arg in [round_] if step.arg == registry.ROUND else step.args(config):  # DVC tracks a per-shard step's folder
+                    expected |= ({grid.step_dir("default", step.name, arg)} if step.per_shard
+                                 else set(grid.step_outputs("default", step.name, arg, files=True)))
+            assert outs == expected, template
     # No stage can miss a code file: each depends on every module, script, rule, schema and report caption
     # (as a whole directory, so new files are covered too; dvc.yaml's header says why).
     code = [Path("Snakefile"), *(f.relative_to(REPO) for d in ("src/wsss", "scripts", "workflow") for f in sorted((REPO / d).rglob("*"))

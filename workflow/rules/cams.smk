@@ -3,7 +3,7 @@ rule cams:
     input:
         data=DATASET,
         labels=LABELS,
-        model=upstream("cams", only="classifier"),
+        model=upstream_path("cams", only="classifier"),
         earlier_cams=upstream("cams", only="cams"),
     output:
         directory(step_output("cams")),

@@ -1,4 +1,4 @@
-# What every rule file reads: the runs (the config's experiments, each once per seed), where the data comes
+# What all rules files read: the runs (the config's experiments, each once per seed), where the data comes
 # from, and where a run reads each step's files. The steps, their folders and their upstream steps are
 # wsss.pipeline.registry's; the rules take their outputs and inputs from it through these helpers.
 import os
@@ -70,8 +70,8 @@ def step_output(step, file=None):
     return f"{pattern}/{file}" if file else pattern
 
 
-def step_benchmark(step, rule):
-    return f"results/{{expdir}}{registry.step(step).benchmark(rule)}"
+def step_benchmark(step, rule_name):
+    return f"results/{{expdir}}{registry.step(step).benchmark(rule_name)}"
 
 
 def job_arg(step, wildcards):
@@ -94,6 +94,17 @@ def upstream(step, only=None):
         return paths
 
     return files
+
+
+def upstream_path(step, only=None):
+    """Input function: the one file or shard directory upstream(step, only) gives (a path, not a list)."""
+    paths = upstream(step, only)
+
+    def path(wildcards):
+        (one,) = paths(wildcards)
+        return one
+
+    return path
 
 
 def stages(name):
@@ -123,6 +134,40 @@ def all_artifacts():
         for arg in step.args(GRID.configs[name])
         for path in GRID.step_outputs(name, step.name, arg)
     )
+
+
+def stage_spec(name, stage):
+    """What a stage of a run scores (registry.STAGES): its step's outputs, their kind, the split, the CAM
+    thresholds."""
+    scored, _ = registry.stage(stage)
+    cam = GRID.configs[name]["cam"]
+    thresholds = {registry.CAM: [cam["eval_threshold"]], registry.CAM_ORACLE: cam["oracle_thresholds"]}
+    return dict(kind=scored.kind, inputs=GRID.scored_outputs(name, stage), split=config["splits"][scored.split],
+                thresholds=thresholds.get(scored.kind, []))
+
+
+def job_benchmarks(name):
+    """(step, benchmark file) of every job that makes a run's WSSS result (the segmentation network on
+    pseudo-masks) and everything upstream of it, shared jobs included: what the method costs from scratch
+    (scoring and the fully-supervised bound aside)."""
+    result, arg = registry.stage(registry.RESULT_STAGE)
+    jobs = []
+    for step, step_arg in registry.closure(GRID.configs[name], result.step, arg):
+        spec = registry.step(step)
+        for rule_name in spec.rules:
+            pattern = f"results/{GRID.owner_folder(name, step, step_arg)}{spec.benchmark(rule_name)}"
+            wildcards = {spec.arg: step_arg} if spec.arg else {}
+            jobs += [(step, pattern.format(**wildcards, shard=shard)) for shard in (SHARDS if spec.per_shard else [0])]
+    return jobs
+
+
+def dvc_step_outputs(stage, round_=None):
+    """Every file of the steps a DVC stage tracks (the default run's; a per-round stage's: of that round)."""
+    paths = []
+    for step in map(registry.step, registry.DVC_STEP_STAGES[stage]):
+        for arg in [round_] if step.arg == registry.ROUND else step.args(GRID.configs[DEFAULT]):
+            paths += GRID.step_outputs(DEFAULT, step.name, arg, files=True)
+    return paths
 
 
 def pretrained_weights(settings):

@@ -3,15 +3,6 @@
 # registry (registry.DVC_STEP_STAGES); tests/test_dvc.py checks dvc.yaml against these targets.
 
 
-def dvc_step_outputs(stage, round_=None):
-    """Every file of the steps a DVC stage tracks (the default run's; a per-round stage's: of that round)."""
-    paths = []
-    for step in map(registry.step, registry.DVC_STEP_STAGES[stage]):
-        for arg in [round_] if step.arg == registry.ROUND else step.args(GRID.configs[DEFAULT]):
-            paths += GRID.step_outputs(DEFAULT, step.name, arg, files=True)
-    return paths
-
-
 rule dvc_data:
     input:
         [VOC_ROOT] if VOC_ROOT.startswith("resources/") else [],

@@ -1,28 +1,3 @@
-def stage_spec(name, stage):
-    """What a stage of a run scores (registry.STAGES): its step's outputs, their kind, the split, the CAM
-    thresholds."""
-    scored, _ = registry.stage(stage)
-    cam = GRID.configs[name]["cam"]
-    thresholds = {registry.CAM: [cam["eval_threshold"]], registry.CAM_ORACLE: cam["oracle_thresholds"]}
-    return dict(kind=scored.kind, inputs=GRID.scored_outputs(name, stage), split=config["splits"][scored.split],
-                thresholds=thresholds.get(scored.kind, []))
-
-
-def job_benchmarks(name):
-    """(step, benchmark file) of every job that makes a run's WSSS result (the segmentation network on
-    pseudo-masks) and everything upstream of it, shared jobs included: what the method costs from scratch
-    (scoring and the fully-supervised bound aside)."""
-    result, arg = registry.stage(registry.RESULT_STAGE)
-    jobs = []
-    for step, step_arg in registry.closure(GRID.configs[name], result.step, arg):
-        spec = registry.step(step)
-        for rule in spec.rules:
-            pattern = f"results/{GRID.owner_folder(name, step, step_arg)}{spec.benchmark(rule)}"
-            wildcards = {spec.arg: step_arg} if spec.arg else {}
-            jobs += [(step, pattern.format(**wildcards, shard=shard)) for shard in (SHARDS if spec.per_shard else [0])]
-    return jobs
-
-
 rule evaluate_stage:
     """Confusion matrix of one stage against the ground truth of its split."""
     input:

@@ -3,7 +3,7 @@ rule crf:
     input:
         data=DATASET,
         labels=LABELS,
-        cams=upstream("crf"),
+        cams=upstream_path("crf"),
     output:
         directory(step_output("crf")),
     params:
@@ -29,7 +29,7 @@ rule pseudo_masks:
     input:
         data=DATASET,
         labels=LABELS,
-        cams=upstream("pseudo_masks"),
+        cams=upstream_path("pseudo_masks"),
     output:
         directory(step_output("pseudo_masks")),
     params:

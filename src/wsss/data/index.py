@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 from tqdm import tqdm
 
+from wsss.files import atomic_write
 from wsss.data.voc import INDEX_FILE, DataError, VOCTree, read_list, write_mask
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,7 @@ def write_index(
                     raise DataError(f"image {image_id!r} of split {split!r} has no file {path}")
     counts = {name: len(image_ids) for name, image_ids in ids.items()}
     manifest = {"voc_root": str(voc_root), "sbd_root": None if sbd_root is None else str(sbd_root), "images": counts}
-    tmp = out_dir / f".{INDEX_FILE}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, out_dir / INDEX_FILE)
+    with atomic_write(out_dir / INDEX_FILE) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2))
     log.info("dataset index: %s", counts)
     return counts

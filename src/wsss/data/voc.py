@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from wsss.files import atomic_write
 from PIL import Image, UnidentifiedImageError
 
 VOC_CLASSES = (
@@ -157,19 +157,14 @@ def write_mask(path: Path, mask: np.ndarray) -> None:
     """Write a uint8 label map as a VOC-palette PNG, atomically (temporary name, then rename)."""
     image = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8))
     image.putpalette(voc_palette())
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        image.save(tmp, format="PNG")
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
     """np.save, atomically: a killed job never leaves a half-written array under the final name."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_write(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def load_npy(path: Path) -> np.ndarray:

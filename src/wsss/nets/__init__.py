@@ -1,1 +1,1 @@
-
+"""The networks and their training: backbones and their ImageNet weights, classifier, segmentation."""

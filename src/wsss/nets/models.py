@@ -3,10 +3,10 @@ wsss.nets.backbones."""
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from pathlib import Path
 
+from wsss.files import atomic_write
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,6 +16,7 @@ from torchvision.models.segmentation.fcn import FCN, FCNHead
 from wsss.nets.backbones import Backbone, backbone
 
 POOLINGS = ("gap", "tap")
+SEGMENTATION_ARCHS = ("deeplabv3", "fcn")
 
 
 def tap(features: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -137,8 +138,8 @@ def segmentation_model(arch: str, backbone_arch: str, num_classes: int, output_s
                        weights=None) -> nn.Module:
     """torchvision DeepLabV3 (ASPP head, rates following the output stride: ASPP_RATES) or FCN on a
     backbone of the given output stride (dilated, as DeepLab: ResNet-50/101 and EfficientNet-Lite0)."""
-    if arch not in ("deeplabv3", "fcn"):
-        raise ValueError(f"segmentation.arch must be 'deeplabv3' or 'fcn', got {arch!r}")
+    if arch not in SEGMENTATION_ARCHS:
+        raise ValueError(f"segmentation.arch must be one of {', '.join(SEGMENTATION_ARCHS)}, got {arch!r}")
     net = backbone(backbone_arch, output_stride, weights, dilate=True)
     if arch == "deeplabv3":
         return DeepLabV3(Encoder(net), DeepLabHead(net.out_channels, num_classes, ASPP_RATES[output_stride]))
@@ -149,9 +150,8 @@ def save_checkpoint(path, checkpoint: dict) -> None:
     """torch.save to a temporary name, then rename: a kill never leaves a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(checkpoint, tmp)
 
 
 def save_model(path, model: nn.Module, **meta) -> None:

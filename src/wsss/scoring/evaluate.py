@@ -3,7 +3,6 @@ behind coverage and confident precision."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -3,7 +3,6 @@ per-stage score plots, the confusion matrix and the classifier training curves (
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from wsss.files import atomic_write
 from wsss.seeds.masks import cam_to_label
 from wsss.data.voc import IGNORE, index_files, indexed_file, load_npy, read_image, read_mask, voc_palette
 from wsss.pipeline.registry import BOUND_STAGE, RESULT_STAGE, stage_title
@@ -95,9 +95,8 @@ def save_figure(figure: Figure, path) -> None:
     """Write a PNG atomically (temporary name, then rename) with no software/date metadata."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    figure.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
 
 
 def _panel_row(panels: list[tuple[str, np.ndarray]], title: str) -> Figure:

@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 
 METHODS = ("cam", "gradcam", "gradcampp", "layer_fused")
-# The cam config section's defaults (config/config.yaml) but scales and long_side: classic CAM,
-# max-normalised, computed at the image's own size (long_side None, as IRN).
+# Classic CAM, max-normalised, at the image's own size (long_side None) as IRN computes it: the settings
+# tests and benchmarks start from (the pipeline's come from the config's cam section; scales added).
 DEFAULT_SETTINGS = {"method": "cam", "nwc": False, "pas_percentile": None, "fused_stages": [2, 3, 4], "long_side": None}
 
 

@@ -1,0 +1,99 @@
+"""The registry is the one list of steps and scored stages: the schema agrees with it, and a stage added to
+it alone is scored, tabled and titled by the workflow."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.workflow_helpers import REPO, snakemake_command
+from wsss.nets.backbones import ARCHS, OUTPUT_STRIDES
+from wsss.nets.models import POOLINGS, SEGMENTATION_ARCHS
+from wsss.pipeline import registry
+from wsss.pipeline.experiments import Grid
+from wsss.seeds.cam import METHODS
+
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
+
+
+def test_the_schema_enums_are_the_librarys():
+    """The schema's enums are the registry's stages and sections and the library's names, in their order."""
+    properties = SCHEMA["properties"]
+    assert properties["rank_by"]["enum"] == list(registry.RANKED_STAGES)
+    assert set(properties["experiments"]["additionalProperties"]["properties"]) == set(registry.OVERRIDABLE)
+    assert SCHEMA["definitions"]["backbone"]["enum"] == list(ARCHS)
+    assert SCHEMA["definitions"]["training"]["properties"]["output_stride"]["enum"] == list(OUTPUT_STRIDES)
+    assert properties["cam"]["properties"]["method"]["enum"] == list(METHODS)
+    assert properties["classifier"]["properties"]["pooling"]["enum"] == list(POOLINGS)
+    assert properties["segmentation"]["properties"]["arch"]["enum"] == list(SEGMENTATION_ARCHS)
+
+
+def test_stage_names_parse_back_and_carry_their_titles():
+    names = registry.stage_names(CONFIG)
+    assert names[: CONFIG["erasing"]["rounds"]] == [f"cam_r{r}" for r in range(CONFIG["erasing"]["rounds"])]
+    assert names[-2:] == [registry.RESULT_STAGE, registry.BOUND_STAGE]
+    assert registry.stage("cam_r12") == (registry.STAGES[0], 12)
+    assert registry.stage_title("cam_r3") == "CAM round 3" and registry.stage_title("pseudo_mask") == "pseudo-mask"
+    with pytest.raises(ValueError, match="unknown stage 'cam_rx'"):
+        registry.stage("cam_rx")
+    without_oracle = {**CONFIG, "cam": {**CONFIG["cam"], "oracle_thresholds": []}}
+    assert "cam_oracle" in names and "cam_oracle" not in registry.stage_names(without_oracle)
+
+
+def test_every_step_reads_upstream_steps_of_the_registry():
+    """The step graph is closed (every upstream step exists) and acyclic (closure terminates), and a run's
+    result needs every step except the CRF stage's (scored, not used further)."""
+    needed = {step for step, _ in registry.closure(CONFIG, "segmentation", "pseudo_mask")}
+    assert needed == set(registry.STEPS) - {"crf"}
+    grid = Grid(CONFIG)
+    assert grid.step_outputs("default", "cams", 1) == [f"results/cams/r1/shard{k}" for k in range(CONFIG["shards"])]
+    assert grid.step_outputs("default", "classifier", 0, files=True) == [
+        "results/classifier/r0/model.pt", "results/classifier/r0/history.parquet"]
+
+
+def _registry_with_a_new_stage(tmp_path):
+    """A copy of the library whose registry alone gains "crf_again": the CRF maps scored a second time."""
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "src/wsss", src / "wsss", ignore=shutil.ignore_patterns("__pycache__"))
+    path = src / "wsss/pipeline/registry.py"
+    text = path.read_text()
+    crf_stage = '    Stage("crf", "CRF", "crf", LABELS, "seed_eval", ranked=True, gallery="train"),\n'
+    assert crf_stage in text
+    path.write_text(text.replace(crf_stage, crf_stage + '    Stage("crf_again", "CRF again", "crf", LABELS, "seed_eval"),\n'))
+    return src
+
+
+def test_a_stage_added_to_the_registry_alone_is_known_to_the_library(tmp_path):
+    src = _registry_with_a_new_stage(tmp_path)
+    code = ("import yaml; from wsss.pipeline import registry; from wsss.pipeline.experiments import step_settings; "
+            "config = yaml.safe_load(open('config/config.yaml')); names = registry.stage_names(config); "
+            "print(registry.stage_title('crf_again'), names.index('crf_again') - names.index('crf'), "
+            "step_settings(config, 'metrics', 'crf_again')['scored'] == step_settings(config, 'crf'))")
+    probe = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(src)},
+                           capture_output=True, text=True, check=True)
+    assert probe.stdout.split() == ["CRF", "again", "1", "True"]
+
+
+@pytest.mark.workflow
+def test_a_stage_added_to_the_registry_alone_reaches_the_tables(tiny_reference, tmp_path):
+    """On a finished tiny run, the registry-only stage is evaluated, and lands in the tables next to the CRF
+    with the same figures (it scores the same files); nothing else had to list it."""
+    src = _registry_with_a_new_stage(tmp_path)
+    work = tmp_path / "run"
+    shutil.copytree(tiny_reference, work, symlinks=True)
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    result = subprocess.run(snakemake_command("results/miou.parquet"), cwd=work, env=env, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (work / "results/metrics/crf_again.npz").is_file()
+    summary = pd.read_parquet(work / "results/summary.parquet").set_index("stage")
+    assert list(summary.index).index("crf_again") == list(summary.index).index("crf") + 1
+    assert summary.loc["crf_again", "miou"] == summary.loc["crf", "miou"]
+    assert "crf_again" in (work / "results/summary.txt").read_text()
+    # no job but the new stage's scoring and the tables reran
+    assert "rule train_classifier" not in result.stderr and "rule crf:" not in result.stderr
