@@ -8,5 +8,5 @@ params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
 write_val_gallery(
     VOCTree.open(snakemake.input.data), pd.read_parquet(snakemake.input.scores), params.split, params.settings,
-    snakemake.input.segmentation, snakemake.input.fully_supervised, params.classes, snakemake.output[0],
+    list(snakemake.input.segmentation), list(snakemake.input.fully_supervised), params.classes, snakemake.output[0],
 )

@@ -189,7 +189,7 @@ def test_val_gallery_files(demo_tree, fake_run, tmp_path):
     run = fake_run
     out = tmp_path / "val_gallery"
     write_val_gallery(demo_tree, run["scores"], "val", {"val_sample_size": 5, "seed": 0},
-                      run["folders"]["seg"], run["folders"]["fs"], list(VOC_CLASSES), out)
+                      [run["folders"]["seg"]], [run["folders"]["fs"]], list(VOC_CLASSES), out)
     files = sorted(out.glob("*.png"))
     assert len(files) == 5 and files[0].name.startswith("01__")
     for path in files:

@@ -337,11 +337,14 @@ def write_train_gallery(
 
 
 def write_val_gallery(
-    tree, image_scores: pd.DataFrame, split: str, settings: dict, segmentation_dir, fully_supervised_dir,
+    tree, image_scores: pd.DataFrame, split: str, settings: dict, segmentation_dirs: list, fully_supervised_dirs: list,
     class_names: list[str], out_dir,
 ) -> pd.DataFrame:
-    """<out_dir>/<gallery_file_name>.png for a seeded sample of val images (settings: val_sample_size, seed)."""
+    """<out_dir>/<gallery_file_name>.png for a seeded sample of val images (settings: val_sample_size, seed);
+    the predictions are PNG label maps in segmentation_dirs and fully_supervised_dirs."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    predictions = {stage: index_files(dirs, ".png") for stage, dirs in
+                   ((RESULT_STAGE, segmentation_dirs), (BOUND_STAGE, fully_supervised_dirs))}
 
     by_image = _scores_by_image(image_scores, split)
     segmentation = image_scores[(image_scores["split"] == split) & (image_scores["stage"] == RESULT_STAGE)]
@@ -352,8 +355,9 @@ def write_val_gallery(
         truth = read_mask(tree.mask_path(image_id), num_classes)
         figure = val_gallery_figure(
             image_id, read_image(tree.image_path(image_id)), truth,
-            read_mask(Path(segmentation_dir) / f"{image_id}.png", num_classes),
-            read_mask(Path(fully_supervised_dir) / f"{image_id}.png", num_classes), class_names, by_image[image_id],
+            *(read_mask(indexed_file(index, image_id, f"{stage_title(stage)} prediction"), num_classes)
+              for stage, index in predictions.items()),
+            class_names, by_image[image_id],
         )
         present = [class_names[c] for c in np.unique(truth) if c not in (0, IGNORE)]
         scores = {"seg": by_image[image_id][RESULT_STAGE], "fs": by_image[image_id][BOUND_STAGE]}

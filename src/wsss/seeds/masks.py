@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from wsss.data.voc import IGNORE, DataError, load_npy, pending_ids, read_image, write_mask
+from wsss.data.labels import load_labels
+from wsss.data.voc import IGNORE, DataError, VOCTree, load_npy, pending_ids, read_image, write_mask
+from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 
 
 def cam_to_indices(cams: np.ndarray, bg_threshold: float) -> np.ndarray:
@@ -80,3 +82,15 @@ def label_shard(tree, image_ids, cam_dir, labels, out_dir, to_label) -> None:
             raise DataError(f"CAM {cam_dir}/{image_id}.npy has shape {cams.shape}; image {image.shape[:2]}, "
                             f"{len(labels[image_id])} classes")
         write_mask(out_dir / f"{image_id}.png", to_label(image, cams, labels[image_id]))
+
+
+def label_cam_shard(data_dir, labels_path, cam_dir, out_dir, shard, params: dict, to_label) -> None:
+    """One shard's label maps from its CAMs (the crf and pseudo_masks rules): resumable after a kill.
+
+    params: the rule's params (split, num_shards and what decides to_label), which with the inputs make the
+    fingerprint of the partial work a rerun continues.
+    """
+    tree = VOCTree.open(data_dir)
+    with shard_work_dir(out_dir, fingerprint(params, [data_dir, labels_path, cam_dir])) as work:
+        image_ids = tree.shard_ids(params["split"], shard, params["num_shards"])
+        label_shard(tree, image_ids, cam_dir, load_labels(labels_path), work, to_label)
