@@ -1,10 +1,38 @@
 import numpy as np
 import pytest
 
+from tests import workflow_helpers
 from wsss.data.demo import make_demo_dataset
 from wsss.data.voc import VOC_CLASSES, VOCTree
 
 DEMO_CLASSES = ["aeroplane", "bird", "car", "cat", "person"]
+
+# Fixtures that run the workflow, DVC, or a server -> the marker they also imply (besides `workflow`). A test
+# that depends on one, directly or through another fixture, is a workflow test, whatever its own marks say.
+WORKFLOW_FIXTURES = {"tiny_reference": None, "dvc_origin": None, "s3_server": "s3", "slurm_cluster": "slurm"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items):
+    """`workflow` on every slurm or s3 test and on every test that uses a workflow fixture, so that
+    `pytest -m "not workflow"` (make unit) leaves them all out. Tests that call the workflow helpers
+    themselves carry the mark in their file: workflow_helpers.require_workflow_mark fails them otherwise."""
+    for item in items:
+        used = WORKFLOW_FIXTURES.keys() & set(item.fixturenames)
+        for marker in filter(None, (WORKFLOW_FIXTURES[name] for name in used)):
+            item.add_marker(marker)
+        if used or item.get_closest_marker("slurm") or item.get_closest_marker("s3"):
+            item.add_marker("workflow")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item):
+    """The running test (its setup and teardown included), for workflow_helpers.require_workflow_mark."""
+    workflow_helpers.current_test = item
+    try:
+        return (yield)
+    finally:
+        workflow_helpers.current_test = None
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +56,6 @@ def rng():
 @pytest.fixture(scope="session")
 def tiny_reference(tmp_path_factory):
     """An uninterrupted local run of the whole workflow on the tiny config: the figures other runs must match."""
-    from .workflow_helpers import copy_workflow, run
-
-    root = copy_workflow(tmp_path_factory.mktemp("reference"))
-    run(root, "results/miou.parquet")
+    root = workflow_helpers.copy_workflow(tmp_path_factory.mktemp("reference"))
+    workflow_helpers.run(root, "results/miou.parquet")
     return root

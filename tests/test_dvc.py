@@ -113,6 +113,7 @@ def clone(origin, tmp_path):
     return target
 
 
+@pytest.mark.workflow
 def test_fresh_clone_pull_is_up_to_date(origin, tmp_path):
     repo = clone(origin, tmp_path)
     result = make_pull(repo)
@@ -135,6 +136,7 @@ def test_fresh_clone_pull_is_up_to_date(origin, tmp_path):
     assert dry_run(repo, "results/miou.parquet")["demo_dataset"] == 1
 
 
+@pytest.mark.workflow
 def test_partial_pull_runs_segmentation_without_cams(origin, tmp_path):
     repo = clone(origin, tmp_path)
     result = make_pull(repo, "data", "pseudo_masks")
@@ -143,6 +145,7 @@ def test_partial_pull_runs_segmentation_without_cams(origin, tmp_path):
     assert dry_run(repo, "results/segmentation/pseudo_mask/model.pt") == {"train_segmentation": 1}
 
 
+@pytest.mark.workflow
 def test_tampered_remote_object_is_not_marked_up_to_date(origin, tmp_path):
     remote = tmp_path / "remote"
     shutil.copytree(origin.parent / "remote", remote)
@@ -165,6 +168,7 @@ def test_tampered_remote_object_is_not_marked_up_to_date(origin, tmp_path):
     assert jobs.get("pseudo_masks") == 2
 
 
+@pytest.mark.s3
 def test_round_trip_through_s3(origin, s3_server, tmp_path):
     _, s3_env = s3_server
     repo = clone(origin, tmp_path)

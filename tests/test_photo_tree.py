@@ -260,6 +260,7 @@ PHOTO_TINY = {**TINY, "shards": 1, "classifier": {**TINY["classifier"], "epochs"
               "segmentation": {**TINY["segmentation"], "long_side": 56}}
 
 
+@pytest.mark.workflow
 def test_default_settings_run_on_a_photo_tree(photos, tmp_path):
     root, kinds = photos
     workdir = copy_workflow(tmp_path / "w", PHOTO_TINY)

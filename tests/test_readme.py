@@ -237,6 +237,7 @@ def demo(tmp_path_factory):
     return root
 
 
+@pytest.mark.s3
 def test_dvc_commands(demo, s3_server, tmp_path):  # noqa: F811
     """The DVC section: record, push and commit in the demo project; a colleague's clone pulls (also from S3)."""
     url, s3_env = s3_server
@@ -267,6 +268,7 @@ def test_dvc_commands(demo, s3_server, tmp_path):  # noqa: F811
     assert (places[COLLEAGUE_CLONE] / "results/summary.txt").read_text() == (demo / "results/summary.txt").read_text()
 
 
+@pytest.mark.workflow
 def test_workflow_commands(demo):
     """Calling the workflow after `make run` (cached, one more round, -n, the report), `make test`, the grid."""
     places = {DEMO: demo}
@@ -298,6 +300,7 @@ def voc(tmp_path_factory):
     return {VOC: root, "voc_root": voc_root, "sbd_root": sbd_root}
 
 
+@pytest.mark.workflow
 def test_voc_commands(voc):
     """The VOC-layout commands, as dry runs: the literature's settings, the SLURM profile (no cluster needed:
     a dry run submits nothing), the demo settings on an existing tree. Each plans the whole run from the data."""

@@ -7,6 +7,8 @@ import yaml
 
 from .workflow_helpers import copy_workflow, job_counts, run
 
+pytestmark = pytest.mark.workflow  # Snakemake runs on a copy of the workflow
+
 SEEDS_FILES = ("tiny.yaml", "seeds.yaml")
 
 

@@ -87,6 +87,7 @@ def slurm_job_id(comment: str) -> str:
     return ids[0]
 
 
+@pytest.mark.slurm
 def test_classifier_job_killed_mid_training(slurm_workdir):
     checkpoint = slurm_workdir / "results" / "classifier" / "r0" / "checkpoint.pt"
     log_path = slurm_workdir / "first_run.log"
@@ -115,6 +116,7 @@ def test_classifier_job_killed_mid_training(slurm_workdir):
     assert torch.load(checkpoint, weights_only=True)["epoch"] in (1, 2, 3)  # of 4 epochs
 
 
+@pytest.mark.slurm
 def test_rerun_resumes_and_matches_local_run(slurm_workdir, tiny_reference):
     result = run(slurm_workdir, "results/miou.parquet", *SLURM_ARGS)
     output = result.stdout + result.stderr

@@ -14,6 +14,8 @@ from tests.voc_data import make_voc_and_sbd, tar_bytes
 from wsss.data.index import read_sbd_mask
 from wsss.data.voc import read_mask, voc_palette
 
+pytestmark = pytest.mark.workflow  # Snakemake runs on a copy of the workflow
+
 # Demo-sized training on the tree: one erasing round keeps the test short.
 VOC_TINY = {**TINY, "classifier": {**TINY["classifier"], "epochs": 1}, "erasing": {"rounds": 1},
             "splits": {"train": "train_aug"}}

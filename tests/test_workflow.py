@@ -9,6 +9,8 @@ import yaml
 
 from .workflow_helpers import copy_workflow, planned_jobs, run
 
+pytestmark = pytest.mark.workflow  # Snakemake runs on a copy of the workflow
+
 STAGES = ["cam_r0", "cam_r1", "cam", "cam_oracle", "crf", "pseudo_mask", "segmentation", "fully_supervised"]
 
 

@@ -24,6 +24,21 @@ WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config")
 # The default networks' ImageNet weights: written from the installed package, never downloaded
 DEFAULT_WEIGHTS = "resources/weights/efficientnet_lite0.IMAGENET1K_V1.pth"
 
+current_test = None  # the pytest item being run, its fixtures' setup and teardown included (set by conftest.py)
+
+
+class UnmarkedWorkflowTest(AssertionError):
+    pass
+
+
+def require_workflow_mark(helper: str) -> None:
+    """Fail a test that runs the workflow without the `workflow` mark: `pytest -m "not workflow"` (make unit)
+    would run it. Outside pytest (no current test) there is nothing to check."""
+    if current_test is not None and current_test.get_closest_marker("workflow") is None:
+        raise UnmarkedWorkflowTest(
+            f"{current_test.nodeid} uses {helper} (the workflow on a project copy) but is not marked workflow: "
+            "add `pytestmark = pytest.mark.workflow` to its file or `@pytest.mark.workflow` to it")
+
 
 def resource_files(workdir: Path) -> list[str]:
     """The files under workdir/resources (downloads, the demo, weights), relative to workdir."""
@@ -32,6 +47,7 @@ def resource_files(workdir: Path) -> list[str]:
 
 def copy_workflow(root: Path, config: dict = TINY) -> Path:
     """The workflow's files in root, with config (default: the tiny one) as tiny.yaml."""
+    require_workflow_mark("copy_workflow")
     root.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
         source = REPO / name
@@ -46,6 +62,7 @@ def snakemake_command(*args, configfiles=("tiny.yaml",)) -> list[str]:
 
 
 def run(workdir, *args, check=True, configfiles=("tiny.yaml",), env=None):
+    require_workflow_mark("workflow_helpers.run")
     result = subprocess.run(snakemake_command(*args, configfiles=configfiles), cwd=workdir, capture_output=True,
                             text=True, env=env)
     if check and result.returncode != 0:
@@ -67,6 +84,7 @@ def planned_jobs(workdir, *targets) -> dict[str, int]:
 def fake_venv(target: Path) -> Path:
     """target/.venv: symlinks to this interpreter's venv and a fresh install stamp (.installed, newer than the
     copy's pyproject.toml), so the Makefile's targets install nothing, and never into the shared venv."""
+    require_workflow_mark("fake_venv")
     venv = target / ".venv"
     venv.mkdir()
     for entry in Path(sys.executable).parents[1].iterdir():
