@@ -1,10 +1,11 @@
-# The two set-up commands of the README: `make run` (the demo pipeline) and `make test` (the test suite).
+# The set-up commands of the README: `make run` (the demo pipeline), `make test` (the test suite) and `make unit`
+# (its unit tests only).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run grid seeds test lint repro pull
+.PHONY: install run grid seeds test unit lint repro pull
 
 # (Re)creates .venv and installs the project (torch/torchvision pinned in pyproject.toml) whenever
 # pyproject.toml changes.
@@ -39,6 +40,10 @@ seeds: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The unit-test loop: every test but those marked `workflow` (Snakemake runs, DVC, servers; see pyproject.toml).
+unit: install
+	$(BIN)/python -m pytest -m "not workflow"
 
 lint: install
 	$(BIN)/snakemake --lint

@@ -70,6 +70,7 @@ RUNNERS = {
     # Set up and run: `make run` is the DEMO fixture itself
     "make run": (REAL, DEMO),
     "make test": (MAKE_DRY_RUN, DEMO),
+    "make unit": (MAKE_DRY_RUN, DEMO),
     ".venv/bin/snakemake --cores all results/miou.parquet": (REAL, DEMO),
     "printf 'erasing: {rounds: 3}\\n' > rounds3.yaml": (REAL, DEMO),
     ".venv/bin/snakemake --cores all results/miou.parquet --configfile rounds3.yaml": (REAL, DEMO),
@@ -278,6 +279,8 @@ def test_workflow_commands(demo):
             assert "Nothing to be done" in result.stdout + result.stderr
         if command == "make test":
             assert re.search(r"^\.venv/bin/python -m pytest", result.stdout, re.M), result.stdout
+        if command == "make unit":
+            assert re.search(r'^\.venv/bin/python -m pytest -m "not workflow"$', result.stdout, re.M), result.stdout
         if "rounds3.yaml" in command and command.startswith(".venv"):
             assert (demo / "results/cams/r2").is_dir()
         if "demo-grid.yaml" in command:
