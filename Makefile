@@ -45,7 +45,10 @@ test: install
 unit: install
 	$(BIN)/python -m pytest -m "not workflow"
 
+# ruff's rules and format (pyproject.toml, [tool.ruff]), then Snakemake's own lint of the workflow.
 lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/snakemake --lint
 
 # DVC (see README, "Share and reuse results"). The dvc.yaml stages call snakemake: the venv goes on PATH.

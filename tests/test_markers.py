@@ -18,7 +18,8 @@ def test_an_unmarked_test_cannot_copy_or_run_the_workflow(tmp_path):
                "run": lambda: workflow_helpers.run(tmp_path, "-n"),
                "fake_venv": lambda: workflow_helpers.fake_venv(tmp_path)}
     for name, call in helpers.items():
-        with pytest.raises(workflow_helpers.UnmarkedWorkflowTest, match="test_markers.py::.* not marked workflow"):
+        message = f"test_markers.py::.* uses .*{name}.* not marked workflow"
+        with pytest.raises(workflow_helpers.UnmarkedWorkflowTest, match=message):
             call()
     assert not any(tmp_path.iterdir()), "refused before copying anything"
 
