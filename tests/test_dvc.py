@@ -1,29 +1,24 @@
 """Sharing artifacts through DVC remotes: a fresh clone + `make pull` is up to date for Snakemake.
 
-One tiny demo run is recorded with `dvc repro` and pushed to a local-directory remote and to S3 (moto's
-server on 127.0.0.1); each test works in its own `git clone` of that project.
+The project is the README's tiny demo run, recorded with `make repro` (dvc repro), pushed to a
+local-directory remote and committed: conftest.py's dvc_origin, built once a session and shared with
+tests/test_readme.py. test_round_trip_through_s3 also pushes it to S3 (moto's server on 127.0.0.1). Each
+test works in its own `git clone` of that project.
 """
 
-import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from tests.workflow_helpers import BIN, ENV, REPO, fake_venv, job_counts
 from wsss.pipeline import registry
 from wsss.pipeline.experiments import Grid
 
-from tests.workflow_helpers import REPO, TINY, fake_venv, job_counts
-
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+S3_CACHE = "s3://wsss/cache"
 
 
 def sh(cwd, *command, check=True, env=None):
@@ -42,68 +37,22 @@ def make_pull(clone, *args, check=True, env=None):
     return sh(clone, "make", "pull", *extra, check=check, env=env)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="module")
+def origin(dvc_origin):
+    """The demo run, recorded by dvc repro, pushed to a local remote (dvc_origin.remote), committed."""
+    return dvc_origin.root
 
 
 @pytest.fixture(scope="module")
-def s3_server():
-    """moto's S3 server on 127.0.0.1, credentials in the environment only."""
-    port = free_port()
-    server = subprocess.Popen([BIN / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = {**ENV, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    import boto3
-
-    boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
-                 region_name="us-east-1").create_bucket(Bucket="wsss")
-    yield url, env
-    server.terminate()
-    server.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def origin(tmp_path_factory, s3_server):
-    """The demo (tiny config) run, recorded by dvc repro, pushed to a local and an S3 remote, committed."""
-    root = tmp_path_factory.mktemp("dvc") / "origin"
-    root.mkdir()
-    for name in ("Snakefile", "workflow", "scripts", "config", "src", "dvc.yaml", ".dvc", ".dvcignore", "Makefile",
-                 "pyproject.toml", ".gitignore"):
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name,
-                                                                   **({"ignore": shutil.ignore_patterns("cache", "tmp", "__pycache__")} if source.is_dir() else {}))
-    config = yaml.safe_load((root / "config/config.yaml").read_text())
-    for key, value in {**TINY, "classifier": {**TINY["classifier"], "epochs": 1}}.items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) else value
-    (root / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    sh(root, "git", "init", "-q")
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "commit", "-qm", "project")
-    sh(root, BIN / "snakemake", "--cores", "2", "results/miou.parquet")
-    model = root / "results/classifier/r0/model.pt"
-    before = model.stat().st_mtime_ns
-    sh(root, BIN / "dvc", "repro")
-    assert model.stat().st_mtime_ns == before  # dvc repro ran no Snakemake job: both agree it was up to date
-    assert "up to date" in sh(root, BIN / "dvc", "status").stdout
-    assert dry_run(root) == {}
+def s3_origin(origin, s3_server):
+    """origin's outputs pushed to S3 too, through a remote in its .dvc/config.local: git ignores that file, so
+    clones do not see it, and nothing origin tracks changes."""
     url, s3_env = s3_server
-    sh(root, BIN / "dvc", "remote", "add", "-d", "shared", root.parent / "remote")
-    sh(root, BIN / "dvc", "remote", "add", "s3", "s3://wsss/cache")
-    sh(root, BIN / "dvc", "remote", "modify", "s3", "endpointurl", url)
-    sh(root, BIN / "dvc", "push")
-    sh(root, BIN / "dvc", "push", "-r", "s3", env=s3_env)
-    sh(root, "git", "add", "dvc.lock", ".dvc/config")
-    sh(root, "git", "commit", "-qm", "results")
-    return root
+    sh(origin, BIN / "dvc", "remote", "add", "--local", "s3", S3_CACHE)
+    sh(origin, BIN / "dvc", "remote", "modify", "--local", "s3", "endpointurl", url)
+    sh(origin, BIN / "dvc", "push", "-r", "s3", env=s3_env)
+    assert sh(origin, "git", "status", "--porcelain", "--untracked-files=no").stdout == ""
+    return origin
 
 
 def clone(origin, tmp_path):
@@ -120,7 +69,8 @@ def test_fresh_clone_pull_is_up_to_date(origin, tmp_path):
     assert "up to date for Snakemake: evaluate" in result.stdout
     assert dry_run(repo, "results/miou.parquet") == {} and dry_run(repo) == {}  # `all` names every shard too
     assert "missing provenance" not in sh(repo, BIN / "snakemake", "-n").stderr  # metadata recorded for every job
-    pd.testing.assert_frame_equal(pd.read_parquet(repo / "results/miou.parquet"), pd.read_parquet(origin / "results/miou.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(repo / "results/miou.parquet"),
+                                  pd.read_parquet(origin / "results/miou.parquet"))
     # a changed config value reruns exactly the steps that use it
     config = yaml.safe_load((repo / "config/config.yaml").read_text())
     config["pseudo_mask"]["fg_threshold"] = 0.7
@@ -146,9 +96,9 @@ def test_partial_pull_runs_segmentation_without_cams(origin, tmp_path):
 
 
 @pytest.mark.workflow
-def test_tampered_remote_object_is_not_marked_up_to_date(origin, tmp_path):
+def test_tampered_remote_object_is_not_marked_up_to_date(origin, dvc_origin, tmp_path):
     remote = tmp_path / "remote"
-    shutil.copytree(origin.parent / "remote", remote)
+    shutil.copytree(dvc_origin.remote, remote)
     repo = clone(origin, tmp_path)
     sh(repo, BIN / "dvc", "remote", "modify", "--local", "shared", "url", remote)
     # corrupt one pseudo-mask in the remote: find its object through the .dir manifest
@@ -169,9 +119,12 @@ def test_tampered_remote_object_is_not_marked_up_to_date(origin, tmp_path):
 
 
 @pytest.mark.s3
-def test_round_trip_through_s3(origin, s3_server, tmp_path):
-    _, s3_env = s3_server
+def test_round_trip_through_s3(s3_origin, s3_server, tmp_path):
+    url, s3_env = s3_server
+    origin = s3_origin
     repo = clone(origin, tmp_path)
+    sh(repo, BIN / "dvc", "remote", "add", "--local", "s3", S3_CACHE)  # the remote as origin has it
+    sh(repo, BIN / "dvc", "remote", "modify", "--local", "s3", "endpointurl", url)
     result = make_pull(repo, "-r", "s3", env=s3_env)
     assert "skipped" not in result.stdout
     assert dry_run(repo, "results/miou.parquet") == {} and dry_run(repo) == {}
@@ -197,13 +150,15 @@ def test_dvc_stages_match_the_workflow_targets():
             outs = {next(iter(out)) for out in stages[template.format(round=round_)]["outs"]}
             expected = set()
             for step in map(registry.step, steps):
-                for arg in [round_] if step.arg == registry.ROUND else step.args(config):  # DVC tracks a per-shard step's folder
+                # DVC tracks a per-shard step's folder
+                for arg in [round_] if step.arg == registry.ROUND else step.args(config):
                     expected |= ({grid.step_dir("default", step.name, arg)} if step.per_shard
                                  else set(grid.step_outputs("default", step.name, arg, files=True)))
             assert outs == expected, template
     # No stage can miss a code file: each depends on every module, script, rule, schema and report caption
     # (as a whole directory, so new files are covered too; dvc.yaml's header says why).
-    code = [Path("Snakefile"), *(f.relative_to(REPO) for d in ("src/wsss", "scripts", "workflow") for f in sorted((REPO / d).rglob("*"))
+    code = [Path("Snakefile"), *(f.relative_to(REPO) for d in ("src/wsss", "scripts", "workflow")
+                                 for f in sorted((REPO / d).rglob("*"))
                                  if f.is_file() and "__pycache__" not in f.parts)]
     assert Path("src/wsss/seeds/masks.py") in code and Path("workflow/rules/common.smk") in code
     for name, stage in stages.items():

@@ -14,13 +14,15 @@ once, in README order. ``RUNNERS`` maps every such line, exactly as extracted, t
 - ``MAKE_DRY_RUN``: ``make -n <target>`` (``make test`` would run this suite inside itself);
 - ``NotRun(reason)``: not run, with the reason.
 
-and to where: ``DEMO`` (a copy of the project, tiny settings merged into ``config/config.yaml``, a git
-repository, as after ``git clone``; ``DVC_ORIGIN`` is the same directory for the DVC section, run first
-by ``test_dvc_commands``), ``COLLEAGUE`` (the directory ``git clone`` runs in) and
-``COLLEAGUE_CLONE`` (the clone it makes), ``VOC`` (a copy for the VOC-layout commands, with a tiny VOC +
-SBD tree from ``tests/voc_data.py``). Commands of one place run in README order, each one's failure
-naming it. ``test_every_readme_command_has_a_runner`` fails when a README command has no entry here (and
-when an entry names a command the README no longer has).
+and to where: ``DVC_ORIGIN`` (a copy of the project, tiny settings merged into ``config/config.yaml``, a
+git repository, as after ``git clone``, where ``make run`` and the DVC section's commands of the project
+owner run: ``make_dvc_origin``, once a session through conftest.py's ``dvc_origin`` fixture, which
+``tests/test_dvc.py`` clones too), ``DEMO`` (a copy of that project for the commands after ``make run``,
+which change its results), ``COLLEAGUE`` (the directory ``git clone`` runs in) and ``COLLEAGUE_CLONE``
+(the clone it makes), ``VOC`` (a copy for the VOC-layout commands, with a tiny VOC + SBD tree from
+``tests/voc_data.py``). Commands of one place run in README order, each one's failure naming it.
+``test_every_readme_command_has_a_runner`` fails when a README command has no entry here (and when an
+entry names a command the README no longer has).
 
 To add a README command: add its line, as extracted, to ``RUNNERS`` with a mode and a place (a new place
 needs a fixture and a test that calls ``run_place``), and a placeholder it uses to ``SUBSTITUTIONS``;
@@ -34,25 +36,19 @@ environment) makes it, as ``make install`` would have.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.test_dvc import s3_server  # noqa: F401  (moto's S3 server, a fixture)
 from tests.voc_data import make_voc_and_sbd
-from tests.workflow_helpers import REPO, TINY, fake_venv
+from tests.workflow_helpers import BIN, ENV, REPO, TINY, fake_venv, job_counts
 
-BIN = Path(sys.executable).parent
 VENV = BIN.parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t",
-       "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 TIMEOUT_S = 900
 
 REAL, DRY_RUN, MAKE_DRY_RUN = "real", "dry-run (-n)", "make -n"
@@ -67,8 +63,8 @@ DEMO, DVC_ORIGIN, COLLEAGUE, COLLEAGUE_CLONE, VOC = "demo", "demo (DVC section)"
 
 # README command (as extracted) -> (mode, place). Places run their commands in README order.
 RUNNERS = {
-    # Set up and run: `make run` is the DEMO fixture itself
-    "make run": (REAL, DEMO),
+    # Set up and run: `make run` builds the DVC origin (make_dvc_origin); DEMO is a copy of it afterwards
+    "make run": (REAL, DVC_ORIGIN),
     "make test": (MAKE_DRY_RUN, DEMO),
     "make unit": (MAKE_DRY_RUN, DEMO),
     ".venv/bin/snakemake --cores all results/miou.parquet": (REAL, DEMO),
@@ -79,7 +75,7 @@ RUNNERS = {
     # SLURM: full VOC settings; a dry run needs no cluster (no sbatch)
     ".venv/bin/snakemake results/miou.parquet --workflow-profile workflow/profiles/slurm --default-resources "
     "slurm_partition=gpu slurm_account=my_account mem_mb=4000 runtime=60 --configfile my_voc.yaml": (DRY_RUN, VOC),
-    # DVC: recorded, pushed and committed in DEMO, pulled by a colleague's clone
+    # DVC: recorded, pushed and committed in DVC_ORIGIN (make_dvc_origin), pulled by a colleague's clone
     "make repro": (REAL, DVC_ORIGIN),
     ".venv/bin/dvc remote add -d shared /mnt/team/wsss-cache": (REAL, DVC_ORIGIN),
     '.venv/bin/dvc push && git add dvc.lock .dvc/config && git commit -m "results"': (REAL, DVC_ORIGIN),
@@ -218,48 +214,80 @@ def copy_project(root: Path) -> Path:
                  "pyproject.toml", ".gitignore", "README.md"):
         source = REPO / name
         if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("cache", "tmp", "__pycache__", "*.egg-info"))
+            ignore = shutil.ignore_patterns("cache", "tmp", "__pycache__", "*.egg-info")
+            shutil.copytree(source, root / name, ignore=ignore)
         else:
             shutil.copy2(source, root / name)
     return root
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """A git repository of the project with tiny settings, after the README's `make run`."""
-    root = copy_project(tmp_path_factory.mktemp("readme") / "demo")
+@dataclass(frozen=True)
+class DvcOrigin:
+    root: Path  # the project
+    remote: Path  # its DVC remote, the README's /mnt/team/wsss-cache
+    outputs: dict[str, str]  # README command -> its stdout
+
+
+def make_dvc_origin(base: Path) -> DvcOrigin:
+    """In base/demo: a git repository of the project with tiny settings, after the README's `make run` and the
+    DVC section's commands of the project owner (DVC_ORIGIN: `make repro`, a local remote in base/remote,
+    push and commit, metrics, plots), in README order. conftest.py's dvc_origin fixture builds it once a
+    session for this file and tests/test_dvc.py, which clone it; commands that change it run on a copy."""
+    root = copy_project(base / "demo")
     tiny_config(root)
     sh(root, "git", "init", "-q")
     sh(root, "git", "add", "-A")
     sh(root, "git", "commit", "-qm", "project")
     fake_venv(root)
-    result = run_readme_command("make run", {DEMO: root})
-    assert "WSSS results" in result.stdout and (root / "results/report.html").is_file()
+    places = {DVC_ORIGIN: root, "dvc_remote": base / "remote"}
+    model = root / "results/classifier/r0/model.pt"
+    outputs = {}
+    for command in commands_of(DVC_ORIGIN):
+        before = model.stat().st_mtime_ns if model.exists() else None
+        outputs[command] = run_readme_command(command, places).stdout
+        if command == "make run":
+            assert "WSSS results" in outputs[command] and (root / "results/report.html").is_file()
+        if command == "make repro":  # dvc repro ran no Snakemake job: both agree that the demo run is up to date
+            assert model.stat().st_mtime_ns == before
+            assert "up to date" in sh(root, BIN / "dvc", "status").stdout
+            assert job_counts(sh(root, BIN / "snakemake", "-n").stdout) == {}
+    return DvcOrigin(root, places["dvc_remote"], outputs)
+
+
+@pytest.fixture(scope="module")
+def demo(dvc_origin, tmp_path_factory):
+    """A copy of the demo project after `make run` and the DVC section (times kept: still up to date for
+    Snakemake), for the commands that change its results: the shared dvc_origin stays as it was."""
+    root = tmp_path_factory.mktemp("readme") / "demo"
+    shutil.copytree(dvc_origin.root, root, symlinks=True)
     return root
 
 
 @pytest.mark.s3
-def test_dvc_commands(demo, s3_server, tmp_path):  # noqa: F811
-    """The DVC section: record, push and commit in the demo project; a colleague's clone pulls (also from S3)."""
+def test_dvc_commands(dvc_origin, s3_server, tmp_path):
+    """The DVC section: record, push and commit in the demo project (dvc_origin ran those commands, after
+    `make run`); a colleague's clone pulls (also from S3)."""
+    demo = dvc_origin.root
+    assert list(dvc_origin.outputs) == commands_of(DVC_ORIGIN)
+    assert "segmentation" in dvc_origin.outputs[".venv/bin/dvc metrics show"]
     url, s3_env = s3_server
     colleague = tmp_path / "colleague"
     colleague.mkdir()
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     hook = hooks / "post-checkout"  # what `make install` would have made: a venv, here this one's
-    hook.write_text(f"#!/bin/sh\nmkdir .venv && for e in '{VENV}'/*; do ln -s \"$e\" .venv/; done && touch .venv/.installed\n")
+    hook.write_text(f"#!/bin/sh\nmkdir .venv && for e in '{VENV}'/*; do ln -s \"$e\" .venv/; done\n"
+                    "touch .venv/.installed\n")
     hook.chmod(0o755)
     places = {DVC_ORIGIN: demo, COLLEAGUE: colleague, COLLEAGUE_CLONE: colleague / "wsss",
-              "dvc_remote": tmp_path / "remote", "s3_url": "s3://wsss/readme", "s3_endpoint": url}
+              "dvc_remote": dvc_origin.remote, "s3_url": "s3://wsss/readme", "s3_endpoint": url}
     clone_env = {**ENV, "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.hooksPath", "GIT_CONFIG_VALUE_0": str(hooks)}
-    for command in commands_of(DVC_ORIGIN) + commands_of(COLLEAGUE) + commands_of(COLLEAGUE_CLONE):
+    for command in commands_of(COLLEAGUE) + commands_of(COLLEAGUE_CLONE):
         if command == 'make pull ARGS="-r s3"':  # from S3 only: nothing left from the local remote's pull
             for name in (".dvc/cache", "results", "resources"):
                 shutil.rmtree(places[COLLEAGUE_CLONE] / name)
         env = clone_env if command.startswith("git clone") else s3_env if "s3" in command else ENV
         result = run_readme_command(command, places, env=env)
-        if command == ".venv/bin/dvc metrics show":
-            assert "segmentation" in result.stdout
         if command.startswith("make pull"):
             assert "up to date for Snakemake: pseudo_masks" in result.stdout, result.stdout
             if "data pseudo_masks" not in command:
@@ -273,7 +301,7 @@ def test_dvc_commands(demo, s3_server, tmp_path):  # noqa: F811
 def test_workflow_commands(demo):
     """Calling the workflow after `make run` (cached, one more round, -n, the report), `make test`, the grid."""
     places = {DEMO: demo}
-    for command in [c for c in commands_of(DEMO) if c != "make run"]:  # make run: the fixture
+    for command in commands_of(DEMO):
         result = run_readme_command(command, places)
         if command == ".venv/bin/snakemake --cores all results/miou.parquet":
             assert "Nothing to be done" in result.stdout + result.stderr

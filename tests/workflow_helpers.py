@@ -1,5 +1,6 @@
 """Running the workflow through Snakemake's CLI on a tiny demo config, in a copy of the repository."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -10,6 +11,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+BIN = Path(sys.executable).parent
+# For project copies run as a user would (make, dvc, git): this venv's tools on PATH, a git identity to commit with
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t",
+       "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 TINY = {
     "demo": {"num_train": 12, "num_val": 6, "size_range": [40, 56], "background_only_fraction": 0.1},
     "shards": 2,
