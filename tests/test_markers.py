@@ -3,8 +3,8 @@
 Two guards (pyproject.toml registers the marks, --strict-markers refuses unknown ones):
 - tests/conftest.py adds `workflow` at collection to every slurm or s3 test and to every test that depends,
   directly or through other fixtures, on a workflow fixture (WORKFLOW_FIXTURES), before `-m` deselects;
-- tests/workflow_helpers.py's copy_workflow, run and fake_venv fail a test without the mark: a test that
-  calls them in its body or in a fixture of its own file cannot slip into the unit loop unnoticed.
+- tests/workflow_helpers.py's copy_workflow, run, snakemake_command and fake_venv fail a test without the
+  mark: a test that calls them in its body or in a fixture of its own file cannot slip into the unit loop.
 """
 
 import pytest
@@ -16,6 +16,7 @@ from tests.conftest import WORKFLOW_FIXTURES
 def test_an_unmarked_test_cannot_copy_or_run_the_workflow(tmp_path):
     helpers = {"copy_workflow": lambda: workflow_helpers.copy_workflow(tmp_path / "w"),
                "run": lambda: workflow_helpers.run(tmp_path, "-n"),
+               "snakemake_command": lambda: workflow_helpers.snakemake_command("-n"),
                "fake_venv": lambda: workflow_helpers.fake_venv(tmp_path)}
     for name, call in helpers.items():
         message = f"test_markers.py::.* uses .*{name}.* not marked workflow"

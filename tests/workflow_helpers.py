@@ -63,6 +63,7 @@ def copy_workflow(root: Path, config: dict = TINY) -> Path:
 
 def snakemake_command(*args, configfiles=("tiny.yaml",)) -> list[str]:
     """--configfile goes last because it takes several files."""
+    require_workflow_mark("snakemake_command")
     return [str(SNAKEMAKE), "--cores", "2", *args, "--configfile", *configfiles]
 
 
