@@ -1,5 +1,5 @@
-# The set-up commands of the README: `make run` (the demo pipeline), `make test` (the test suite) and `make unit`
-# (its unit tests only).
+# The two set-up commands of the README: `make run` (the demo pipeline) and `make test` (the test suite); for
+# development, `make unit` (the unit tests only) and `make lint`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

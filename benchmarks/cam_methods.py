@@ -19,9 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from timing import interleaved_medians  # benchmarks/timing.py
-from wsss.seeds.cam import DEFAULT_SETTINGS, image_cams
+
 from wsss.nets.models import Classifier
 from wsss.nets.transforms import hide_patches, normalised_colour
+from wsss.seeds.cam import DEFAULT_SETTINGS, image_cams
 
 SCALES = [1.0, 0.5, 1.5, 2.0]
 VARIANTS = {
@@ -40,8 +41,9 @@ def time_cam_methods(repeats: int, num_classes: int) -> dict[str, float]:
     image = rng.integers(0, 256, size=(100, 128, 3)).astype(np.uint8)
     class_ids = sorted(rng.choice(np.arange(1, 21), num_classes, replace=False).tolist())
     functions = {
-        name: lambda variant=variant: image_cams(model, image, class_ids,
-                                                 {**DEFAULT_SETTINGS, "scales": SCALES, **variant}, "cpu")
+        name: lambda variant=variant: image_cams(
+            model, image, class_ids, {**DEFAULT_SETTINGS, "scales": SCALES, **variant}, "cpu"
+        )
         for name, variant in VARIANTS.items()
     }
     return interleaved_medians(functions, repeats)
@@ -81,8 +83,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cams = time_cam_methods(args.repeats, args.classes)
-    print(f"CAMs, 100x128 image, {args.classes} class(es), scales {SCALES} + flips, {args.threads} thread(s), "
-          f"torch {torch.__version__}: median over {args.repeats} runs")
+    print(
+        f"CAMs, 100x128 image, {args.classes} class(es), scales {SCALES} + flips, {args.threads} thread(s), "
+        f"torch {torch.__version__}: median over {args.repeats} runs"
+    )
     for name, seconds in cams.items():
         print(f"  {name:24s} {seconds:.3f} s/image  ({seconds / cams['cam']:.1f}x cam)")
     torch.set_num_threads(2)
@@ -92,6 +96,7 @@ def main() -> None:
     print(f"  plain step (gap)         {plain * 1000:.1f} ms")
     print(f"  step with tap 0.5        {tap * 1000:.1f} ms  ({100 * (tap - plain) / plain:+.1f}%)")
     print(f"  hide-and-seek, 16 crops  {hiding * 1000:.2f} ms added  ({100 * hiding / plain:+.2f}%)")
+
 
 if __name__ == "__main__":
     main()

@@ -37,11 +37,12 @@ import torch
 import yaml
 from PIL import Image
 from timing import interleaved_medians  # benchmarks/timing.py
-from wsss.seeds.cam import DEFAULT_SETTINGS, image_cams
-from wsss.pipeline.experiments import cam_settings
+
+from wsss.data.voc import read_image, save_npy
 from wsss.nets.models import Classifier
 from wsss.nets.transforms import resize_image, to_tensor
-from wsss.data.voc import read_image, save_npy
+from wsss.pipeline.experiments import cam_settings
+from wsss.seeds.cam import DEFAULT_SETTINGS, image_cams
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
@@ -54,8 +55,9 @@ def scaled_pairs(image: np.ndarray) -> list[torch.Tensor]:
     """Each scale's normalised image and its flip, (2, 3, h, w), made before timing (IRN's data loader)."""
     pairs = []
     for scale in SCALES:
-        scaled = image if scale == 1 else resize_image(image, round(HEIGHT * scale), round(WIDTH * scale),
-                                                       Image.BICUBIC)
+        scaled = (
+            image if scale == 1 else resize_image(image, round(HEIGHT * scale), round(WIDTH * scale), Image.BICUBIC)
+        )
         x = to_tensor(scaled)
         pairs.append(torch.stack([x, x.flip(-1)]))
     return pairs
@@ -79,17 +81,23 @@ def default_config_step(repeats: int, threads: list[int]) -> None:
             # what compute_cams does per image (no erasing): read, CAMs, save
             save_npy(out, image_cams(model, read_image(jpeg), CLASS_IDS, {**settings, "long_side": long_side}, "cpu"))
 
-        print(f"cams step at the default config ({CONFIG.name}): {classifier['arch']} OS{classifier['output_stride']}, "
-              f"method {settings['method']}, scales {settings['scales']} + flip, {WIDTH}x{HEIGHT} JPEG, "
-              f"{len(CLASS_IDS)} of {len(config['classes']) - 1} classes; median of {repeats}; torch {torch.__version__}")
+        print(
+            f"cams step at the default config ({CONFIG.name}): {classifier['arch']} OS{classifier['output_stride']}, "
+            f"method {settings['method']}, scales {settings['scales']} + flip, {WIDTH}x{HEIGHT} JPEG, "
+            f"{len(CLASS_IDS)} of {len(config['classes']) - 1} classes; median of {repeats}; torch {torch.__version__}"
+        )
         print(f"{'threads':>7} " + " ".join(f"{name + ' s/img':>32}" for name in variants) + f" {'ratio':>7}")
         torch.use_deterministic_algorithms(True, warn_only=True)  # as wsss.runtime.setup runs every step
         for count in threads:
             torch.set_num_threads(count)
             medians = interleaved_medians({name: lambda v=v: step(v) for name, v in variants.items()}, repeats)
             seconds = list(medians.values())
-            print(f"{count:>7} " + " ".join(f"{value:>32.3f}" for value in seconds) + f" {seconds[1] / seconds[0]:>6.1f}x",
-                  flush=True)
+            print(
+                f"{count:>7} "
+                + " ".join(f"{value:>32.3f}" for value in seconds)
+                + f" {seconds[1] / seconds[0]:>6.1f}x",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -119,8 +127,10 @@ def main() -> None:
     def whole():
         image_cams(model, image, CLASS_IDS, settings, "cpu")
 
-    print(f"ResNet-50 OS16, {WIDTH}x{HEIGHT} image, {len(CLASS_IDS)} of 20 classes, scales {SCALES} + flip; "
-          f"median of {args.repeats}; torch {torch.__version__}")
+    print(
+        f"ResNet-50 OS16, {WIDTH}x{HEIGHT} image, {len(CLASS_IDS)} of 20 classes, scales {SCALES} + flip; "
+        f"median of {args.repeats}; torch {torch.__version__}"
+    )
     print(f"{'threads':>7} {'deterministic':>13} {'forwards img/s':>15} {'image_cams img/s':>17} {'overhead':>9}")
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -128,8 +138,11 @@ def main() -> None:
             torch.use_deterministic_algorithms(deterministic, warn_only=True)
             medians = interleaved_medians({"forwards": forwards, "whole": whole}, args.repeats)
             overhead = 100 * (medians["whole"] / medians["forwards"] - 1)
-            print(f"{threads:>7} {str(deterministic):>13} {1 / medians['forwards']:>15.3f} "
-                  f"{1 / medians['whole']:>17.3f} {overhead:>8.1f}%", flush=True)
+            print(
+                f"{threads:>7} {str(deterministic):>13} {1 / medians['forwards']:>15.3f} "
+                f"{1 / medians['whole']:>17.3f} {overhead:>8.1f}%",
+                flush=True,
+            )
     if args.profile:
         torch.set_num_threads(args.threads[0])
         torch.use_deterministic_algorithms(True, warn_only=True)

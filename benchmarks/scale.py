@@ -36,9 +36,9 @@ VOC_TRAIN, VOC_VAL, SBD_TRAIN, SBD_VAL = 1464, 1449, 8498, 2857
 def voc_sized_tree(root: Path) -> tuple[Path, Path, int]:
     """VOC + SBD id lists whose train_aug has the real size (10,582); empty files stand in for images."""
     ids = [f"2007_{i:06d}" for i in range(17125)]
-    voc_train, voc_val = ids[:VOC_TRAIN], ids[VOC_TRAIN:VOC_TRAIN + VOC_VAL]
+    voc_train, voc_val = ids[:VOC_TRAIN], ids[VOC_TRAIN : VOC_TRAIN + VOC_VAL]
     # Overlaps chosen so train_aug has its real size: |SBD ∩ VOC train| + |SBD ∩ VOC val| = 2,237.
-    rest = ids[VOC_TRAIN + VOC_VAL:]
+    rest = ids[VOC_TRAIN + VOC_VAL :]
     sbd = voc_train[:1130] + voc_val[:1107] + rest[: SBD_TRAIN + SBD_VAL - 1130 - 1107]
     sbd_train, sbd_val = sbd[:SBD_TRAIN], sbd[SBD_TRAIN:]
     voc, sbd_dir = root / "VOC2012", root / "SBD"
@@ -59,7 +59,9 @@ def time_dry_run(work: Path, voc: Path, sbd: Path, rounds: int, repeats: int) ->
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, work / name)
     # Nested values go through a file: Snakemake's --config parses them with YAML's BaseLoader (strings).
-    (work / "scale.yaml").write_text(f"voc_root: {voc}\nsbd_root: {sbd}\nerasing: {{rounds: {rounds}, threshold: 0.5}}\n")
+    (work / "scale.yaml").write_text(
+        f"voc_root: {voc}\nsbd_root: {sbd}\nerasing: {{rounds: {rounds}, threshold: 0.5}}\n"
+    )
     command = [str(SNAKEMAKE), "-n", "results/miou.parquet", "--configfile", "config/voc2012.yaml", "scale.yaml"]
     times, out = [], ""
     for _ in range(repeats):
@@ -99,11 +101,15 @@ def main() -> None:
         times, out = time_dry_run(tmp / "work", voc, sbd, args.rounds, args.repeats)
         total = next(line.split()[1] for line in out.splitlines() if line.startswith("total"))
         print(f"tree: train_aug {train_aug} images, val {VOC_VAL}; {args.rounds} erasing rounds; {total} jobs planned")
-        print(f"snakemake -n results/miou.parquet: median {statistics.median(times):.2f} s, "
-              f"min {min(times):.2f} s, max {max(times):.2f} s over {len(times)} runs (target <= 3 s)")
+        print(
+            f"snakemake -n results/miou.parquet: median {statistics.median(times):.2f} s, "
+            f"min {min(times):.2f} s, max {max(times):.2f} s over {len(times)} runs (target <= 3 s)"
+        )
         for k, ours, irn in cam_file_sizes(tmp):
-            print(f"CAM file, 500x375 image, {k} class(es): {ours / 1e3:.0f} kB float16 vs IRN {irn / 1e3:.0f} kB "
-                  f"float32 dict: {ours / irn:.2f}x (target <= 0.5x); {ours / (500 * 375):.2f} bytes per image pixel")
+            print(
+                f"CAM file, 500x375 image, {k} class(es): {ours / 1e3:.0f} kB float16 vs IRN {irn / 1e3:.0f} kB "
+                f"float32 dict: {ours / irn:.2f}x (target <= 0.5x); {ours / (500 * 375):.2f} bytes per image pixel"
+            )
 
 
 if __name__ == "__main__":

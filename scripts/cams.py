@@ -1,10 +1,10 @@
-from wsss.seeds.cam import compute_cams
-from wsss.nets.classifier import load_classifier
-from wsss.seeds.erasing import eraser_for_round
 from wsss.data.labels import load_labels
+from wsss.data.voc import VOCTree
+from wsss.nets.classifier import load_classifier
 from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 from wsss.runtime import device, setup
-from wsss.data.voc import VOCTree
+from wsss.seeds.cam import compute_cams
+from wsss.seeds.erasing import eraser_for_round
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
@@ -14,7 +14,12 @@ eraser = eraser_for_round(
 )
 with shard_work_dir(snakemake.output[0], fingerprint(dict(params.items()), snakemake.input)) as work:
     compute_cams(
-        load_classifier(snakemake.input.model), tree,
+        load_classifier(snakemake.input.model),
+        tree,
         tree.shard_ids(params.split, snakemake.wildcards.shard, params.num_shards),
-        load_labels(snakemake.input.labels), params.settings, work, device(), eraser,
+        load_labels(snakemake.input.labels),
+        params.settings,
+        work,
+        device(),
+        eraser,
     )

@@ -5,7 +5,5 @@ from wsss.seeds.masks import crf_label, label_cam_shard
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
-label_cam_shard(
-    snakemake.input.data, snakemake.input.labels, snakemake.input.cams, snakemake.output[0], snakemake.wildcards.shard,
-    dict(params.items()), partial(crf_label, bg_threshold=params.bg_threshold, params=params.crf),
-)
+to_label = partial(crf_label, bg_threshold=params.bg_threshold, params=params.crf)
+label_cam_shard(snakemake.input, snakemake.output[0], snakemake.wildcards.shard, dict(params.items()), to_label)

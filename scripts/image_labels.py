@@ -1,6 +1,6 @@
 from wsss.data.labels import image_labels
-from wsss.runtime import setup
 from wsss.data.voc import VOCTree
+from wsss.runtime import setup
 
 setup(snakemake.log[0], snakemake.threads)
 tree = VOCTree.open(snakemake.input.data)

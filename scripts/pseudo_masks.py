@@ -1,11 +1,9 @@
 from functools import partial
 
 from wsss.runtime import setup
-from wsss.seeds.masks import pseudo_mask, label_cam_shard
+from wsss.seeds.masks import label_cam_shard, pseudo_mask
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
-label_cam_shard(
-    snakemake.input.data, snakemake.input.labels, snakemake.input.cams, snakemake.output[0], snakemake.wildcards.shard,
-    dict(params.items()), partial(pseudo_mask, fg_threshold=params.fg_threshold, bg_threshold=params.bg_threshold, params=params.crf),
-)
+to_label = partial(pseudo_mask, fg_threshold=params.fg_threshold, bg_threshold=params.bg_threshold, params=params.crf)
+label_cam_shard(snakemake.input, snakemake.output[0], snakemake.wildcards.shard, dict(params.items()), to_label)

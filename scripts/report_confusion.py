@@ -1,6 +1,6 @@
+from wsss.runtime import setup
 from wsss.scoring.evaluate import load_scores
 from wsss.scoring.figures import confusion_figure, save_figure
-from wsss.runtime import setup
 
 setup(snakemake.log[0], snakemake.threads)
 title = f"segmentation network on {snakemake.params.split}: rows = ground truth, normalised"

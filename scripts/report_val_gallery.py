@@ -1,12 +1,18 @@
 import pandas as pd
 
-from wsss.scoring.figures import write_val_gallery
-from wsss.runtime import setup
 from wsss.data.voc import VOCTree
+from wsss.runtime import setup
+from wsss.scoring.figures import write_val_gallery
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
 write_val_gallery(
-    VOCTree.open(snakemake.input.data), pd.read_parquet(snakemake.input.scores), params.split, params.settings,
-    list(snakemake.input.segmentation), list(snakemake.input.fully_supervised), params.classes, snakemake.output[0],
+    VOCTree.open(snakemake.input.data),
+    pd.read_parquet(snakemake.input.scores),
+    params.split,
+    params.settings,
+    list(snakemake.input.segmentation),
+    list(snakemake.input.fully_supervised),
+    params.classes,
+    snakemake.output[0],
 )

@@ -1,11 +1,11 @@
 from pathlib import Path
 
-from wsss.nets.classifier import train_classifier
-from wsss.seeds.erasing import eraser_for_round
 from wsss.data.labels import load_labels, mean_colour
+from wsss.data.voc import VOCTree
+from wsss.nets.classifier import train_classifier
 from wsss.pipeline.partial_work import fingerprint
 from wsss.runtime import device, setup
-from wsss.data.voc import VOCTree
+from wsss.seeds.erasing import eraser_for_round
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads, params.seed)
@@ -17,8 +17,18 @@ eraser = eraser_for_round(snakemake.input.earlier_cams, params.erasing_threshold
 # Not a declared output, so Snakemake keeps it when a killed job reruns; the job resumes from it.
 checkpoint = Path(snakemake.output.model).with_name("checkpoint.pt")
 train_classifier(
-    tree, image_ids, labels, params.num_classes, params.settings, params.seed + round_index, device(),
-    snakemake.output.model, snakemake.output.history, checkpoint, eraser=eraser, round_index=round_index,
+    tree,
+    image_ids,
+    labels,
+    params.num_classes,
+    params.settings,
+    params.seed + round_index,
+    device(),
+    snakemake.output.model,
+    snakemake.output.history,
+    checkpoint,
+    eraser=eraser,
+    round_index=round_index,
     fingerprint=fingerprint(dict(params.items(), round=round_index), snakemake.input),
     checkpoint_every=snakemake.config["checkpoint_every"],
     weights=snakemake.input.weights[0] if snakemake.input.weights else None,

@@ -1,9 +1,9 @@
 from pathlib import Path
 
+from wsss.data.voc import VOCTree, index_files
+from wsss.nets.segmentation import train_segmentation
 from wsss.pipeline.partial_work import fingerprint
 from wsss.runtime import device, setup
-from wsss.nets.segmentation import train_segmentation
-from wsss.data.voc import VOCTree, index_files
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads, params.seed)
@@ -17,8 +17,17 @@ else:
 # Not a declared output, so Snakemake keeps it when a killed job reruns; the job resumes from it.
 checkpoint = Path(snakemake.output.model).with_name("checkpoint.pt")
 train_segmentation(
-    tree, image_ids, mask_paths, params.num_classes, params.settings, params.seed, device(),
-    snakemake.output.model, snakemake.output.history, checkpoint, desc=f"segmentation ({supervision})",
+    tree,
+    image_ids,
+    mask_paths,
+    params.num_classes,
+    params.settings,
+    params.seed,
+    device(),
+    snakemake.output.model,
+    snakemake.output.history,
+    checkpoint,
+    desc=f"segmentation ({supervision})",
     fingerprint=fingerprint(dict(params.items(), supervision=supervision), snakemake.input),
     checkpoint_every=snakemake.config["checkpoint_every"],
     weights=snakemake.input.weights[0] if snakemake.input.weights else None,

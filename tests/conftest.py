@@ -42,8 +42,17 @@ def pytest_runtest_protocol(item):
 @pytest.fixture(scope="session")
 def demo_tree(tmp_path_factory) -> VOCTree:
     root = tmp_path_factory.mktemp("demo") / "VOC2012"
-    make_demo_dataset(root, class_names=DEMO_CLASSES, num_train=24, num_val=8, size_range=(48, 72),
-                      max_objects=3, background_only_fraction=0.1, body_colour_prob=0.85, seed=3)
+    make_demo_dataset(
+        root,
+        class_names=DEMO_CLASSES,
+        num_train=24,
+        num_val=8,
+        size_range=(48, 72),
+        max_objects=3,
+        background_only_fraction=0.1,
+        body_colour_prob=0.85,
+        seed=3,
+    )
     return VOCTree(root)
 
 
@@ -71,10 +80,17 @@ def s3_server():
     with socket.socket() as probe:  # a free port
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([workflow_helpers.BIN / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = {**workflow_helpers.ENV, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+    server = subprocess.Popen(
+        [workflow_helpers.BIN / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {
+        **workflow_helpers.ENV,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -84,8 +100,9 @@ def s3_server():
             time.sleep(0.1)
     import boto3
 
-    boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
-                 region_name="us-east-1").create_bucket(Bucket="wsss")
+    boto3.client(
+        "s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    ).create_bucket(Bucket="wsss")
     yield url, env
     server.terminate()
     server.wait(timeout=10)

@@ -46,7 +46,7 @@ class FileServer:
                 self.end_headers()
                 if match.group(1) == "cut" and self.path not in server.cut_done:
                     server.cut_done.add(self.path)
-                    self.wfile.write(body[start: start + (len(body) - start) // 2])
+                    self.wfile.write(body[start : start + (len(body) - start) // 2])
                     self.wfile.flush()
                     self.close_connection = True
                     return
@@ -56,7 +56,7 @@ class FileServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FileServer":
+    def __enter__(self) -> FileServer:
         self.thread.start()
         return self
 

@@ -10,8 +10,16 @@ import torch.nn.functional as F
 import torchvision
 
 from wsss.nets import backbones
-from wsss.nets.backbones import (ARCHS, LITE0_PACKAGE, WeightsError, backbone, imagenet_weights, lite0_imagenet_state,
-                            load_weights, torchvision_source)
+from wsss.nets.backbones import (
+    ARCHS,
+    LITE0_PACKAGE,
+    WeightsError,
+    backbone,
+    imagenet_weights,
+    lite0_imagenet_state,
+    load_weights,
+    torchvision_source,
+)
 from wsss.nets.models import Classifier, segmentation_model
 from wsss.nets.transforms import resize_image, to_tensor
 
@@ -89,7 +97,9 @@ def test_pretrained_efficientnet_recognises_a_real_cat(lite0_weights):
     assert int(top.indices[0]) in range(281, 286) and float(top.values[0]) > 0.3, top
     coffee = resize_image(data.coffee(), 224, 224)
     with torch.no_grad():
-        logits = F.linear(net(to_tensor(coffee)[None]).mean((2, 3)), state["classifier.weight"], state["classifier.bias"])
+        logits = F.linear(
+            net(to_tensor(coffee)[None]).mean((2, 3)), state["classifier.weight"], state["classifier.bias"]
+        )
     assert int(logits.argmax()) == 967  # espresso
 
 
@@ -145,8 +155,10 @@ def test_every_arch_is_in_the_schema():
     assert tuple(schema["definitions"]["backbone"]["enum"]) == ARCHS
 
 
-@pytest.mark.parametrize("method, nwc, pooling", [("cam", True, "tap"), ("gradcam", False, "gap"),
-                                                  ("gradcampp", False, "gap"), ("layer_fused", False, "tap")])
+@pytest.mark.parametrize(
+    "method, nwc, pooling",
+    [("cam", True, "tap"), ("gradcam", False, "gap"), ("gradcampp", False, "gap"), ("layer_fused", False, "tap")],
+)
 def test_every_cam_method_runs_on_efficientnet(method, nwc, pooling):
     from wsss.seeds.cam import DEFAULT_SETTINGS, image_cams
 

@@ -9,11 +9,18 @@ from PIL import Image
 from torch import nn
 
 import wsss.seeds.cam
-from wsss.seeds.cam import (DEFAULT_SETTINGS, gradcampp_weights, image_cams, method_maps, normalise,
-                      upsample, weighted_map)
 from wsss.nets.classifier import load_classifier
 from wsss.nets.models import Classifier, save_model, tap
 from wsss.nets.transforms import hide_patches, normalised_colour, to_tensor
+from wsss.seeds.cam import (
+    DEFAULT_SETTINGS,
+    gradcampp_weights,
+    image_cams,
+    method_maps,
+    normalise,
+    upsample,
+    weighted_map,
+)
 
 HEAD = torch.tensor([[1.0, -2.0, 0.5, 0.0], [-1.0, 0.25, 2.0, -0.5]])  # 2 classes x 4 channels, mixed signs
 
@@ -52,8 +59,9 @@ def irn_make_cam(model, image, class_ids, scales, stride=16):
         if s == 1:
             img = image
         else:
-            img = np.asarray(Image.fromarray(image).resize((int(np.round(width * s)), int(np.round(height * s))),
-                                                           Image.BICUBIC))
+            img = np.asarray(
+                Image.fromarray(image).resize((int(np.round(width * s)), int(np.round(height * s))), Image.BICUBIC)
+            )
         normal = np.empty_like(img, np.float32)
         for c in range(3):
             normal[..., c] = (img[..., c] / 255.0 - mean[c]) / std[c]
@@ -81,8 +89,12 @@ def test_default_cams_are_irns(rng, size):
     np.testing.assert_allclose(cams.astype(np.float32), reference, rtol=0, atol=2.5e-4)  # float16: <= 2^-12
     # the alignment stride is the classifier's output stride
     model.output_stride = 8
-    np.testing.assert_allclose(image_cams(model, image, [3], settings(scales=scales), "cpu").astype(np.float32),
-                               irn_make_cam(model, image, [3], scales, stride=8), rtol=0, atol=2.5e-4)
+    np.testing.assert_allclose(
+        image_cams(model, image, [3], settings(scales=scales), "cpu").astype(np.float32),
+        irn_make_cam(model, image, [3], scales, stride=8),
+        rtol=0,
+        atol=2.5e-4,
+    )
 
 
 def test_gradcam_equals_cam_for_gap_and_a_linear_head(rng):
@@ -94,8 +106,11 @@ def test_gradcam_equals_cam_for_gap_and_a_linear_head(rng):
     # GAP's gradient is w_ck / (h w) everywhere; summed over the map, the weight is w_ck itself
     torch.testing.assert_close(gradcam, cam, rtol=1e-4, atol=1e-5)
     two_scales = {"scales": [1.0, 0.5]}  # so the scales also weigh alike
-    np.testing.assert_allclose(image_cams(model, image, [5, 12], settings(method="gradcam", **two_scales), "cpu"),
-                               image_cams(model, image, [5, 12], settings(**two_scales), "cpu"), atol=2e-3)
+    np.testing.assert_allclose(
+        image_cams(model, image, [5, 12], settings(method="gradcam", **two_scales), "cpu"),
+        image_cams(model, image, [5, 12], settings(**two_scales), "cpu"),
+        atol=2e-3,
+    )
 
 
 def test_gradcampp_weights_follow_the_closed_form():
@@ -129,13 +144,16 @@ def test_nwc_drops_exactly_the_negative_weights():
 
 def test_nwc_changes_neither_gradcampp_nor_layer_fused(rng):
     a, model = activations(3), head_only()
-    torch.testing.assert_close(method_maps(model, a, [0, 1], settings(method="gradcampp", nwc=True), None),
-                               method_maps(model, a, [0, 1], settings(method="gradcampp"), None))
+    torch.testing.assert_close(
+        method_maps(model, a, [0, 1], settings(method="gradcampp", nwc=True), None),
+        method_maps(model, a, [0, 1], settings(method="gradcampp"), None),
+    )
     model = resnet(2)
     image = rng.integers(0, 256, size=(32, 40, 3)).astype(np.uint8)
     fused = settings(method="layer_fused")
-    np.testing.assert_array_equal(image_cams(model, image, [2], {**fused, "nwc": True}, "cpu"),
-                                  image_cams(model, image, [2], fused, "cpu"))
+    np.testing.assert_array_equal(
+        image_cams(model, image, [2], {**fused, "nwc": True}, "cpu"), image_cams(model, image, [2], fused, "cpu")
+    )
 
 
 def test_layer_fused_on_the_last_stage_alone_is_the_nwc_cam(rng):
@@ -204,18 +222,38 @@ def test_tap_model_pools_with_tap_and_keeps_the_state_dict_keys():
 def test_tap_model_round_trips_and_older_models_are_refused_by_name(tmp_path):
     torch.manual_seed(0)
     model = Classifier("resnet18", 3, 16, pooling="tap", tap_threshold=0.3).eval()
-    save_model(tmp_path / "tap.pt", model, arch="resnet18", output_stride=16, num_foreground=3, pooling="tap",
-               tap_threshold=0.3)
+    save_model(
+        tmp_path / "tap.pt",
+        model,
+        arch="resnet18",
+        output_stride=16,
+        num_foreground=3,
+        pooling="tap",
+        tap_threshold=0.3,
+    )
     loaded = load_classifier(tmp_path / "tap.pt")
     assert (loaded.pooling, loaded.tap_threshold) == ("tap", 0.3)
     x = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
     # a model.pt from before the backbone registry: ResNet modules straight under features
-    old = {k.replace("features.stages.", "features.").replace("features.stem.", "features."): v
-           for k, v in model.state_dict().items()}
-    torch.save({"state_dict": old, "meta": {"arch": "resnet18", "output_stride": 16, "num_foreground": 3,
-                                            "pooling": "gap", "tap_threshold": 0.0}}, tmp_path / "old.pt")
+    old = {
+        k.replace("features.stages.", "features.").replace("features.stem.", "features."): v
+        for k, v in model.state_dict().items()
+    }
+    torch.save(
+        {
+            "state_dict": old,
+            "meta": {
+                "arch": "resnet18",
+                "output_stride": 16,
+                "num_foreground": 3,
+                "pooling": "gap",
+                "tap_threshold": 0.0,
+            },
+        },
+        tmp_path / "old.pt",
+    )
     with pytest.raises(ValueError, match="old.pt.*older version"):
         load_classifier(tmp_path / "old.pt")
 
@@ -274,7 +312,7 @@ def test_hidden_patches_are_grid_aligned_and_filled_exactly():
     assert torch.equal(hidden[:, ~is_fill], x[:, ~is_fill])
     for top in range(0, 37, 16):
         for left in range(0, 45, 16):
-            patch = is_fill[top:top + 16, left:left + 16]  # the last row and column are partial
+            patch = is_fill[top : top + 16, left : left + 16]  # the last row and column are partial
             assert patch.all() or not patch.any()
     assert 0 < is_fill.float().mean() < 1
 

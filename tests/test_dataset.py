@@ -26,7 +26,9 @@ def test_index_opens_as_a_tree_with_sbd_masks(data, tmp_path):
     assert tree.split_ids("train_aug") == train_aug
     voc_masks = {p.stem for p in (voc / "SegmentationClass").glob("*.png")}
     for image_id in train_aug:  # VOC's own mask where it has one, the converted SBD mask otherwise
-        expected_dir = voc / "SegmentationClass" if image_id in voc_masks else tmp_path / "index" / "SegmentationClassAug"
+        expected_dir = (
+            voc / "SegmentationClass" if image_id in voc_masks else tmp_path / "index" / "SegmentationClassAug"
+        )
         assert tree.mask_path(image_id) == expected_dir / f"{image_id}.png" and tree.mask_path(image_id).is_file()
 
 

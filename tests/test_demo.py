@@ -13,8 +13,16 @@ def _digest(root):
 
 
 def test_same_seed_same_files(tmp_path):
-    kwargs = dict(class_names=["cat", "dog"], num_train=4, num_val=2, size_range=(40, 50), max_objects=2,
-                  background_only_fraction=0.0, body_colour_prob=0.5, seed=11)
+    kwargs = dict(
+        class_names=["cat", "dog"],
+        num_train=4,
+        num_val=2,
+        size_range=(40, 50),
+        max_objects=2,
+        background_only_fraction=0.0,
+        body_colour_prob=0.5,
+        seed=11,
+    )
     make_demo_dataset(tmp_path / "a", **kwargs)
     make_demo_dataset(tmp_path / "b", **kwargs)
     make_demo_dataset(tmp_path / "c", **{**kwargs, "seed": 12})
@@ -53,8 +61,11 @@ def test_objects_carry_a_thin_ignore_band(demo_tree):
 
 def test_background_is_textured_and_parts_are_small(demo_tree):
     """The part/body design: plain bodies, a small saturated part, a textured background."""
-    image_id = next(i for i in demo_tree.split_ids("train")
-                    if len(set(np.unique(read_mask(demo_tree.mask_path(i), 21))) - {0, 255}) == 1)
+    image_id = next(
+        i
+        for i in demo_tree.split_ids("train")
+        if len(set(np.unique(read_mask(demo_tree.mask_path(i), 21))) - {0, 255}) == 1
+    )
     image = read_image(demo_tree.image_path(image_id)).astype(float)
     mask = read_mask(demo_tree.mask_path(image_id), 21)
     # Plain body vs textured background: median colour change between horizontal neighbours of one region.

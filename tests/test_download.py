@@ -27,8 +27,12 @@ def test_download_verifies_and_extracts_only_what_is_kept(voc_archive, tmp_path)
     assert path.read_bytes() == data and not (tmp_path / f"{VOC_FILE}.part").exists()
     out = extract(path, tmp_path / "VOC2012", "VOCdevkit/VOC2012", ("JPEGImages", "ImageSets/Segmentation"))
     assert sorted(p.name for p in out.iterdir()) == ["ImageSets", "JPEGImages"]  # no Annotations, no masks
-    assert sorted(p.name for p in (out / "JPEGImages").iterdir()) == sorted(p.name for p in (voc / "JPEGImages").iterdir())
-    assert (out / "ImageSets/Segmentation/val.txt").read_bytes() == (voc / "ImageSets/Segmentation/val.txt").read_bytes()
+    assert sorted(p.name for p in (out / "JPEGImages").iterdir()) == sorted(
+        p.name for p in (voc / "JPEGImages").iterdir()
+    )
+    assert (out / "ImageSets/Segmentation/val.txt").read_bytes() == (
+        voc / "ImageSets/Segmentation/val.txt"
+    ).read_bytes()
 
 
 def test_cut_connection_resumes_with_a_range_request(voc_archive, tmp_path):
@@ -50,8 +54,13 @@ def test_wrong_checksum_is_an_error_and_leaves_no_file(voc_archive, tmp_path):
 def test_404_on_the_first_mirror_moves_to_the_second(voc_archive, tmp_path):
     _, data, md5 = voc_archive
     with FileServer({VOC_FILE: data}) as server:
-        download([f"{server.url}/gone/{VOC_FILE}", f"{server.url}/files/{VOC_FILE}"], tmp_path / VOC_FILE,
-                 md5=md5, retries=3, backoff_s=0)
+        download(
+            [f"{server.url}/gone/{VOC_FILE}", f"{server.url}/files/{VOC_FILE}"],
+            tmp_path / VOC_FILE,
+            md5=md5,
+            retries=3,
+            backoff_s=0,
+        )
     assert [path for path, _ in server.requests] == [f"/gone/{VOC_FILE}", f"/files/{VOC_FILE}"]  # no retry on 404
     assert (tmp_path / VOC_FILE).read_bytes() == data
 
@@ -68,9 +77,14 @@ def unsafe_archive(kind: str) -> bytes:
         good = tarfile.TarInfo("VOCdevkit/VOC2012/JPEGImages/a.jpg")
         good.size = 3
         tar.addfile(good, io.BytesIO(b"abc"))
-        member = tarfile.TarInfo({"dotdot": "VOCdevkit/VOC2012/../../evil.txt", "absolute": "/tmp/evil.txt",
-                                  "symlink": "VOCdevkit/VOC2012/JPEGImages/link",
-                                  "device": "VOCdevkit/VOC2012/dev"}[kind])
+        member = tarfile.TarInfo(
+            {
+                "dotdot": "VOCdevkit/VOC2012/../../evil.txt",
+                "absolute": "/tmp/evil.txt",
+                "symlink": "VOCdevkit/VOC2012/JPEGImages/link",
+                "device": "VOCdevkit/VOC2012/dev",
+            }[kind]
+        )
         if kind == "symlink":
             member.type, member.linkname = tarfile.SYMTYPE, "../../../../etc/passwd"
         elif kind == "device":

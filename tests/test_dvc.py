@@ -69,14 +69,19 @@ def test_fresh_clone_pull_is_up_to_date(origin, tmp_path):
     assert "up to date for Snakemake: evaluate" in result.stdout
     assert dry_run(repo, "results/miou.parquet") == {} and dry_run(repo) == {}  # `all` names every shard too
     assert "missing provenance" not in sh(repo, BIN / "snakemake", "-n").stderr  # metadata recorded for every job
-    pd.testing.assert_frame_equal(pd.read_parquet(repo / "results/miou.parquet"),
-                                  pd.read_parquet(origin / "results/miou.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(repo / "results/miou.parquet"), pd.read_parquet(origin / "results/miou.parquet")
+    )
     # a changed config value reruns exactly the steps that use it
     config = yaml.safe_load((repo / "config/config.yaml").read_text())
     config["pseudo_mask"]["fg_threshold"] = 0.7
     (repo / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     assert dry_run(repo, "results/miou.parquet") == {
-        "pseudo_masks": 2, "train_segmentation": 1, "predict_segmentation": 1, "evaluate_stage": 2, "miou_table": 1,
+        "pseudo_masks": 2,
+        "train_segmentation": 1,
+        "predict_segmentation": 1,
+        "evaluate_stage": 2,
+        "miou_table": 1,
     }
     status = sh(repo, BIN / "dvc", "status").stdout
     assert "pseudo_masks" in status and "cams_r0" not in status
@@ -152,14 +157,23 @@ def test_dvc_stages_match_the_workflow_targets():
             for step in map(registry.step, steps):
                 # DVC tracks a per-shard step's folder
                 for arg in [round_] if step.arg == registry.ROUND else step.args(config):
-                    expected |= ({grid.step_dir("default", step.name, arg)} if step.per_shard
-                                 else set(grid.step_outputs("default", step.name, arg, files=True)))
+                    expected |= (
+                        {grid.step_dir("default", step.name, arg)}
+                        if step.per_shard
+                        else set(grid.step_outputs("default", step.name, arg, files=True))
+                    )
             assert outs == expected, template
     # No stage can miss a code file: each depends on every module, script, rule, schema and report caption
     # (as a whole directory, so new files are covered too; dvc.yaml's header says why).
-    code = [Path("Snakefile"), *(f.relative_to(REPO) for d in ("src/wsss", "scripts", "workflow")
-                                 for f in sorted((REPO / d).rglob("*"))
-                                 if f.is_file() and "__pycache__" not in f.parts)]
+    code = [
+        Path("Snakefile"),
+        *(
+            f.relative_to(REPO)
+            for d in ("src/wsss", "scripts", "workflow")
+            for f in sorted((REPO / d).rglob("*"))
+            if f.is_file() and "__pycache__" not in f.parts
+        ),
+    ]
     assert Path("src/wsss/seeds/masks.py") in code and Path("workflow/rules/common.smk") in code
     for name, stage in stages.items():
         deps = [Path(dep) for dep in stage["deps"]]

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from wsss.seeds.erasing import Eraser, erase, mined_region
 from wsss.data.voc import DataError, save_npy
+from wsss.seeds.erasing import Eraser, erase, mined_region
 
 
 def test_erase_fills_exactly_the_mined_pixels(rng):
@@ -42,8 +42,17 @@ def test_eraser_for_round_is_none_for_round_zero_and_fills_the_mean_colour(tmp_p
     from wsss.seeds.erasing import eraser_for_round
 
     labels = tmp_path / "labels.parquet"
-    pd.DataFrame({"image_id": ["a", "b"], "class_ids": [[8], [15]], "height": [2, 2], "width": [1, 3],
-                  "mean_r": [10.0, 30.0], "mean_g": [0.0, 0.0], "mean_b": [100.0, 100.0]}).to_parquet(labels)
+    pd.DataFrame(
+        {
+            "image_id": ["a", "b"],
+            "class_ids": [[8], [15]],
+            "height": [2, 2],
+            "width": [1, 3],
+            "mean_r": [10.0, 30.0],
+            "mean_g": [0.0, 0.0],
+            "mean_b": [100.0, 100.0],
+        }
+    ).to_parquet(labels)
     assert eraser_for_round([], 0.5, labels, ["a", "b"]) is None
     shard = tmp_path / "r0" / "shard0"
     shard.mkdir(parents=True)

@@ -61,8 +61,14 @@ def test_changing_the_cam_method_shares_the_classifier_only(base):
     g = grid(base, cam={"erasing": {"rounds": 1}}, pp={"erasing": {"rounds": 1}, "cam": {"method": "gradcampp"}})
     assert g.folder("pp") == "pp/" and g.name_of("pp/") == "pp"
     assert g.owner("pp", "classifier", 0) == "cam"
-    for step, arg in [("cams", 0), ("merged_cams", None), ("crf", None), ("pseudo_masks", None),
-                      ("segmentation", "pseudo_mask"), ("metrics", "segmentation")]:
+    for step, arg in [
+        ("cams", 0),
+        ("merged_cams", None),
+        ("crf", None),
+        ("pseudo_masks", None),
+        ("segmentation", "pseudo_mask"),
+        ("metrics", "segmentation"),
+    ]:
         assert g.owner("pp", step, arg) == "pp", step
     # the fully-supervised bound does not depend on CAMs at all
     assert g.owner("pp", "segmentation", "ground_truth") == "cam"
@@ -80,8 +86,14 @@ def test_an_erasing_round_reuses_the_rounds_before_it(base):
 
 
 def test_later_steps_split_where_their_own_keys_differ(base):
-    g = grid(base, a={}, fg={"pseudo_mask": {"fg_threshold": 0.7}}, thr={"cam": {"eval_threshold": 0.5}},
-             seed={"seed": 1}, erase={"erasing": {"threshold": 0.8}})
+    g = grid(
+        base,
+        a={},
+        fg={"pseudo_mask": {"fg_threshold": 0.7}},
+        thr={"cam": {"eval_threshold": 0.5}},
+        seed={"seed": 1},
+        erase={"erasing": {"threshold": 0.8}},
+    )
     assert g.owner("fg", "crf") == "a" and g.owner("fg", "pseudo_masks") == "fg"
     # the scoring threshold changes the CRF and the scores, not the CAM files
     assert g.owner("thr", "cams", 1) == "a" and g.owner("thr", "metrics", "cam") == "thr"
@@ -93,8 +105,13 @@ def test_later_steps_split_where_their_own_keys_differ(base):
 
 def test_settings_carry_everything_upstream(base):
     changed = deep_merge(base, {"classifier": {"lr": base["classifier"]["lr"] * 2}})
-    for step, arg in [("cams", 1), ("merged_cams", None), ("pseudo_masks", None), ("segmentation", "pseudo_mask"),
-                      ("metrics", "crf")]:
+    for step, arg in [
+        ("cams", 1),
+        ("merged_cams", None),
+        ("pseudo_masks", None),
+        ("segmentation", "pseudo_mask"),
+        ("metrics", "crf"),
+    ]:
         assert step_settings(changed, step, arg) != step_settings(base, step, arg), step
     assert step_settings(changed, "segmentation", "ground_truth") == step_settings(base, "segmentation", "ground_truth")
 
@@ -107,9 +124,11 @@ def write_benchmark(path, seconds):
 
 def test_costs_split_own_and_shared_jobs(tmp_path):
     shared = write_benchmark(tmp_path / "results/a/benchmarks/train_classifier/r0.tsv", 60)
-    own = [("cams", write_benchmark(tmp_path / "results/b/benchmarks/cams/r0/shard0.tsv", 10)),
-           ("crf", write_benchmark(tmp_path / "results/b/benchmarks/crf/shard0.tsv", 5)),
-           ("segmentation", write_benchmark(tmp_path / "results/b/benchmarks/train_segmentation/x.tsv", 20))]
+    own = [
+        ("cams", write_benchmark(tmp_path / "results/b/benchmarks/cams/r0/shard0.tsv", 10)),
+        ("crf", write_benchmark(tmp_path / "results/b/benchmarks/crf/shard0.tsv", 5)),
+        ("segmentation", write_benchmark(tmp_path / "results/b/benchmarks/train_segmentation/x.tsv", 20)),
+    ]
     costs = experiment_costs([("classifier", shared), *own], str(tmp_path / "results/b/"))
     assert costs == {"total_s": 95, "own_s": 35, "classifier_s": 60, "cams_s": 10, "masks_s": 5, "segmentation_s": 20}
 
@@ -118,8 +137,15 @@ def test_ranking_orders_by_the_chosen_stage():
     rows = []
     for name, figures in {"a": (0.4, 0.5, 0.30), "b": (0.5, 0.6, 0.20), "c": (0.3, 0.4, 0.35)}.items():
         for stage, miou in zip(["cam", "pseudo_mask", "segmentation"], figures):
-            rows.append({"experiment": name, "seed": 0, "stage": stage,
-                         "split": "val" if stage == "segmentation" else "train", "miou": miou})
+            rows.append(
+                {
+                    "experiment": name,
+                    "seed": 0,
+                    "stage": stage,
+                    "split": "val" if stage == "segmentation" else "train",
+                    "miou": miou,
+                }
+            )
         rows.append({"experiment": name, "seed": 0, "stage": "fully_supervised", "split": "val", "miou": 0.5})
     summary = pd.DataFrame(rows)
     parts = {"classifier_s": 30.0, "cams_s": 30.0, "masks_s": 30.0, "segmentation_s": 30.0}

@@ -58,7 +58,9 @@ def test_grid_run_trains_each_shared_network_once(workdir, grid_run):
     assert counts["train_classifier"] == 2 and counts["train_segmentation"] == 4
     results, logs = workdir / "results", workdir / "logs"
     assert sorted(str(p.relative_to(results)) for p in results.glob("*/classifier/r*")) == [
-        "cam/classifier/r0", "cam_erasing/classifier/r1"]
+        "cam/classifier/r0",
+        "cam_erasing/classifier/r1",
+    ]
     assert not (logs / "gradcampp" / "train_classifier").exists()
     assert not (results / "gradcampp" / "segmentation" / "ground_truth").exists()
     assert sorted(p.name for p in (results / "cam_erasing" / "cams").iterdir()) == ["merged", "r1"]

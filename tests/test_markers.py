@@ -14,10 +14,12 @@ from tests.conftest import WORKFLOW_FIXTURES
 
 
 def test_an_unmarked_test_cannot_copy_or_run_the_workflow(tmp_path):
-    helpers = {"copy_workflow": lambda: workflow_helpers.copy_workflow(tmp_path / "w"),
-               "run": lambda: workflow_helpers.run(tmp_path, "-n"),
-               "snakemake_command": lambda: workflow_helpers.snakemake_command("-n"),
-               "fake_venv": lambda: workflow_helpers.fake_venv(tmp_path)}
+    helpers = {
+        "copy_workflow": lambda: workflow_helpers.copy_workflow(tmp_path / "w"),
+        "run": lambda: workflow_helpers.run(tmp_path, "-n"),
+        "snakemake_command": lambda: workflow_helpers.snakemake_command("-n"),
+        "fake_venv": lambda: workflow_helpers.fake_venv(tmp_path),
+    }
     for name, call in helpers.items():
         message = f"test_markers.py::.* uses .*{name}.* not marked workflow"
         with pytest.raises(workflow_helpers.UnmarkedWorkflowTest, match=message):

@@ -1,10 +1,14 @@
 import numpy as np
 
-from wsss.seeds.masks import cam_to_label, crf_label, pseudo_mask
 from wsss.data.voc import IGNORE
+from wsss.seeds.masks import cam_to_label, crf_label, pseudo_mask
 
-CRF = {"iterations": 10, "gt_prob": 0.7, "gaussian": {"sxy": 3, "compat": 3},
-       "bilateral": {"sxy": 20, "srgb": 10, "compat": 10}}
+CRF = {
+    "iterations": 10,
+    "gt_prob": 0.7,
+    "gaussian": {"sxy": 3, "compat": 3},
+    "bilateral": {"sxy": 20, "srgb": 10, "compat": 10},
+}
 
 
 def test_cam_to_label_uses_background_threshold_and_class_ids():

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from wsss.seeds.cam import DEFAULT_SETTINGS, image_cams, multiscale_cam, normalise
 from wsss.nets.models import Classifier, segmentation_model
+from wsss.seeds.cam import DEFAULT_SETTINGS, image_cams, multiscale_cam, normalise
 
 
 @pytest.mark.parametrize("arch", ["deeplabv3", "fcn"])

@@ -14,14 +14,14 @@ from snakemake.utils import validate
 
 from tests.voc_data import make_photo_tree
 from tests.workflow_helpers import DEFAULT_WEIGHTS, REPO, TINY, copy_workflow, job_counts, resource_files, run
-from wsss.seeds.cam import DEFAULT_SETTINGS, aligned_size, image_cams, method_maps, multiscale_cam, normalise, upsample
-from wsss.pipeline.experiments import Grid, deep_merge
 from wsss.data.labels import image_labels
+from wsss.data.voc import DataError, VOCTree, read_image, read_mask, write_mask
 from wsss.nets.models import Classifier, segmentation_model
-from wsss.runtime import autocast, memory_format
 from wsss.nets.segmentation import predict
 from wsss.nets.transforms import long_side_size, resize_image, to_tensor
-from wsss.data.voc import DataError, VOCTree, read_image, read_mask, write_mask
+from wsss.pipeline.experiments import Grid, deep_merge
+from wsss.runtime import autocast, memory_format
+from wsss.seeds.cam import DEFAULT_SETTINGS, aligned_size, image_cams, method_maps, multiscale_cam, normalise, upsample
 
 SCALES = [1.0, 0.5, 1.5, 2.0]  # the default config's
 
@@ -67,8 +67,11 @@ def reference_multiscale_cam(model, image, class_ids, settings):
     size = (height, width) if method == "layer_fused" else aligned_size(height, width, model.output_stride)
     total = None
     for scale in settings["scales"]:
-        scaled = image if scale == 1 else resize_image(image, max(1, round(height * scale)),
-                                                       max(1, round(width * scale)), Image.BICUBIC)
+        scaled = (
+            image
+            if scale == 1
+            else resize_image(image, max(1, round(height * scale)), max(1, round(width * scale)), Image.BICUBIC)
+        )
         x = to_tensor(scaled)
         pair = torch.stack([x, x.flip(-1)])
         with torch.no_grad():
@@ -131,8 +134,10 @@ def test_cams_without_long_side_are_bit_identical_to_before(classifier, method):
     for long_side in (None, 61):  # null, or the image's own long side: the image as it is
         cams = multiscale_cam(classifier, image, [9, 2], {**settings, "long_side": long_side}, "cpu")
         assert torch.equal(cams, reference), long_side
-        np.testing.assert_array_equal(image_cams(classifier, image, [2, 9], {**settings, "long_side": long_side}, "cpu"),
-                                      normalise(reference).numpy().astype(np.float16))
+        np.testing.assert_array_equal(
+            image_cams(classifier, image, [2, 9], {**settings, "long_side": long_side}, "cpu"),
+            normalise(reference).numpy().astype(np.float16),
+        )
 
 
 def test_predictions_at_long_side_have_the_image_size(segmenter):
@@ -149,7 +154,9 @@ def test_predictions_at_long_side_have_the_image_size(segmenter):
     x = to_tensor(resize_image(image, 96, 128, Image.BICUBIC))
     with torch.no_grad():
         logits = segmenter(torch.stack([x, x.flip(-1)]))["out"]
-    logits = F.interpolate((logits[0] + logits[1].flip(-1))[None], size=(375, 500), mode="bilinear", align_corners=False)
+    logits = F.interpolate(
+        (logits[0] + logits[1].flip(-1))[None], size=(375, 500), mode="bilinear", align_corners=False
+    )
     np.testing.assert_array_equal(prediction, logits[0].argmax(0).numpy().astype(np.uint8))
 
 
@@ -244,8 +251,16 @@ def test_default_config_infers_at_128_and_voc2012_at_full_size():
 
 
 def test_runs_with_another_long_side_share_no_cams_or_predictions():
-    grid = Grid(dict(config_with(), experiments={
-        "a": {}, "cam_full": {"cam": {"long_side": None}}, "seg_full": {"segmentation": {"long_side": None}}}))
+    grid = Grid(
+        dict(
+            config_with(),
+            experiments={
+                "a": {},
+                "cam_full": {"cam": {"long_side": None}},
+                "seg_full": {"segmentation": {"long_side": None}},
+            },
+        )
+    )
     assert grid.owner("cam_full", "classifier", 0) == "a"
     assert grid.owner("cam_full", "cams", 0) == "cam_full" and grid.owner("cam_full", "cams", 1) == "cam_full"
     assert grid.owner("seg_full", "cams", 1) == "a" and grid.owner("seg_full", "pseudo_masks") == "a"
@@ -255,9 +270,14 @@ def test_runs_with_another_long_side_share_no_cams_or_predictions():
 
 # The tiny config's training on the photo tree, one shard and one round (fewer jobs: each pays for its start);
 # CAMs and predictions at a 56 px long side (resize_long's maximum).
-PHOTO_TINY = {**TINY, "shards": 1, "classifier": {**TINY["classifier"], "epochs": 1}, "erasing": {"rounds": 1},
-              "cam": {**TINY["cam"], "long_side": 56, "oracle_thresholds": []},
-              "segmentation": {**TINY["segmentation"], "long_side": 56}}
+PHOTO_TINY = {
+    **TINY,
+    "shards": 1,
+    "classifier": {**TINY["classifier"], "epochs": 1},
+    "erasing": {"rounds": 1},
+    "cam": {**TINY["cam"], "long_side": 56, "oracle_thresholds": []},
+    "segmentation": {**TINY["segmentation"], "long_side": 56},
+}
 
 
 @pytest.mark.workflow
@@ -291,8 +311,19 @@ def test_default_settings_run_on_a_photo_tree(photos, tmp_path):
     # another long side reruns what it decides and nothing upstream: the networks are not retrained
     (workdir / "seg48.yaml").write_text("segmentation: {long_side: 48}\n")
     (workdir / "cam48.yaml").write_text("cam: {long_side: 48}\n")
-    replan = {name: job_counts(run(workdir, "-n", "results/miou.parquet", "--config", f"voc_root={root}",
-                                   configfiles=("tiny.yaml", f"{name}.yaml")).stdout) for name in ("seg48", "cam48")}
+    replan = {
+        name: job_counts(
+            run(
+                workdir,
+                "-n",
+                "results/miou.parquet",
+                "--config",
+                f"voc_root={root}",
+                configfiles=("tiny.yaml", f"{name}.yaml"),
+            ).stdout
+        )
+        for name in ("seg48", "cam48")
+    }
     assert replan["seg48"] == {"predict_segmentation": 2, "evaluate_stage": 2, "miou_table": 1}
     assert "train_classifier" not in replan["cam48"] and replan["cam48"]["cams"] == 1
     assert replan["cam48"]["train_segmentation"] == 1  # on the new pseudo-masks; the fully-supervised one is kept

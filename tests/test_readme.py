@@ -67,6 +67,7 @@ RUNNERS = {
     "make run": (REAL, DVC_ORIGIN),
     "make test": (MAKE_DRY_RUN, DEMO),
     "make unit": (MAKE_DRY_RUN, DEMO),
+    "make lint": (MAKE_DRY_RUN, DEMO),  # tests/test_lint.py runs ruff and test_workflow.py snakemake --lint
     ".venv/bin/snakemake --cores all results/miou.parquet": (REAL, DEMO),
     "printf 'erasing: {rounds: 3}\\n' > rounds3.yaml": (REAL, DEMO),
     ".venv/bin/snakemake --cores all results/miou.parquet --configfile rounds3.yaml": (REAL, DEMO),
@@ -139,8 +140,11 @@ def readme_commands(text: str | None = None) -> list[str]:
 
 def untagged_command_blocks(text: str) -> list[str]:
     """Code blocks without a language that start like a command (they would escape the extraction)."""
-    return [body for language, body in re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)
-            if not language and re.match(r"\s*(\.venv/bin/)?(snakemake|make|dvc|git|python)\b", body)]
+    return [
+        body
+        for language, body in re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)
+        if not language and re.match(r"\s*(\.venv/bin/)?(snakemake|make|dvc|git|python)\b", body)
+    ]
 
 
 def test_extraction_handles_continuations_and_comments():
@@ -163,9 +167,10 @@ def test_targets_come_before_options_that_take_several_values():
         words = command.split()
         for i, word in enumerate(words):
             if re.fullmatch(several, word):
-                rest = words[i + 1:]
-                values = rest[: next((j for j, w in enumerate(rest) if w.startswith("-") or w in ("&&", "|", ";")),
-                                     len(rest))]
+                rest = words[i + 1 :]
+                values = rest[
+                    : next((j for j, w in enumerate(rest) if w.startswith("-") or w in ("&&", "|", ";")), len(rest))
+                ]
                 assert all("=" in v or v.endswith((".yaml", ".yml", ".json")) for v in values), command
 
 
@@ -183,11 +188,14 @@ def run_readme_command(command: str, places: dict, env=None):
         line += " -n"
     elif mode == MAKE_DRY_RUN:
         line = re.sub(r"^make ", "make -n ", line)
-    result = subprocess.run(["bash", "-c", line], cwd=places[place], capture_output=True, text=True,
-                            env=env or ENV, timeout=TIMEOUT_S)
+    result = subprocess.run(
+        ["bash", "-c", line], cwd=places[place], capture_output=True, text=True, env=env or ENV, timeout=TIMEOUT_S
+    )
     if result.returncode != 0:
-        raise AssertionError(f"README command failed ({mode} in {place}): {command}\nran: {line}\n"
-                             f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"README command failed ({mode} in {place}): {command}\nran: {line}\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
     return result
 
 
@@ -210,8 +218,20 @@ def tiny_config(root: Path, **extra):
 def copy_project(root: Path) -> Path:
     """The project's tracked files that a clone has (times kept: pyproject.toml stays older than the stamp)."""
     root.mkdir(parents=True)
-    for name in ("Snakefile", "workflow", "scripts", "config", "src", "dvc.yaml", ".dvc", ".dvcignore", "Makefile",
-                 "pyproject.toml", ".gitignore", "README.md"):
+    for name in (
+        "Snakefile",
+        "workflow",
+        "scripts",
+        "config",
+        "src",
+        "dvc.yaml",
+        ".dvc",
+        ".dvcignore",
+        "Makefile",
+        "pyproject.toml",
+        ".gitignore",
+        "README.md",
+    ):
         source = REPO / name
         if source.is_dir():
             ignore = shutil.ignore_patterns("cache", "tmp", "__pycache__", "*.egg-info")
@@ -276,11 +296,18 @@ def test_dvc_commands(dvc_origin, s3_server, tmp_path):
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     hook = hooks / "post-checkout"  # what `make install` would have made: a venv, here this one's
-    hook.write_text(f"#!/bin/sh\nmkdir .venv && for e in '{VENV}'/*; do ln -s \"$e\" .venv/; done\n"
-                    "touch .venv/.installed\n")
+    hook.write_text(
+        f"#!/bin/sh\nmkdir .venv && for e in '{VENV}'/*; do ln -s \"$e\" .venv/; done\ntouch .venv/.installed\n"
+    )
     hook.chmod(0o755)
-    places = {DVC_ORIGIN: demo, COLLEAGUE: colleague, COLLEAGUE_CLONE: colleague / "wsss",
-              "dvc_remote": dvc_origin.remote, "s3_url": "s3://wsss/readme", "s3_endpoint": url}
+    places = {
+        DVC_ORIGIN: demo,
+        COLLEAGUE: colleague,
+        COLLEAGUE_CLONE: colleague / "wsss",
+        "dvc_remote": dvc_origin.remote,
+        "s3_url": "s3://wsss/readme",
+        "s3_endpoint": url,
+    }
     clone_env = {**ENV, "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.hooksPath", "GIT_CONFIG_VALUE_0": str(hooks)}
     for command in commands_of(COLLEAGUE) + commands_of(COLLEAGUE_CLONE):
         if command == 'make pull ARGS="-r s3"':  # from S3 only: nothing left from the local remote's pull
@@ -309,6 +336,8 @@ def test_workflow_commands(demo):
             assert re.search(r"^\.venv/bin/python -m pytest", result.stdout, re.M), result.stdout
         if command == "make unit":
             assert re.search(r'^\.venv/bin/python -m pytest -m "not workflow"$', result.stdout, re.M), result.stdout
+        if command == "make lint":
+            assert re.search(r"^\.venv/bin/ruff check", result.stdout, re.M), result.stdout
         if "rounds3.yaml" in command and command.startswith(".venv"):
             assert (demo / "results/cams/r2").is_dir()
         if "demo-grid.yaml" in command:

@@ -53,7 +53,9 @@ def test_every_step_reads_upstream_steps_of_the_registry():
     grid = Grid(CONFIG)
     assert grid.step_outputs("default", "cams", 1) == [f"results/cams/r1/shard{k}" for k in range(CONFIG["shards"])]
     assert grid.step_outputs("default", "classifier", 0, files=True) == [
-        "results/classifier/r0/model.pt", "results/classifier/r0/history.parquet"]
+        "results/classifier/r0/model.pt",
+        "results/classifier/r0/history.parquet",
+    ]
 
 
 def _registry_with_a_new_stage(tmp_path):
@@ -64,18 +66,28 @@ def _registry_with_a_new_stage(tmp_path):
     text = path.read_text()
     crf_stage = '    Stage("crf", "CRF", "crf", LABELS, "seed_eval", ranked=True, gallery="train"),\n'
     assert crf_stage in text
-    path.write_text(text.replace(crf_stage, crf_stage + '    Stage("crf_again", "CRF again", "crf", LABELS, "seed_eval"),\n'))
+    path.write_text(
+        text.replace(crf_stage, crf_stage + '    Stage("crf_again", "CRF again", "crf", LABELS, "seed_eval"),\n')
+    )
     return src
 
 
 def test_a_stage_added_to_the_registry_alone_is_known_to_the_library(tmp_path):
     src = _registry_with_a_new_stage(tmp_path)
-    code = ("import yaml; from wsss.pipeline import registry; from wsss.pipeline.experiments import step_settings; "
-            "config = yaml.safe_load(open('config/config.yaml')); names = registry.stage_names(config); "
-            "print(registry.stage_title('crf_again'), names.index('crf_again') - names.index('crf'), "
-            "step_settings(config, 'metrics', 'crf_again')['scored'] == step_settings(config, 'crf'))")
-    probe = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(src)},
-                           capture_output=True, text=True, check=True)
+    code = (
+        "import yaml; from wsss.pipeline import registry; from wsss.pipeline.experiments import step_settings; "
+        "config = yaml.safe_load(open('config/config.yaml')); names = registry.stage_names(config); "
+        "print(registry.stage_title('crf_again'), names.index('crf_again') - names.index('crf'), "
+        "step_settings(config, 'metrics', 'crf_again')['scored'] == step_settings(config, 'crf'))"
+    )
+    probe = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(src)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert probe.stdout.split() == ["CRF", "again", "1", "True"]
 
 
@@ -87,8 +99,9 @@ def test_a_stage_added_to_the_registry_alone_reaches_the_tables(tiny_reference, 
     work = tmp_path / "run"
     shutil.copytree(tiny_reference, work, symlinks=True)
     env = {**os.environ, "PYTHONPATH": str(src)}
-    result = subprocess.run(snakemake_command("results/miou.parquet"), cwd=work, env=env, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        snakemake_command("results/miou.parquet"), cwd=work, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (work / "results/metrics/crf_again.npz").is_file()
     summary = pd.read_parquet(work / "results/summary.parquet").set_index("stage")

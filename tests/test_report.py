@@ -5,15 +5,29 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from wsss.scoring.evaluate import evaluate_label_maps, image_scores_table, label_map_predictor, per_image_scores
 from wsss.data.labels import image_labels
-from wsss.scoring.metrics import mean_iou
-from wsss.scoring.figures import (
-    DPI, IGNORE_COLOUR, MASK_ALPHA, PALETTE, cam_heatmap, class_iou_figure, colour_mask, confusion_figure,
-    gallery_file_name, miou_by_stage_figure, normalised_confusion, overlay_mask, save_figure, select_gallery,
-    training_curves_figure, write_train_gallery, write_val_gallery,
-)
 from wsss.data.voc import IGNORE, VOC_CLASSES, read_mask, save_npy, write_mask
+from wsss.scoring.evaluate import evaluate_label_maps, image_scores_table, label_map_predictor, per_image_scores
+from wsss.scoring.figures import (
+    DPI,
+    IGNORE_COLOUR,
+    MASK_ALPHA,
+    PALETTE,
+    cam_heatmap,
+    class_iou_figure,
+    colour_mask,
+    confusion_figure,
+    gallery_file_name,
+    miou_by_stage_figure,
+    normalised_confusion,
+    overlay_mask,
+    save_figure,
+    select_gallery,
+    training_curves_figure,
+    write_train_gallery,
+    write_val_gallery,
+)
+from wsss.scoring.metrics import mean_iou
 
 
 def png_size(path):
@@ -125,7 +139,7 @@ def fake_run(demo_tree, tmp_path_factory):
         write_mask(folders["crf"] / f"{image_id}.png", crf)
         pseudo = truth.copy()
         pseudo[: k % truth.shape[0]] = IGNORE  # a different ignored band per image
-        pseudo[truth.shape[0] - k:, :] = 0  # and a different amount of lost foreground
+        pseudo[truth.shape[0] - k :, :] = 0  # and a different amount of lost foreground
         write_mask(folders["pseudo"] / f"{image_id}.png", pseudo)
     for image_id in val:
         truth = read_mask(demo_tree.mask_path(image_id), num_classes)
@@ -146,8 +160,15 @@ def fake_run(demo_tree, tmp_path_factory):
 
 def test_image_scores_table(fake_run):
     scores = fake_run["scores"]
-    assert list(scores.columns) == ["stage", "split", "image_id", "miou", "pixel_accuracy", "coverage",
-                                    "confident_precision"]
+    assert list(scores.columns) == [
+        "stage",
+        "split",
+        "image_id",
+        "miou",
+        "pixel_accuracy",
+        "coverage",
+        "confident_precision",
+    ]
     counts = scores.groupby("stage").size()
     assert counts["pseudo_mask"] == len(fake_run["train"]) and counts["segmentation"] == len(fake_run["val"])
     by_stage = scores.groupby("stage")["miou"]
@@ -162,9 +183,18 @@ def test_train_gallery_files(demo_tree, fake_run, tmp_path):
     settings = {"sample_size": 3, "best": 2, "worst": 2, "seed": 0}
     out = tmp_path / "train_gallery"
     chosen = write_train_gallery(
-        demo_tree, run["labels"], run["scores"], "train", settings, [[run["folders"]["r0"]], [run["folders"]["r1"]]],
-        [run["folders"]["merged"]], {"crf": [run["folders"]["crf"]], "pseudo_mask": [run["folders"]["pseudo"]]},
-        list(VOC_CLASSES), 0.5, out, "pseudo_mask",
+        demo_tree,
+        run["labels"],
+        run["scores"],
+        "train",
+        settings,
+        [[run["folders"]["r0"]], [run["folders"]["r1"]]],
+        [run["folders"]["merged"]],
+        {"crf": [run["folders"]["crf"]], "pseudo_mask": [run["folders"]["pseudo"]]},
+        list(VOC_CLASSES),
+        0.5,
+        out,
+        "pseudo_mask",
     )
     files = sorted(out.glob("*/*.png"))
     assert len(files) == len(chosen) == 7
@@ -188,8 +218,16 @@ def test_train_gallery_files(demo_tree, fake_run, tmp_path):
 def test_val_gallery_files(demo_tree, fake_run, tmp_path):
     run = fake_run
     out = tmp_path / "val_gallery"
-    write_val_gallery(demo_tree, run["scores"], "val", {"val_sample_size": 5, "seed": 0},
-                      [run["folders"]["seg"]], [run["folders"]["fs"]], list(VOC_CLASSES), out)
+    write_val_gallery(
+        demo_tree,
+        run["scores"],
+        "val",
+        {"val_sample_size": 5, "seed": 0},
+        [run["folders"]["seg"]],
+        [run["folders"]["fs"]],
+        list(VOC_CLASSES),
+        out,
+    )
     files = sorted(out.glob("*.png"))
     assert len(files) == 5 and files[0].name.startswith("01__")
     for path in files:
@@ -207,21 +245,29 @@ def test_normalised_confusion():
 
 def test_score_figures_are_written(tmp_path):
     classes = list(VOC_CLASSES)
-    per_class = pd.DataFrame({
-        "stage": ["cam_r0", "cam_r0", "crf", "crf", "segmentation", "segmentation"],
-        "split": ["train", "train", "train", "train", "val", "val"],
-        "class_id": [0, 8, 0, 8, 0, 8], "class_name": ["background", "cat"] * 3,
-        "iou": [0.7, 0.3, 0.8, 0.5, 0.75, 0.4], "present": True,
-    })
-    summary = pd.DataFrame({
-        "stage": ["cam_r0", "cam", "cam_oracle", "crf", "segmentation", "fully_supervised"],
-        "split": ["train"] * 4 + ["val"] * 2, "miou": [0.4, 0.45, 0.5, 0.6, 0.35, 0.45],
-        "oracle": [False, False, True, False, False, False],
-    })
+    per_class = pd.DataFrame(
+        {
+            "stage": ["cam_r0", "cam_r0", "crf", "crf", "segmentation", "segmentation"],
+            "split": ["train", "train", "train", "train", "val", "val"],
+            "class_id": [0, 8, 0, 8, 0, 8],
+            "class_name": ["background", "cat"] * 3,
+            "iou": [0.7, 0.3, 0.8, 0.5, 0.75, 0.4],
+            "present": True,
+        }
+    )
+    summary = pd.DataFrame(
+        {
+            "stage": ["cam_r0", "cam", "cam_oracle", "crf", "segmentation", "fully_supervised"],
+            "split": ["train"] * 4 + ["val"] * 2,
+            "miou": [0.4, 0.45, 0.5, 0.6, 0.35, 0.45],
+            "oracle": [False, False, True, False, False, False],
+        }
+    )
     confusion = np.zeros((21, 21), np.int64)
     confusion[0, 0], confusion[0, 8], confusion[8, 8], confusion[8, 0] = 90, 10, 30, 10
-    history = [pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.7, 0.5, 0.4], "mAP": [0.3, 0.6, 0.8], "round": r})
-               for r in (0, 1)]
+    history = [
+        pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.7, 0.5, 0.4], "mAP": [0.3, 0.6, 0.8], "round": r}) for r in (0, 1)
+    ]
     figures = {
         "class_iou.png": class_iou_figure(per_class, ["cam_r0", "crf", "segmentation"]),
         "miou.png": miou_by_stage_figure(summary),
@@ -236,7 +282,11 @@ def test_score_figures_are_written(tmp_path):
     # the line leaves the oracle out and draws the fully-supervised reference separately
     ax = figures["miou.png"].axes[0]
     assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == [
-        "CAM round 0", "merged CAM", "CRF", "segmentation"]
+        "CAM round 0",
+        "merged CAM",
+        "CRF",
+        "segmentation",
+    ]
     assert ax.lines[0].get_ydata().tolist() == [0.4, 0.45, 0.6, 0.35]
     assert not ax.containers[0].has_yerr or not np.any(ax.containers[0].lines[2][0].get_segments())
     # the confusion matrix shows only classes seen in truth or prediction, rows normalised
@@ -248,15 +298,31 @@ def test_stage_plot_over_seeds_draws_error_bars_per_experiment(tmp_path):
     """A summary over seeds: one line per experiment, mean ± sd error bars, stages placed by name (an
     experiment with fewer erasing rounds skips a tick)."""
     rows = []
-    for name, stages in {"one_round": ["cam_r0", "cam", "segmentation"], "two_rounds": ["cam_r0", "cam_r1", "cam", "segmentation"]}.items():
+    for name, stages in {
+        "one_round": ["cam_r0", "cam", "segmentation"],
+        "two_rounds": ["cam_r0", "cam_r1", "cam", "segmentation"],
+    }.items():
         for k, stage in enumerate(stages + ["fully_supervised"]):
-            rows.append({"experiment": name, "stage": stage, "split": "val" if "seg" in stage or "fully" in stage else "train",
-                         "miou": 0.3 + 0.05 * k, "miou_sd": 0.02, "seeds": 3, "oracle": False})
+            rows.append(
+                {
+                    "experiment": name,
+                    "stage": stage,
+                    "split": "val" if "seg" in stage or "fully" in stage else "train",
+                    "miou": 0.3 + 0.05 * k,
+                    "miou_sd": 0.02,
+                    "seeds": 3,
+                    "oracle": False,
+                }
+            )
     figure = miou_by_stage_figure(pd.DataFrame(rows))
     save_figure(figure, tmp_path / "seeds.png")
     ax = figure.axes[0]
     assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == [
-        "CAM round 0", "CAM round 1", "merged CAM", "segmentation"]
+        "CAM round 0",
+        "CAM round 1",
+        "merged CAM",
+        "segmentation",
+    ]
     first, second = ax.containers[:2]
     assert first.lines[0].get_xdata().tolist() == [0, 2, 3] and second.lines[0].get_xdata().tolist() == [0, 1, 2, 3]
     bars = first.lines[2][0].get_segments()

@@ -2,10 +2,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wsss.scoring.evaluate import evaluate_cams, evaluate_label_maps, load_scores, pixel_counts, save_scores
-from wsss.scoring.tables import (build_tables, format_ranking, format_summary, metrics_json, per_class_wide, ranking_table,
-                          summary_over_seeds)
 from wsss.data.voc import VOC_CLASSES, VOCTree, save_npy, write_mask
+from wsss.scoring.evaluate import evaluate_cams, evaluate_label_maps, load_scores, pixel_counts, save_scores
+from wsss.scoring.tables import (
+    build_tables,
+    format_ranking,
+    format_summary,
+    metrics_json,
+    per_class_wide,
+    ranking_table,
+    summary_over_seeds,
+)
 
 
 @pytest.fixture
@@ -47,13 +54,23 @@ def test_cam_and_label_map_evaluation(tiny_tree, tmp_path):
 def test_tables_and_summary():
     confusion = np.zeros((21, 21), np.int64)
     confusion[0, 0], confusion[8, 8], confusion[8, 0] = 90, 6, 4
-    scores = {"confusion": confusion, "scored_pixels": np.int64(100), "labelled_pixels": np.int64(95),
-              "labelled_correct_pixels": np.int64(92), "num_images": np.int64(3)}
+    scores = {
+        "confusion": confusion,
+        "scored_pixels": np.int64(100),
+        "labelled_pixels": np.int64(95),
+        "labelled_correct_pixels": np.int64(92),
+        "num_images": np.int64(3),
+    }
     half = {**scores, "confusion": confusion // 2 * 0 + np.diag(np.diag(confusion)) // 2}
-    stages = [("segmentation", "val", half), ("fully_supervised", "val", scores),
-              ("cam_oracle", "train", {**scores, "oracle": np.bool_(True), "bg_threshold": np.float64(0.2)})]
+    stages = [
+        ("segmentation", "val", half),
+        ("fully_supervised", "val", scores),
+        ("cam_oracle", "train", {**scores, "oracle": np.bool_(True), "bg_threshold": np.float64(0.2)}),
+    ]
     per_class, summary = build_tables(stages, list(VOC_CLASSES))
-    assert {"stage", "split", "class_id", "class_name", "iou", "tp", "fp", "fn", "gt_pixels", "pred_pixels"} <= set(per_class)
+    assert {"stage", "split", "class_id", "class_name", "iou", "tp", "fp", "fn", "gt_pixels", "pred_pixels"} <= set(
+        per_class
+    )
     row = per_class[(per_class.stage == "fully_supervised") & (per_class.class_id == 8)].iloc[0]
     assert row.class_name == "cat" and row.iou == pytest.approx(6 / 10) and row.fn == 4
     full = summary.set_index("stage").loc["fully_supervised"]
@@ -68,13 +85,20 @@ def test_tables_and_summary():
 def test_dvc_views_carry_the_same_figures():
     confusion = np.zeros((21, 21), np.int64)
     confusion[0, 0], confusion[8, 8], confusion[8, 0], confusion[0, 3] = 90, 6, 4, 2  # bird predicted, absent
-    scores = {"confusion": confusion, "scored_pixels": np.int64(102), "labelled_pixels": np.int64(102),
-              "labelled_correct_pixels": np.int64(96), "num_images": np.int64(1)}
+    scores = {
+        "confusion": confusion,
+        "scored_pixels": np.int64(102),
+        "labelled_pixels": np.int64(102),
+        "labelled_correct_pixels": np.int64(96),
+        "num_images": np.int64(1),
+    }
     per_class, summary = build_tables([("crf", "train", scores), ("segmentation", "val", scores)], list(VOC_CLASSES))
     metrics = metrics_json(summary)
     assert list(metrics) == ["crf", "segmentation"]
-    assert metrics["crf"] == {"miou": pytest.approx(summary["miou"][0], abs=1e-6),
-                              "pixel_accuracy": pytest.approx(summary["pixel_accuracy"][0], abs=1e-6)}
+    assert metrics["crf"] == {
+        "miou": pytest.approx(summary["miou"][0], abs=1e-6),
+        "pixel_accuracy": pytest.approx(summary["pixel_accuracy"][0], abs=1e-6),
+    }
     wide = per_class_wide(per_class)
     assert list(wide.columns) == ["class_name", "crf", "segmentation"]
     assert list(wide["class_name"]) == ["background", "cat"]  # classes absent from ground truth are left out
@@ -85,18 +109,33 @@ def run_summary(experiment, seed, seg, full):
     """A per-run summary with made-up mIoUs (segmentation, fully_supervised) and their pixel counts."""
     rows = []
     for stage, miou in (("segmentation", seg), ("fully_supervised", full)):
-        rows.append({"experiment": experiment, "seed": seed, "stage": stage, "split": "val", "miou": miou,
-                     "pixel_accuracy": miou + 0.1, "mean_class_accuracy": miou, "coverage": 1.0,
-                     "confident_precision": miou + 0.1, "num_images": 6, "num_classes": 3, "oracle": False,
-                     "bg_threshold": np.nan})
+        rows.append(
+            {
+                "experiment": experiment,
+                "seed": seed,
+                "stage": stage,
+                "split": "val",
+                "miou": miou,
+                "pixel_accuracy": miou + 0.1,
+                "mean_class_accuracy": miou,
+                "coverage": 1.0,
+                "confident_precision": miou + 0.1,
+                "num_images": 6,
+                "num_classes": 3,
+                "oracle": False,
+                "bg_threshold": np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def test_seeds_are_summarised_as_mean_and_sd():
-    runs = pd.concat([run_summary("a", seed, seg, 0.8) for seed, seg in ((0, 0.5), (1, 0.6), (2, 0.7))]
-                     + [run_summary("b", seed, seg, 0.8) for seed, seg in ((0, 0.62), (1, 0.64), (2, 0.66))]
-                     + [run_summary("c", seed, seg, 0.8) for seed, seg in ((0, 0.2), (1, 0.21), (2, 0.22))],
-                     ignore_index=True)
+    runs = pd.concat(
+        [run_summary("a", seed, seg, 0.8) for seed, seg in ((0, 0.5), (1, 0.6), (2, 0.7))]
+        + [run_summary("b", seed, seg, 0.8) for seed, seg in ((0, 0.62), (1, 0.64), (2, 0.66))]
+        + [run_summary("c", seed, seg, 0.8) for seed, seg in ((0, 0.2), (1, 0.21), (2, 0.22))],
+        ignore_index=True,
+    )
     summary = summary_over_seeds(runs).set_index(["experiment", "stage"])
     assert summary.loc[("a", "segmentation"), "miou"] == pytest.approx(0.6)
     assert summary.loc[("a", "segmentation"), "miou_sd"] == pytest.approx(np.std([0.5, 0.6, 0.7], ddof=1))
@@ -104,8 +143,18 @@ def test_seeds_are_summarised_as_mean_and_sd():
     text = format_summary(runs)
     assert "a: mean ± sd over 3 seeds [0, 1, 2]" in text and "0.600 ± 0.100" in text
     assert "segmentation / fully-supervised mIoU: 0.750 ± 0.125" in text
-    costs = {f"{e}/seed{s}": {"total_s": 60.0 * (s + 1), "own_s": 60.0, "classifier_s": 0.0, "cams_s": 0.0,
-                              "masks_s": 0.0, "segmentation_s": 0.0} for e in "abc" for s in range(3)}
+    costs = {
+        f"{e}/seed{s}": {
+            "total_s": 60.0 * (s + 1),
+            "own_s": 60.0,
+            "classifier_s": 0.0,
+            "cams_s": 0.0,
+            "masks_s": 0.0,
+            "segmentation_s": 0.0,
+        }
+        for e in "abc"
+        for s in range(3)
+    }
     ranking = ranking_table(runs, costs, {run: run[0] for run in costs}, "segmentation")
     assert list(ranking["experiment"]) == ["b", "a", "c"]
     assert ranking.set_index("experiment").loc["a", "total_s"] == pytest.approx(120)  # mean over seeds

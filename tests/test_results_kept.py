@@ -21,16 +21,21 @@ pytestmark = pytest.mark.workflow
 
 
 def test_tiny_run_matches_the_reference_commit(tiny_reference, tmp_path):
-    has_commit = subprocess.run(["git", "cat-file", "-e", f"{REFERENCE_COMMIT}^{{commit}}"], cwd=REPO,
-                                capture_output=True).returncode == 0
+    has_commit = (
+        subprocess.run(
+            ["git", "cat-file", "-e", f"{REFERENCE_COMMIT}^{{commit}}"], cwd=REPO, capture_output=True
+        ).returncode
+        == 0
+    )
     if not has_commit:
         pytest.skip(f"this clone lacks commit {REFERENCE_COMMIT} (shallow?)")
     archive = subprocess.run(["git", "archive", REFERENCE_COMMIT, *CODE], cwd=REPO, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "src")}  # the reference commit's library, not this one's
-    result = subprocess.run(snakemake_command("results/miou.parquet"), cwd=tmp_path, env=env, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        snakemake_command("results/miou.parquet"), cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for table in ("summary.parquet", "miou.parquet"):
         then = pd.read_parquet(tmp_path / "results" / table)

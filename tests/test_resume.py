@@ -10,18 +10,16 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 import wsss.seeds.cam
-from wsss.seeds.cam import DEFAULT_SETTINGS, compute_cams
-from wsss.nets.classifier import train_classifier
+from tests.test_training import SETTINGS as TRAINING_SETTINGS
+from tests.test_training import train as train_on_cpu
 from wsss.data.labels import image_labels, load_labels
-from wsss.nets.models import Classifier
-from wsss.pipeline.partial_work import fingerprint, shard_work_dir
-from wsss.nets.training import fit, make_loader
 from wsss.data.voc import VOC_CLASSES
+from wsss.nets.models import Classifier
+from wsss.nets.training import fit, make_loader
+from wsss.pipeline.partial_work import fingerprint, shard_work_dir
+from wsss.seeds.cam import DEFAULT_SETTINGS, compute_cams
 
-SETTINGS = {"arch": "resnet18", "output_stride": 16, "epochs": 3, "batch_size": 4, "lr": 0.01, "head_lr_mult": 10,
-            "momentum": 0.9, "weight_decay": 1e-4, "poly_power": 0.9, "resize_long": [40, 56], "crop_size": 40,
-            "num_workers": 0, "pooling": "gap", "tap_threshold": 0.0,
-            "hide_and_seek": {"hide_prob": 0.0, "patch_size": 16}, "frozen_bn": False, "frozen_stages": -1}
+SETTINGS = {**TRAINING_SETTINGS, "epochs": 3, "resize_long": [40, 56], "crop_size": 40}
 # Thresholded pooling and Hide-and-Seek patches (torch's generator, in the loader's workers) resume exactly too.
 TAP_AND_HIDING = {"pooling": "tap", "tap_threshold": 0.3, "hide_and_seek": {"hide_prob": 0.5, "patch_size": 8}}
 # IRN's frozen BatchNorm and frozen stem + layer1 + layer2: the optimiser holds the trainable parameters only.
@@ -58,22 +56,33 @@ def labels(demo_tree, tmp_path_factory):
 
 
 @pytest.mark.parametrize("num_workers, variant", [(0, {}), (1, {}), (1, TAP_AND_HIDING), (0, IRN_FREEZING)])
-def test_killed_classifier_resumes_bit_identical(demo_tree, labels, tmp_path, monkeypatch, caplog, num_workers,
-                                                 variant):
+def test_killed_classifier_resumes_bit_identical(
+    demo_tree, labels, tmp_path, monkeypatch, caplog, num_workers, variant
+):
     settings = {**SETTINGS, "num_workers": num_workers, **variant}
     ids = demo_tree.split_ids("train")[:12]
 
     def train(name, key="job"):
-        return train_classifier(demo_tree, ids, labels, 21, settings, 7, torch.device("cpu"), tmp_path / f"{name}.pt",
-                                tmp_path / f"{name}.parquet", tmp_path / "checkpoint.pt", fingerprint=key,
-                                hide_fill_rgb=[118.0, 112.5, 104.2])
+        return train_on_cpu(
+            demo_tree,
+            ids,
+            labels,
+            settings,
+            7,
+            tmp_path,
+            name,
+            tmp_path / "checkpoint.pt",
+            fingerprint=key,
+            hide_fill_rgb=[118.0, 112.5, 104.2],
+        )
 
     straight = train("straight")
     batches_per_epoch = sum(1 for i in ids if labels[i]) // settings["batch_size"]  # drop_last
     with monkeypatch.context() as patch:
         # killed in the middle of epoch 3, after the checkpoint of epoch 2
-        patch.setattr(F, "multilabel_soft_margin_loss",
-                      killing_after(2 * batches_per_epoch + 1, F.multilabel_soft_margin_loss))
+        patch.setattr(
+            F, "multilabel_soft_margin_loss", killing_after(2 * batches_per_epoch + 1, F.multilabel_soft_margin_loss)
+        )
         with pytest.raises(Killed):
             train("resumed")
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 2
@@ -86,8 +95,10 @@ def test_killed_classifier_resumes_bit_identical(demo_tree, labels, tmp_path, mo
     assert list(resumed["epoch"]) == [1, 2, 3]
     np.testing.assert_array_equal(resumed["loss"], straight["loss"])
     np.testing.assert_array_equal(resumed["mAP"], straight["mAP"])
-    assert_same_weights(torch.load(tmp_path / "resumed.pt", weights_only=True)["state_dict"],
-                        torch.load(tmp_path / "straight.pt", weights_only=True)["state_dict"])
+    assert_same_weights(
+        torch.load(tmp_path / "resumed.pt", weights_only=True)["state_dict"],
+        torch.load(tmp_path / "straight.pt", weights_only=True)["state_dict"],
+    )
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
@@ -96,8 +107,8 @@ def test_checkpoint_of_another_job_is_not_resumed(demo_tree, labels, tmp_path, m
     settings = {**SETTINGS, "epochs": 2}
 
     def train(name, key):
-        return train_classifier(demo_tree, ids, labels, 21, settings, 7, "cpu", tmp_path / f"{name}.pt",
-                                tmp_path / f"{name}.parquet", tmp_path / "checkpoint.pt", fingerprint=key)
+        checkpoint = tmp_path / "checkpoint.pt"
+        return train_on_cpu(demo_tree, ids, labels, settings, 7, tmp_path, name, checkpoint, fingerprint=key)
 
     with monkeypatch.context() as patch:
         patch.setattr(F, "multilabel_soft_margin_loss", killing_after(3, F.multilabel_soft_margin_loss))
@@ -118,11 +129,27 @@ def test_mixed_precision_resume_restores_the_gradient_scaler(tmp_path):
 
     def run(loss_fn, checkpoint):
         torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
-                                    torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
-        history = fit(model, make_loader(data, 8, 0, 1), loss_fn, [(list(model.parameters()), 1.0)], settings,
-                      torch.device("cpu"), checkpoint, "toy", fingerprint="toy", checkpoint_every=2,
-                      mixed_precision=True)
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3),
+            torch.nn.BatchNorm2d(4),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(4, 2),
+        )
+        history = fit(
+            model,
+            make_loader(data, 8, 0, 1),
+            loss_fn,
+            [(list(model.parameters()), 1.0)],
+            settings,
+            torch.device("cpu"),
+            checkpoint,
+            "toy",
+            fingerprint="toy",
+            checkpoint_every=2,
+            mixed_precision=True,
+        )
         return model.state_dict(), history
 
     straight, straight_history = run(F.cross_entropy, tmp_path / "a.pt")

@@ -24,18 +24,38 @@ HELPER = REPO / ".ci" / "slurm-cluster"
 PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
 GPU_RULES = ["train_classifier", "cams", "train_segmentation", "predict_segmentation"]
 CPU_RULES = ["crf", "pseudo_masks", "merge_cams", "evaluate_stage"]
-LOCAL_RULES = ["demo_dataset", "image_labels", "miou_table", "download_archive", "extract_archive", "pretrained_weights"]
+LOCAL_RULES = [
+    "demo_dataset",
+    "image_labels",
+    "miou_table",
+    "download_archive",
+    "extract_archive",
+    "pretrained_weights",
+]
 SLURM_ARGS = [
-    "--workflow-profile", "workflow/profiles/slurm",
-    "--slurm-status-command", "squeue", "--slurm-no-account",  # no accounting database on the test cluster
-    "--slurm-init-seconds-before-status-checks", "2",
+    "--workflow-profile",
+    "workflow/profiles/slurm",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-no-account",  # no accounting database on the test cluster
+    "--slurm-init-seconds-before-status-checks",
+    "2",
     "--slurm-keep-successful-logs",
     # The test node has no GPU. A --set-resources on the command line replaces the profile's whole table,
     # so the jobs keep the rules' own memory figures and the profile's default runtime.
-    "--set-resources", *[f"{rule}:gpu=0" for rule in GPU_RULES],
+    "--set-resources",
+    *[f"{rule}:gpu=0" for rule in GPU_RULES],
     # The threads of the local reference run (config `threads`): CPU float results depend on them.
-    "--set-threads", "train_classifier=2", "train_segmentation=2", "cams=1", "predict_segmentation=1",
-    "crf=1", "pseudo_masks=1", "merge_cams=1", "evaluate_stage=1", "dataset_index=1",
+    "--set-threads",
+    "train_classifier=2",
+    "train_segmentation=2",
+    "cams=1",
+    "predict_segmentation=1",
+    "crf=1",
+    "pseudo_masks=1",
+    "merge_cams=1",
+    "evaluate_stage=1",
+    "dataset_index=1",
 ]
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
@@ -129,10 +149,16 @@ def test_rerun_resumes_and_matches_local_run(slurm_workdir, tiny_reference):
     rules = {Path(log).relative_to(slurm_logs).parts[0] for _, log in submitted}
     assert rules == {f"rule_{rule}" for rule in GPU_RULES + CPU_RULES}, output[-4000:]
     assert all(Path(log).is_file() and Path(log).stem == job_id for job_id, log in submitted)
-    states = subprocess.run(["squeue", "-h", "--states=all", "-o", "%T", "-j", ",".join(i for i, _ in submitted)],
-                            capture_output=True, text=True, check=True).stdout.split()
+    states = subprocess.run(
+        ["squeue", "-h", "--states=all", "-o", "%T", "-j", ",".join(i for i, _ in submitted)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert states == ["COMPLETED"] * len(submitted)
     assert "localrule miou_table:" in output  # demo_dataset and image_labels ran (locally) in the first run
 
-    pd.testing.assert_frame_equal(pd.read_parquet(slurm_workdir / "results" / "miou.parquet"),
-                                  pd.read_parquet(tiny_reference / "results" / "miou.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(slurm_workdir / "results" / "miou.parquet"),
+        pd.read_parquet(tiny_reference / "results" / "miou.parquet"),
+    )

@@ -9,18 +9,40 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from wsss.nets.classifier import ClassificationDataset, load_classifier, train_classifier, trainable_ids
 from wsss.data.labels import image_labels, load_labels, mean_colour
+from wsss.data.voc import VOC_CLASSES, read_image
+from wsss.nets.classifier import ClassificationDataset, load_classifier, train_classifier, trainable_ids
 from wsss.nets.models import Classifier
 from wsss.nets.segmentation import load_segmentation, predict, train_segmentation
 from wsss.nets.training import fit, make_loader
 from wsss.nets.transforms import normalised_colour
-from wsss.data.voc import VOC_CLASSES, read_image
 
-SETTINGS = {"arch": "resnet18", "output_stride": 16, "epochs": 2, "batch_size": 4, "lr": 0.01, "head_lr_mult": 10,
-            "momentum": 0.9, "weight_decay": 1e-4, "poly_power": 0.9, "resize_long": [40, 64], "crop_size": 48,
-            "num_workers": 0, "pooling": "gap", "tap_threshold": 0.0,
-            "hide_and_seek": {"hide_prob": 0.0, "patch_size": 16}, "frozen_bn": False, "frozen_stages": -1}
+SETTINGS = {
+    "arch": "resnet18",
+    "output_stride": 16,
+    "epochs": 2,
+    "batch_size": 4,
+    "lr": 0.01,
+    "head_lr_mult": 10,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "poly_power": 0.9,
+    "resize_long": [40, 64],
+    "crop_size": 48,
+    "num_workers": 0,
+    "pooling": "gap",
+    "tap_threshold": 0.0,
+    "hide_and_seek": {"hide_prob": 0.0, "patch_size": 16},
+    "frozen_bn": False,
+    "frozen_stages": -1,
+}
+
+
+def train(tree, ids, labels, settings, seed, out, name="m", checkpoint=None, **options):
+    """train_classifier on CPU over VOC's 21 classes; model, history and checkpoint are <out>/<name>.*"""
+    checkpoint = checkpoint or out / f"{name}.ckpt"
+    files = (out / f"{name}.pt", out / f"{name}.parquet", checkpoint)
+    return train_classifier(tree, ids, labels, 21, settings, seed, "cpu", *files, **options)
 
 
 def _labels(tree, tmp_path):
@@ -34,7 +56,7 @@ def test_labels_come_from_masks(demo_tree, tmp_path):
     labels = load_labels(path)
     frame = pd.read_parquet(path)
     assert len(frame) == 32 and list(labels) == frame["image_id"].tolist()
-    for image_id, class_ids in labels.items():
+    for class_ids in labels.values():
         assert class_ids == sorted(class_ids) and 0 not in class_ids and 255 not in class_ids
     assert any(len(c) == 0 for c in labels.values())
     some = demo_tree.split_ids("train")[:3]
@@ -58,8 +80,7 @@ def test_classifier_training_is_deterministic(demo_tree, tmp_path):
     runs = []
     for name in ("a", "b"):
         torch.manual_seed(123)  # different global state must not matter: training seeds itself
-        history = train_classifier(demo_tree, ids, labels, 21, SETTINGS, 5, torch.device("cpu"),
-                                   tmp_path / f"{name}.pt", tmp_path / f"{name}.parquet", tmp_path / f"{name}.ckpt")
+        history = train(demo_tree, ids, labels, SETTINGS, 5, tmp_path, name)
         runs.append((history, load_classifier(tmp_path / f"{name}.pt")))
         assert not (tmp_path / f"{name}.ckpt").exists()  # a finished run leaves no checkpoint
     assert list(runs[0][0]["epoch"]) == [1, 2] and {"loss", "mAP", "lr"} <= set(runs[0][0])
@@ -71,9 +92,19 @@ def test_classifier_training_is_deterministic(demo_tree, tmp_path):
 def test_segmentation_trains_and_predicts(demo_tree, tmp_path):
     ids = demo_tree.split_ids("train")
     settings = {**SETTINGS, "arch": "deeplabv3", "backbone": "resnet18", "epochs": 1}
-    train_segmentation(demo_tree, ids, {i: demo_tree.mask_path(i) for i in ids}, 21, settings, 0,
-                       torch.device("cpu"), tmp_path / "seg.pt", tmp_path / "seg.parquet", tmp_path / "seg.ckpt",
-                       desc="test")
+    train_segmentation(
+        demo_tree,
+        ids,
+        {i: demo_tree.mask_path(i) for i in ids},
+        21,
+        settings,
+        0,
+        torch.device("cpu"),
+        tmp_path / "seg.pt",
+        tmp_path / "seg.parquet",
+        tmp_path / "seg.ckpt",
+        desc="test",
+    )
     image = read_image(demo_tree.image_path(ids[0]))
     prediction = predict(load_segmentation(tmp_path / "seg.pt"), image, "cpu")
     assert prediction.shape == image.shape[:2] and prediction.dtype == np.uint8 and prediction.max() < 21
@@ -83,13 +114,24 @@ def test_classifier_trains_with_tap_and_hide_and_seek(demo_tree, tmp_path):
     path = _labels(demo_tree, tmp_path)
     labels = load_labels(path)
     ids = demo_tree.split_ids("train")
-    settings = {**SETTINGS, "epochs": 1, "pooling": "tap", "tap_threshold": 0.5,
-                "hide_and_seek": {"hide_prob": 0.5, "patch_size": 8}}
+    settings = {
+        **SETTINGS,
+        "epochs": 1,
+        "pooling": "tap",
+        "tap_threshold": 0.5,
+        "hide_and_seek": {"hide_prob": 0.5, "patch_size": 8},
+    }
     with pytest.raises(ValueError, match="Hide-and-Seek"):
-        train_classifier(demo_tree, ids, labels, 21, settings, 5, "cpu", tmp_path / "m.pt", tmp_path / "h.parquet",
-                         tmp_path / "c.ckpt")
-    history = train_classifier(demo_tree, ids, labels, 21, settings, 5, "cpu", tmp_path / "m.pt",
-                               tmp_path / "h.parquet", tmp_path / "c.ckpt", hide_fill_rgb=mean_colour(path, ids))
+        train(demo_tree, ids, labels, settings, 5, tmp_path)
+    history = train(
+        demo_tree,
+        ids,
+        labels,
+        settings,
+        5,
+        tmp_path,
+        hide_fill_rgb=mean_colour(path, ids),
+    )
     model = load_classifier(tmp_path / "m.pt")
     assert (model.pooling, model.tap_threshold) == ("tap", 0.5) and np.isfinite(history["loss"]).all()
 
@@ -99,8 +141,9 @@ def test_hide_and_seek_hides_patches_of_the_training_crops(demo_tree, tmp_path):
     ids = trainable_ids(demo_tree.split_ids("train"), labels)
     fill = normalised_colour([100.0, 120.0, 140.0])
     plain = ClassificationDataset(demo_tree, ids, labels, 20, [40, 64], 48)
-    hiding = ClassificationDataset(demo_tree, ids, labels, 20, [40, 64], 48, hide_prob=0.5, patch_size=8,
-                                   hide_fill=fill)
+    hiding = ClassificationDataset(
+        demo_tree, ids, labels, 20, [40, 64], 48, hide_prob=0.5, patch_size=8, hide_fill=fill
+    )
     torch.manual_seed(0)
     x, target = plain[0]
     torch.manual_seed(0)
@@ -113,15 +156,24 @@ def test_hide_and_seek_hides_patches_of_the_training_crops(demo_tree, tmp_path):
 def _train_one_epoch(frozen_bn, frozen_stages, tmp_path):
     """A small ResNet-18 Classifier before and after one epoch of fit (two real SGD steps) on CPU."""
     generator = torch.Generator().manual_seed(0)
-    data = TensorDataset(torch.randn(8, 3, 48, 48, generator=generator),
-                         torch.randint(0, 2, (8, 3), generator=generator).float())
+    data = TensorDataset(
+        torch.randn(8, 3, 48, 48, generator=generator), torch.randint(0, 2, (8, 3), generator=generator).float()
+    )
     torch.manual_seed(0)
     model = Classifier("resnet18", 3, 16, frozen_bn=frozen_bn, frozen_stages=frozen_stages)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     settings = {"epochs": 1, "lr": 0.1, "momentum": 1e-4, "weight_decay": 1e-4, "poly_power": 0.9}
     backbone, head = model.param_groups()
-    fit(model, make_loader(data, 4, 0, 1), F.multilabel_soft_margin_loss, [(backbone, 1.0), (head, 10.0)], settings,
-        torch.device("cpu"), tmp_path / "checkpoint.pt", "freeze")
+    fit(
+        model,
+        make_loader(data, 4, 0, 1),
+        F.multilabel_soft_margin_loss,
+        [(backbone, 1.0), (head, 10.0)],
+        settings,
+        torch.device("cpu"),
+        tmp_path / "checkpoint.pt",
+        "freeze",
+    )
     return model, before, model.state_dict()
 
 
@@ -145,10 +197,13 @@ def test_frozen_bn_keeps_the_running_statistics_and_trains_the_affine_parameters
             assert not torch.equal(before[name], after[name]), name
 
 
-@pytest.mark.parametrize("frozen_stages, frozen_prefixes", [
-    (0, ("features.stem.",)),  # the stem: conv1, bn1
-    (2, ("features.stem.", "features.stages.0.", "features.stages.1.")),  # IRN: stem, layer1, layer2
-])
+@pytest.mark.parametrize(
+    "frozen_stages, frozen_prefixes",
+    [
+        (0, ("features.stem.",)),  # the stem: conv1, bn1
+        (2, ("features.stem.", "features.stages.0.", "features.stages.1.")),  # IRN: stem, layer1, layer2
+    ],
+)
 @pytest.mark.parametrize("frozen_bn", [False, True])
 def test_frozen_stages_are_bit_identical_and_the_rest_trains(tmp_path, frozen_stages, frozen_prefixes, frozen_bn):
     model, before, after = _train_one_epoch(frozen_bn, frozen_stages, tmp_path)

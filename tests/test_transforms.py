@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from wsss.nets.transforms import augment, to_tensor
 from wsss.data.voc import IGNORE
+from wsss.nets.transforms import augment, to_tensor
 
 
 def test_a_short_side_is_placed_at_a_random_offset_and_a_long_side_cropped():

@@ -9,16 +9,20 @@ import pytest
 from PIL import Image
 
 from tests.servers import FileServer
-from tests.workflow_helpers import DEFAULT_WEIGHTS, TINY, copy_workflow, job_counts, planned_jobs, resource_files, run
 from tests.voc_data import make_voc_and_sbd, tar_bytes
+from tests.workflow_helpers import DEFAULT_WEIGHTS, TINY, copy_workflow, job_counts, planned_jobs, resource_files, run
 from wsss.data.index import read_sbd_mask
 from wsss.data.voc import read_mask, voc_palette
 
 pytestmark = pytest.mark.workflow  # Snakemake runs on a copy of the workflow
 
 # Demo-sized training on the tree: one erasing round keeps the test short.
-VOC_TINY = {**TINY, "classifier": {**TINY["classifier"], "epochs": 1}, "erasing": {"rounds": 1},
-            "splits": {"train": "train_aug"}}
+VOC_TINY = {
+    **TINY,
+    "classifier": {**TINY["classifier"], "epochs": 1},
+    "erasing": {"rounds": 1},
+    "splits": {"train": "train_aug"},
+}
 
 
 def workflow_copy(root, overrides):
@@ -70,18 +74,32 @@ def test_download_rules_fetch_verify_and_extract_the_same_dataset(data, existing
     files = {"VOCtrainval_11-May-2012.tar": voc_tar, "benchmark.tgz": sbd_tgz}
     with FileServer(files) as server:
         download = {
-            "voc": {"mirrors": [f"{server.url}/gone/", f"{server.url}/files/"], "md5": hashlib.md5(voc_tar).hexdigest()},
+            "voc": {
+                "mirrors": [f"{server.url}/gone/", f"{server.url}/files/"],
+                "md5": hashlib.md5(voc_tar).hexdigest(),
+            },
             "sbd": {"mirrors": [f"{server.url}/files/"], "md5": hashlib.md5(sbd_tgz).hexdigest()},
-            "weights": [], "retries": 1, "backoff_s": 0, "timeout_s": 10,
+            "weights": [],
+            "retries": 1,
+            "backoff_s": 0,
+            "timeout_s": 10,
         }
         workdir = workflow_copy(tmp_path / "w", {"download": download})
         run(workdir, "results/labels/image_labels.parquet")
-    assert sorted(p.name for p in (workdir / "resources/VOC2012").glob("[!.]*")) == ["ImageSets", "JPEGImages", "SegmentationClass"]
+    assert sorted(p.name for p in (workdir / "resources/VOC2012").glob("[!.]*")) == [
+        "ImageSets",
+        "JPEGImages",
+        "SegmentationClass",
+    ]
     assert sorted(p.name for p in (workdir / "resources/SBD").glob("[!.]*")) == ["cls", "train.txt", "val.txt"]
     for name in ("train", "val", "train_aug"):
-        assert (workdir / f"results/data/lists/{name}.txt").read_text() == (existing / f"results/data/lists/{name}.txt").read_text()
-    pd.testing.assert_frame_equal(pd.read_parquet(workdir / "results/labels/image_labels.parquet"),
-                                  pd.read_parquet(existing / "results/labels/image_labels.parquet"))
+        assert (workdir / f"results/data/lists/{name}.txt").read_text() == (
+            existing / f"results/data/lists/{name}.txt"
+        ).read_text()
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(workdir / "results/labels/image_labels.parquet"),
+        pd.read_parquet(existing / "results/labels/image_labels.parquet"),
+    )
     assert planned_jobs(workdir, "results/labels/image_labels.parquet") == {}  # the server is gone: nothing refetched
 
 

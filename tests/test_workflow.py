@@ -65,9 +65,17 @@ def test_deleting_one_crf_shard_reruns_only_that_shard(workdir):
     jobs = planned_jobs(workdir)  # the default target `all` names every shard
     # the figures drawn from CRF-derived scores are redrawn too (the val gallery's captions read the
     # per-image score table, which holds every stage)
-    assert jobs == {"all": 1, "crf": 1, "evaluate_stage": 1, "miou_table": 1, "image_scores": 1,
-                    "report_train_gallery": 1, "report_val_gallery": 1, "report_class_iou": 1,
-                    "report_miou_by_stage": 1}
+    assert jobs == {
+        "all": 1,
+        "crf": 1,
+        "evaluate_stage": 1,
+        "miou_table": 1,
+        "image_scores": 1,
+        "report_train_gallery": 1,
+        "report_val_gallery": 1,
+        "report_class_iou": 1,
+        "report_miou_by_stage": 1,
+    }
     explicit = planned_jobs(workdir, "results/crf/shard1", "results/miou.parquet")
     assert explicit == {"crf": 1, "evaluate_stage": 1, "miou_table": 1}
     run(workdir)
@@ -101,8 +109,10 @@ def test_report(workdir):
 def test_same_config_same_outputs(workdir, tiny_reference):
     """Determinism on CPU: a second copy of the workflow reproduces the table exactly."""
     run(workdir, "results/miou.parquet")  # no-op when the tests above already ran it
-    pd.testing.assert_frame_equal(pd.read_parquet(tiny_reference / "results" / "miou.parquet"),
-                                  pd.read_parquet(workdir / "results" / "miou.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tiny_reference / "results" / "miou.parquet"),
+        pd.read_parquet(workdir / "results" / "miou.parquet"),
+    )
 
 
 def test_lint_is_clean(workdir):

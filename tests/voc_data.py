@@ -26,9 +26,17 @@ def make_voc_and_sbd(root: Path, voc_train: int = 8, sbd_only: int = 8, val: int
     train_aug ids).
     """
     staging = root / "staging"
-    make_demo_dataset(staging, class_names=CLASSES, num_train=voc_train + sbd_only, num_val=val,
-                      size_range=(40, 64), max_objects=2, background_only_fraction=0.1,
-                      body_colour_prob=0.85, seed=seed)
+    make_demo_dataset(
+        staging,
+        class_names=CLASSES,
+        num_train=voc_train + sbd_only,
+        num_val=val,
+        size_range=(40, 64),
+        max_objects=2,
+        background_only_fraction=0.1,
+        body_colour_prob=0.85,
+        seed=seed,
+    )
     train = (staging / "ImageSets/Segmentation/train.txt").read_text().split()
     val_ids = (staging / "ImageSets/Segmentation/val.txt").read_text().split()
     voc_ids, sbd_ids = train[:voc_train], train[voc_train:]
@@ -44,12 +52,14 @@ def make_voc_and_sbd(root: Path, voc_train: int = 8, sbd_only: int = 8, val: int
     (voc / "ImageSets/Segmentation/val.txt").write_text("".join(f"{i}\n" for i in val_ids))
     sbd = root / "benchmark_RELEASE" / "dataset"
     (sbd / "cls").mkdir(parents=True)
-    sbd_train, sbd_val = sbd_ids[: len(sbd_ids) // 2] + voc_ids[:2], sbd_ids[len(sbd_ids) // 2:] + val_ids[:1]
+    sbd_train, sbd_val = sbd_ids[: len(sbd_ids) // 2] + voc_ids[:2], sbd_ids[len(sbd_ids) // 2 :] + val_ids[:1]
     for image_id in sbd_train + sbd_val:
         mask = read_mask(staging / "SegmentationClass" / f"{image_id}.png", 21)
         mask = np.where(mask == 255, 0, mask).astype(np.uint8)  # SBD's class masks have no ignore band
-        scipy.io.savemat(sbd / "cls" / f"{image_id}.mat",
-                         {"GTcls": {"Segmentation": mask, "Boundaries": np.zeros(1), "CategoriesPresent": np.unique(mask)}})
+        scipy.io.savemat(
+            sbd / "cls" / f"{image_id}.mat",
+            {"GTcls": {"Segmentation": mask, "Boundaries": np.zeros(1), "CategoriesPresent": np.unique(mask)}},
+        )
     (sbd / "train.txt").write_text("".join(f"{i}\n" for i in sbd_train))
     (sbd / "val.txt").write_text("".join(f"{i}\n" for i in sbd_val))
     shutil.rmtree(staging)
@@ -65,8 +75,12 @@ def tar_bytes(source: Path, arcname: str, mode: str = "w") -> bytes:
 
 
 # Class id -> (colour, shape) of the photo tree's objects: each class has its own look, so a classifier can learn it.
-PHOTO_OBJECTS = {1: ((200, 40, 40), "ellipse"), 3: ((40, 170, 60), "triangle"), 7: ((40, 70, 200), "rectangle"),
-                 15: ((220, 200, 40), "diamond")}
+PHOTO_OBJECTS = {
+    1: ((200, 40, 40), "ellipse"),
+    3: ((40, 170, 60), "triangle"),
+    7: ((40, 70, 200), "rectangle"),
+    15: ((220, 200, 40), "diamond"),
+}
 # How the i-th image of a split is stored: plain RGB, grayscale, CMYK, or RGB with an EXIF orientation tag
 # (6: viewers rotate it 90° clockwise, 8: counter-clockwise); pixels and masks are as stored.
 PHOTO_KINDS = ("RGB", "L", "CMYK", "exif6", "RGB", "L", "CMYK", "exif8")
@@ -121,7 +135,9 @@ def make_photo_tree(root: Path, num_train: int = 12, num_val: int = 4, long_rang
                 _draw_shape(label_draw, shape, box, int(class_id))
             noisy = np.asarray(image, np.float32) + rng.normal(0, 10, size=(height, width, 3))
             image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
-            band = np.asarray(labels.filter(ImageFilter.MaxFilter(5))) != np.asarray(labels.filter(ImageFilter.MinFilter(5)))
+            band = np.asarray(labels.filter(ImageFilter.MaxFilter(5))) != np.asarray(
+                labels.filter(ImageFilter.MinFilter(5))
+            )
             mask = np.where(band, 255, np.asarray(labels)).astype(np.uint8)
             write_mask(root / "SegmentationClass" / f"{image_id}.png", mask)
             kind = PHOTO_KINDS[i % len(PHOTO_KINDS)]

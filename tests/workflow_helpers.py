@@ -13,8 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 BIN = Path(sys.executable).parent
 # For project copies run as a user would (make, dvc, git): this venv's tools on PATH, a git identity to commit with
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t",
-       "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+ENV = {
+    **os.environ,
+    "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+}
 TINY = {
     "demo": {"num_train": 12, "num_val": 6, "size_range": [40, 56], "background_only_fraction": 0.1},
     "shards": 2,
@@ -42,7 +48,8 @@ def require_workflow_mark(helper: str) -> None:
     if current_test is not None and current_test.get_closest_marker("workflow") is None:
         raise UnmarkedWorkflowTest(
             f"{current_test.nodeid} uses {helper} (the workflow on a project copy) but is not marked workflow: "
-            "add `pytestmark = pytest.mark.workflow` to its file or `@pytest.mark.workflow` to it")
+            "add `pytestmark = pytest.mark.workflow` to its file or `@pytest.mark.workflow` to it"
+        )
 
 
 def resource_files(workdir: Path) -> list[str]:
@@ -69,8 +76,9 @@ def snakemake_command(*args, configfiles=("tiny.yaml",)) -> list[str]:
 
 def run(workdir, *args, check=True, configfiles=("tiny.yaml",), env=None):
     require_workflow_mark("workflow_helpers.run")
-    result = subprocess.run(snakemake_command(*args, configfiles=configfiles), cwd=workdir, capture_output=True,
-                            text=True, env=env)
+    result = subprocess.run(
+        snakemake_command(*args, configfiles=configfiles), cwd=workdir, capture_output=True, text=True, env=env
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result

@@ -105,8 +105,10 @@ def render_image(
         part_size = max(4, int(round(size * rng.uniform(0.22, 0.3))))
         inner = np.argwhere(body)
         inner = inner[
-            (inner[:, 0] >= part_size // 2) & (inner[:, 0] < height - part_size // 2)
-            & (inner[:, 1] >= part_size // 2) & (inner[:, 1] < width - part_size // 2)
+            (inner[:, 0] >= part_size // 2)
+            & (inner[:, 0] < height - part_size // 2)
+            & (inner[:, 1] >= part_size // 2)
+            & (inner[:, 1] < width - part_size // 2)
         ]
         centre = inner[len(inner) // 2] if len(inner) else np.array([int(cy), int(cx)])
         jitter = (rng.uniform(-0.15, 0.15, size=2) * size).astype(int)

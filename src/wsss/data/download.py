@@ -26,8 +26,6 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 
 
-
-
 class DownloadError(RuntimeError):
     """No mirror delivered a file with the expected checksum; the message lists what each one did."""
 
@@ -73,9 +71,10 @@ def _fetch(url: str, part: Path, timeout: float) -> None:
             have = 0
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
-        with open(part, "ab" if have else "wb") as handle, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, desc=part.name[:-5], mininterval=2
-        ) as progress:
+        with (
+            open(part, "ab" if have else "wb") as handle,
+            tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=part.name[:-5], mininterval=2) as progress,
+        ):
             for block in iter(lambda: response.read(CHUNK), b""):
                 handle.write(block)
                 progress.update(len(block))
@@ -135,7 +134,9 @@ def download(
             log.warning("%s", failures[-1])
             part.unlink()
             break
-    raise DownloadError(f"could not download {dest.name} from any mirror:\n  " + "\n  ".join(failures or ["no mirrors configured"]))
+    raise DownloadError(
+        f"could not download {dest.name} from any mirror:\n  " + "\n  ".join(failures or ["no mirrors configured"])
+    )
 
 
 def _member_problem(member: tarfile.TarInfo) -> str | None:
@@ -180,7 +181,9 @@ def extract(archive: Path, dest: Path, member_root: str = "", keep: tuple[str, .
                 if root is not None and root != path and root not in path.parents:
                     continue
                 relative = path.relative_to(root) if root is not None else path
-                if keep and not any(relative.parts[: len(PurePosixPath(k).parts)] == PurePosixPath(k).parts for k in keep):
+                if keep and not any(
+                    relative.parts[: len(PurePosixPath(k).parts)] == PurePosixPath(k).parts for k in keep
+                ):
                     continue
                 selected.append((member, relative))
             if not selected:

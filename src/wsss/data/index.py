@@ -16,8 +16,8 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
-from wsss.files import atomic_write
 from wsss.data.voc import INDEX_FILE, DataError, VOCTree, read_list, write_mask
+from wsss.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,9 @@ def read_sbd_mask(path: Path, num_classes: int) -> np.ndarray:
         raise DataError(f"SBD mask {path} has shape {mask.shape}; expected a 2-D label map")
     bad = (mask >= num_classes) & (mask != 255)
     if bad.any():
-        raise DataError(f"SBD mask {path} has class id {int(mask[bad][0])}, but the class list has {num_classes} classes")
+        raise DataError(
+            f"SBD mask {path} has class id {int(mask[bad][0])}, but the class list has {num_classes} classes"
+        )
     return mask.astype(np.uint8)
 
 
@@ -45,7 +47,9 @@ def train_aug_ids(voc_train: list[str], voc_val: list[str], sbd_train: list[str]
 
 
 def check_voc_root(root: Path) -> None:
-    missing = [d for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation") if not (Path(root) / d).is_dir()]
+    missing = [
+        d for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation") if not (Path(root) / d).is_dir()
+    ]
     if missing:
         raise DataError(f"{root} is not a VOC2012-layout directory: missing {', '.join(missing)}")
 
@@ -73,8 +77,13 @@ def write_index(
         sbd_root = Path(sbd_root)
         sbd_train, sbd_val = read_list(sbd_root / "train.txt"), read_list(sbd_root / "val.txt")
         ids[TRAIN_AUG] = train_aug_ids(voc.split_ids("train"), voc.split_ids("val"), sbd_train, sbd_val)
-        log.info("train_aug: %d images (SBD train %d, SBD val %d, VOC train %d, minus VOC val)",
-                 len(ids[TRAIN_AUG]), len(sbd_train), len(sbd_val), len(ids["train"]))
+        log.info(
+            "train_aug: %d images (SBD train %d, SBD val %d, VOC train %d, minus VOC val)",
+            len(ids[TRAIN_AUG]),
+            len(sbd_train),
+            len(sbd_val),
+            len(ids["train"]),
+        )
         if expected_train_aug is not None and len(ids[TRAIN_AUG]) != expected_train_aug:
             raise DataError(
                 f"train_aug built from {voc_root} and {sbd_root} has {len(ids[TRAIN_AUG])} images, expected "
@@ -83,7 +92,11 @@ def write_index(
         to_convert = [i for i in ids[TRAIN_AUG] if not voc.mask_path(i).exists()]
         for image_id in tqdm(to_convert, desc="SBD masks", mininterval=2):
             write_mask(extra / f"{image_id}.png", read_sbd_mask(sbd_root / "cls" / f"{image_id}.mat", num_classes))
-        log.info("converted %d SBD masks; VOC's own masks used for the other %d", len(to_convert), len(ids[TRAIN_AUG]) - len(to_convert))
+        log.info(
+            "converted %d SBD masks; VOC's own masks used for the other %d",
+            len(to_convert),
+            len(ids[TRAIN_AUG]) - len(to_convert),
+        )
     for split in splits:
         if split not in ids:
             raise DataError(f"split {split!r} has no image list: neither {voc.split_path(split)} nor SBD's train_aug")

@@ -19,13 +19,17 @@ def size_mismatch(image_path, image_shape, mask_path, mask_shape) -> DataError:
     Images are read as stored: an EXIF orientation tag is ignored (as by PIL and every VOC loader), so a
     mask drawn on the rotated view of an EXIF-rotated photo has its sides swapped; the message says so.
     """
-    message = (f"mask {mask_path} is {mask_shape[0]}x{mask_shape[1]} (HxW) but its image {image_path} is "
-               f"{image_shape[0]}x{image_shape[1]}; a mask must have its image's size")
+    message = (
+        f"mask {mask_path} is {mask_shape[0]}x{mask_shape[1]} (HxW) but its image {image_path} is "
+        f"{image_shape[0]}x{image_shape[1]}; a mask must have its image's size"
+    )
     orientation = exif_orientation(image_path)
     if orientation in ROTATING_ORIENTATIONS:
-        message += (f" (the image has EXIF orientation {orientation}, which viewers show rotated; pixels are read "
-                    "as stored, so annotate the stored image, or store the photo rotated, e.g. with "
-                    "PIL.ImageOps.exif_transpose, and remove the tag)")
+        message += (
+            f" (the image has EXIF orientation {orientation}, which viewers show rotated; pixels are read "
+            "as stored, so annotate the stored image, or store the photo rotated, e.g. with "
+            "PIL.ImageOps.exif_transpose, and remove the tag)"
+        )
     return DataError(message)
 
 

@@ -8,12 +8,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from wsss.files import atomic_write
 from PIL import Image, UnidentifiedImageError
 
+from wsss.files import atomic_write
+
 VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 IGNORE = 255
 INDEX_FILE = "dataset.json"
@@ -58,7 +78,7 @@ class VOCTree:
                 object.__setattr__(self, name, Path(getattr(self, name)))
 
     @classmethod
-    def open(cls, index_dir: Path) -> "VOCTree":
+    def open(cls, index_dir: Path) -> VOCTree:
         """The tree described by a dataset index directory (written by wsss.data.index.write_index)."""
         index_dir = Path(index_dir)
         manifest = index_dir / INDEX_FILE
@@ -118,7 +138,8 @@ def read_image(path: Path) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {error}") from error
 
 
-# EXIF orientations that swap width and height when applied (transpose, 90° clockwise, transverse, 90° counter-clockwise)
+# EXIF orientations that swap width and height when applied (transpose, 90° clockwise, transverse,
+# 90° counter-clockwise)
 ROTATING_ORIENTATIONS = (5, 6, 7, 8)
 EXIF_ORIENTATION = 0x0112
 
@@ -148,7 +169,8 @@ def read_mask(path: Path, num_classes: int) -> np.ndarray:
     if bad.any():
         value = int(mask[bad][0])
         raise DataError(
-            f"mask {path} has class id {value}, but the class list has {num_classes} classes (ids 0-{num_classes - 1}, 255 = ignore)"
+            f"mask {path} has class id {value}, but the class list has {num_classes} classes "
+            f"(ids 0-{num_classes - 1}, 255 = ignore)"
         )
     return mask
 

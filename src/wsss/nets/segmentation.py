@@ -9,40 +9,48 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from wsss.nets.models import load_checkpoint, load_state, save_model, segmentation_model
-from wsss.runtime import autocast, for_inference, memory_format
-from wsss.nets.training import discard_checkpoint, fit, make_loader
-from wsss.nets.transforms import augment, resize_long_side, to_tensor
 from wsss.data.voc import IGNORE, VOCTree, pending_ids, read_image, read_mask, write_mask
+from wsss.nets.models import load_checkpoint, load_state, segmentation_model
+from wsss.nets.training import ImageDataset, train_and_save
+from wsss.nets.transforms import augment, resize_long_side, to_tensor
+from wsss.runtime import autocast, for_inference, memory_format
 
 log = logging.getLogger(__name__)
 
 
-class SegmentationDataset(Dataset):
+class SegmentationDataset(ImageDataset):
     def __init__(self, tree: VOCTree, image_ids, mask_paths: dict[str, Path], num_classes, resize_long, crop_size):
         missing = [i for i in image_ids if i not in mask_paths]
         if missing:
             raise ValueError(f"{len(missing)} training images have no mask, e.g. {missing[0]}")
-        self.tree, self.image_ids, self.mask_paths = tree, list(image_ids), mask_paths
-        self.num_classes, self.resize_long, self.crop_size = num_classes, resize_long, crop_size
-
-    def __len__(self):
-        return len(self.image_ids)
+        super().__init__(tree, image_ids)
+        self.mask_paths, self.num_classes = mask_paths, num_classes
+        self.resize_long, self.crop_size = resize_long, crop_size
 
     def __getitem__(self, index):
-        image_id = self.image_ids[index]
-        image = read_image(self.tree.image_path(image_id))
+        image_id, image = self.image(index)
         mask = read_mask(self.mask_paths[image_id], self.num_classes)
         x, y = augment(image, mask, self.resize_long, self.crop_size)
         return x, y
 
 
 def train_segmentation(
-    tree: VOCTree, image_ids, mask_paths, num_classes, settings, seed, device, model_path, history_path,
-    checkpoint_path, desc, fingerprint: str = "", checkpoint_every: int = 1, weights=None,
+    tree: VOCTree,
+    image_ids,
+    mask_paths,
+    num_classes,
+    settings,
+    seed,
+    device,
+    model_path,
+    history_path,
+    checkpoint_path,
+    desc,
+    fingerprint: str = "",
+    checkpoint_every: int = 1,
+    weights=None,
 ) -> pd.DataFrame:
     """Train the segmentation network; resumes from checkpoint_path when it holds a checkpoint of the same
     fingerprint (see training.fit), and removes it once the model and history are written."""
@@ -58,24 +66,28 @@ def train_segmentation(
     def loss_fn(outputs, targets):
         return F.cross_entropy(outputs["out"], targets, ignore_index=IGNORE)
 
-    history = fit(
+    meta = dict(
+        arch=settings["arch"],
+        backbone=settings["backbone"],
+        output_stride=settings["output_stride"],
+        num_classes=num_classes,
+    )
+    paths = (model_path, history_path, checkpoint_path)
+    return train_and_save(
         model,
-        make_loader(dataset, settings["batch_size"], settings["num_workers"], seed, torch.device(device).type == "cuda"),
+        dataset,
         loss_fn,
-        [(backbone, 1.0), (head, settings["head_lr_mult"])],
+        backbone,
+        head,
         settings,
+        seed,
         device,
-        checkpoint_path,
+        paths,
+        meta,
         desc=desc,
         fingerprint=fingerprint,
         checkpoint_every=checkpoint_every,
     )
-    save_model(model_path, model.cpu(), arch=settings["arch"], backbone=settings["backbone"],
-               output_stride=settings["output_stride"], num_classes=num_classes)
-    frame = pd.DataFrame(history)
-    frame.to_parquet(history_path, index=False)
-    discard_checkpoint(checkpoint_path)
-    return frame
 
 
 def load_segmentation(path) -> torch.nn.Module:

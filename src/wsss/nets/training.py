@@ -9,15 +9,32 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from wsss.nets.models import load_checkpoint, save_checkpoint
+from wsss.data.voc import VOCTree, read_image
+from wsss.nets.models import load_checkpoint, save_checkpoint, save_model
 from wsss.runtime import memory_format
 
 log = logging.getLogger(__name__)
+
+
+class ImageDataset(Dataset):
+    """The images of a VOC tree, by index; a subclass turns each into a training sample."""
+
+    def __init__(self, tree: VOCTree, image_ids):
+        self.tree, self.image_ids = tree, list(image_ids)
+
+    def __len__(self):
+        return len(self.image_ids)
+
+    def image(self, index) -> tuple[str, np.ndarray]:
+        """(image id, RGB image) of a sample."""
+        image_id = self.image_ids[index]
+        return image_id, read_image(self.tree.image_path(image_id))
 
 
 def make_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int, pin_memory: bool = False) -> DataLoader:
@@ -64,8 +81,13 @@ def set_rng_state(loader: DataLoader, state: dict) -> None:
 def _numpy_state_to_plain(state) -> dict:
     """np.random's state without an ndarray, so the checkpoint loads with torch.load(weights_only=True)."""
     name, keys, pos, has_gauss, cached = state
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached": float(cached)}
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
 
 
 def _numpy_state_from_plain(state: dict):
@@ -120,7 +142,10 @@ def fit(
     """
     # Frozen parameters (requires_grad False) stay out of the optimiser: no update, not even weight decay.
     optimizer = torch.optim.SGD(
-        [{"params": [p for p in params if p.requires_grad], "lr": settings["lr"] * mult} for params, mult in param_groups],
+        [
+            {"params": [p for p in params if p.requires_grad], "lr": settings["lr"] * mult}
+            for params, mult in param_groups
+        ],
         lr=settings["lr"],
         momentum=settings["momentum"],
         weight_decay=settings["weight_decay"],
@@ -136,8 +161,13 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision)
     model_format = memory_format(device)
     model.to(device, memory_format=model_format)
-    log.info("%s: device %s, mixed precision %s, channels_last %s", desc, device, mixed_precision,
-             model_format is torch.channels_last)
+    log.info(
+        "%s: device %s, mixed precision %s, channels_last %s",
+        desc,
+        device,
+        mixed_precision,
+        model_format is torch.channels_last,
+    )
 
     history, start = [], 1
     checkpoint = load_resumable(checkpoint_path, fingerprint)
@@ -178,11 +208,19 @@ def fit(
         history.append(record)
         log.info("%s epoch %d: %s", desc, epoch, {k: round(v, 5) for k, v in record.items()})
         if epoch % checkpoint_every == 0 and epoch < settings["epochs"]:
-            save_checkpoint(checkpoint_path, {
-                "epoch": epoch, "fingerprint": fingerprint, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": rng_state(loader), "history": history,
-            })
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "epoch": epoch,
+                    "fingerprint": fingerprint,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": rng_state(loader),
+                    "history": history,
+                },
+            )
             log.info("%s: checkpoint after epoch %d: %s", desc, epoch, checkpoint_path)
     return history
 
@@ -190,3 +228,32 @@ def fit(
 def discard_checkpoint(path: Path) -> None:
     """Called once a run's outputs are written: a finished run leaves no checkpoint to resume."""
     Path(path).unlink(missing_ok=True)
+
+
+def train_and_save(
+    model: nn.Module,
+    dataset: Dataset,
+    loss_fn: Callable[[object, torch.Tensor], torch.Tensor],
+    backbone: list,
+    head: list,
+    settings: dict,
+    seed: int,
+    device,
+    paths: tuple[Path, Path, Path],
+    meta: dict,
+    history_columns: dict | None = None,
+    **fit_options,
+) -> pd.DataFrame:
+    """fit() on dataset with the settings' loader (batch size, workers; seeded) and two learning rates (the
+    head's x settings["head_lr_mult"]); then the model with its meta and the per-epoch history (plus
+    history_columns) are written and the checkpoint removed. paths: (model, history, checkpoint)."""
+    model_path, history_path, checkpoint_path = paths
+    cuda = torch.device(device).type == "cuda"
+    loader = make_loader(dataset, settings["batch_size"], settings["num_workers"], seed, cuda)
+    groups = [(backbone, 1.0), (head, settings["head_lr_mult"])]
+    history = fit(model, loader, loss_fn, groups, settings, device, checkpoint_path, **fit_options)
+    save_model(model_path, model.cpu(), **meta)
+    frame = pd.DataFrame(history).assign(**(history_columns or {}))
+    frame.to_parquet(history_path, index=False)
+    discard_checkpoint(checkpoint_path)
+    return frame

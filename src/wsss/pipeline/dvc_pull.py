@@ -80,8 +80,13 @@ def remove(path: Path) -> None:
         path.unlink()
 
 
-def restore(root: Path = Path("."), stages: list[str] | None = None, cache: Path | None = None,
-            snakemake: str | None = None, cores: int = 1) -> Report:
+def restore(
+    root: Path = Path("."),
+    stages: list[str] | None = None,
+    cache: Path | None = None,
+    snakemake: str | None = None,
+    cores: int = 1,
+) -> Report:
     """Verify the outputs of the given stages (default: all in dvc.lock) and touch the verified ones."""
     root = Path(root)
     cache = Path(cache) if cache else root / ".dvc" / "cache"
@@ -113,7 +118,9 @@ def restore(root: Path = Path("."), stages: list[str] | None = None, cache: Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Verify pulled DVC outputs against dvc.lock and mark them up to date for Snakemake.")
+    parser = argparse.ArgumentParser(
+        description="Verify pulled DVC outputs against dvc.lock and mark them up to date for Snakemake."
+    )
     parser.add_argument("stages", nargs="*", help="stages of dvc.lock to restore (default: all)")
     parser.add_argument("--root", type=Path, default=Path("."), help="project root (holds dvc.lock)")
     parser.add_argument("--cache", type=Path, help="DVC cache directory (default: <root>/.dvc/cache)")

@@ -68,11 +68,18 @@ def step_settings(config: dict, step: str, arg=None) -> dict:
     if step == "metrics":
         stage, scored_arg = registry.stage(arg)
         reads = registry.KIND_READS[stage.kind]
-        return {"stage": arg, "scored": step_settings(config, stage.step, scored_arg),
-                **{key: registry.setting(config, key) for key in reads}}
+        return {
+            "stage": arg,
+            "scored": step_settings(config, stage.step, scored_arg),
+            **{key: registry.setting(config, key) for key in reads},
+        }
     upstream = registry.step(step).upstream(config, arg)
-    return {"step": step, "arg": arg, **registry.own_settings(config, step, arg),
-            "upstream": [step_settings(config, name, up_arg) for name, up_arg in upstream]}
+    return {
+        "step": step,
+        "arg": arg,
+        **registry.own_settings(config, step, arg),
+        "upstream": [step_settings(config, name, up_arg) for name, up_arg in upstream],
+    }
 
 
 def run_configs(config: dict) -> dict[str, tuple[str, dict]]:
@@ -86,8 +93,10 @@ def run_configs(config: dict) -> dict[str, tuple[str, dict]]:
     for name, experiment in experiments.items():
         overrides = (config.get("experiments") or {}).get(name) or {}
         if "seed" in overrides:
-            raise ExperimentError(f"experiments.{name}: overrides seed, but seeds {seeds} replicate every experiment "
-                                  "over the same seeds; drop one of them")
+            raise ExperimentError(
+                f"experiments.{name}: overrides seed, but seeds {seeds} replicate every experiment "
+                "over the same seeds; drop one of them"
+            )
         for seed in seeds:
             run = f"seed{seed}" if name == DEFAULT else f"{name}/seed{seed}"
             runs[run] = (name, {**copy.deepcopy(experiment), "seed": seed})
@@ -135,7 +144,8 @@ class Grid:
         if key not in self._owners:
             wanted = _canonical(step_settings(self.configs[name], step, arg))
             self._owners[key] = next(
-                other for other in self.configs
+                other
+                for other in self.configs
                 if self.runs(other, step, arg) and _canonical(step_settings(self.configs[other], step, arg)) == wanted
             )
         return self._owners[key]

@@ -29,7 +29,13 @@ ROUND, SUPERVISION = "round", "supervision"
 # fully-supervised bound it is compared with).
 SUPERVISIONS = ("pseudo_mask", "ground_truth")
 # Folders of results/ besides the steps': the dataset index, the image labels, scores, figures, benchmarks.
-DATA, LABELS_FILE, METRICS, REPORT, BENCHMARKS = "data", "labels/image_labels.parquet", "metrics", "report", "benchmarks"
+DATA, LABELS_FILE, METRICS, REPORT, BENCHMARKS = (
+    "data",
+    "labels/image_labels.parquet",
+    "metrics",
+    "report",
+    "benchmarks",
+)
 # cam keys that only score or threshold CAMs; the rest decide the CAM files themselves.
 CAM_SCORING_KEYS = ("eval_threshold", "oracle_thresholds")
 
@@ -88,32 +94,60 @@ STEPS = {
     step.name: step
     for step in (
         Step(
-            "classifier", "classifier/r{round}", arg=ROUND, reads=("seed", "classifier"),
+            "classifier",
+            "classifier/r{round}",
+            arg=ROUND,
+            reads=("seed", "classifier"),
             # round r trains on images erased by every earlier round's CAMs
             upstream=lambda config, r: [("cams", k) for k in range(int(r))],
-            files=("model.pt", "history.parquet"), rules=("train_classifier",), cost="classifier",
+            files=("model.pt", "history.parquet"),
+            rules=("train_classifier",),
+            cost="classifier",
         ),
         Step(
-            "cams", "cams/r{round}", arg=ROUND, per_shard=True, reads=("cam",),
+            "cams",
+            "cams/r{round}",
+            arg=ROUND,
+            per_shard=True,
+            reads=("cam",),
             upstream=lambda config, r: [("classifier", int(r)), *(("cams", k) for k in range(int(r)))],
-            rules=("cams",), cost="cams",
+            rules=("cams",),
+            cost="cams",
         ),
         Step(
-            "merged_cams", "cams/merged", per_shard=True,
-            upstream=lambda config, arg: [("cams", r) for r in _rounds(config)], rules=("merge_cams",), cost="masks",
+            "merged_cams",
+            "cams/merged",
+            per_shard=True,
+            upstream=lambda config, arg: [("cams", r) for r in _rounds(config)],
+            rules=("merge_cams",),
+            cost="masks",
         ),
         Step(
-            "crf", "crf", per_shard=True, reads=("crf", "cam.eval_threshold"),
-            upstream=lambda config, arg: [("merged_cams", None)], rules=("crf",), cost="masks",
+            "crf",
+            "crf",
+            per_shard=True,
+            reads=("crf", "cam.eval_threshold"),
+            upstream=lambda config, arg: [("merged_cams", None)],
+            rules=("crf",),
+            cost="masks",
         ),
         Step(
-            "pseudo_masks", "pseudo_masks", per_shard=True, reads=("crf", "pseudo_mask"),
-            upstream=lambda config, arg: [("merged_cams", None)], rules=("pseudo_masks",), cost="masks",
+            "pseudo_masks",
+            "pseudo_masks",
+            per_shard=True,
+            reads=("crf", "pseudo_mask"),
+            upstream=lambda config, arg: [("merged_cams", None)],
+            rules=("pseudo_masks",),
+            cost="masks",
         ),
         Step(
-            "segmentation", "segmentation/{supervision}", arg=SUPERVISION, reads=("seed", "segmentation"),
+            "segmentation",
+            "segmentation/{supervision}",
+            arg=SUPERVISION,
+            reads=("seed", "segmentation"),
             upstream=lambda config, supervision: [("pseudo_masks", None)] if supervision == "pseudo_mask" else [],
-            files=("predictions", "model.pt", "history.parquet"), rules=("train_segmentation", "predict_segmentation"),
+            files=("predictions", "model.pt", "history.parquet"),
+            rules=("train_segmentation", "predict_segmentation"),
             cost="segmentation",
         ),
     )
@@ -153,8 +187,12 @@ def own_settings(config: dict, name: str, arg=None) -> dict:
 # same for every experiment, so their scores compare.
 OVERRIDABLE = tuple(dict.fromkeys(key.partition(".")[0] for s in STEPS.values() for key in s.reads + ERASING_READS))
 # Names a run's folder must not take (it would shadow one of these).
-RESERVED = tuple(dict.fromkeys([s.folder.partition("/")[0] for s in STEPS.values()]
-                               + [DATA, LABELS_FILE.partition("/")[0], METRICS, REPORT, BENCHMARKS]))
+RESERVED = tuple(
+    dict.fromkeys(
+        [s.folder.partition("/")[0] for s in STEPS.values()]
+        + [DATA, LABELS_FILE.partition("/")[0], METRICS, REPORT, BENCHMARKS]
+    )
+)
 
 # --- scored stages ------------------------------------------------------------------------------------
 
@@ -204,14 +242,38 @@ class Stage:
 STAGES = (
     Stage("cam_r{round}", "CAM round {round}", "cams", CAM, "seed_eval"),
     Stage("cam", "merged CAM", "merged_cams", CAM, "seed_eval", ranked=True),
-    Stage("cam_oracle", "merged CAM, ORACLE threshold", "merged_cams", CAM_ORACLE, "seed_eval", per_image=False,
-          when=lambda config: bool(config["cam"]["oracle_thresholds"])),
+    Stage(
+        "cam_oracle",
+        "merged CAM, ORACLE threshold",
+        "merged_cams",
+        CAM_ORACLE,
+        "seed_eval",
+        per_image=False,
+        when=lambda config: bool(config["cam"]["oracle_thresholds"]),
+    ),
     Stage("crf", "CRF", "crf", LABELS, "seed_eval", ranked=True, gallery="train"),
     Stage("pseudo_mask", "pseudo-mask", "pseudo_masks", LABELS, "seed_eval", ranked=True, gallery="train"),
-    Stage("segmentation", "segmentation", "segmentation", LABELS, "val", arg="pseudo_mask", ranked=True,
-          gallery="val", role=RESULT),
-    Stage("fully_supervised", "fully supervised", "segmentation", LABELS, "val", arg="ground_truth",
-          gallery="val", role=BOUND),
+    Stage(
+        "segmentation",
+        "segmentation",
+        "segmentation",
+        LABELS,
+        "val",
+        arg="pseudo_mask",
+        ranked=True,
+        gallery="val",
+        role=RESULT,
+    ),
+    Stage(
+        "fully_supervised",
+        "fully supervised",
+        "segmentation",
+        LABELS,
+        "val",
+        arg="ground_truth",
+        gallery="val",
+        role=BOUND,
+    ),
 )
 STAGE_PATTERN = "|".join(stage.pattern.replace("(", "(?:") for stage in STAGES)  # the rules' {stage} wildcard
 
@@ -269,8 +331,11 @@ def closure(config: dict, name: str, arg=None) -> list[tuple[str, object]]:
 
 # DVC's stages over a single run (dvc.yaml; workflow/rules/dvc.smk): name -> the steps whose files it tracks.
 # Besides these: "data" (the dataset index and labels), "evaluate" (scores and tables) and "report".
-DVC_STEP_STAGES = {"cams_r{round}": ("classifier", "cams"), "pseudo_masks": ("merged_cams", "crf", "pseudo_masks"),
-                   "segmentation": ("segmentation",)}
+DVC_STEP_STAGES = {
+    "cams_r{round}": ("classifier", "cams"),
+    "pseudo_masks": ("merged_cams", "crf", "pseudo_masks"),
+    "segmentation": ("segmentation",),
+}
 
 
 def dvc_target(stage: str) -> str:

@@ -3,14 +3,13 @@ behind coverage and confident precision."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from wsss.seeds.masks import cam_to_label
-from wsss.scoring.metrics import confusion_matrix, mean_iou, pixel_accuracy
 from wsss.data.voc import IGNORE, DataError, VOCTree, index_files, indexed_file, load_npy, read_mask
+from wsss.scoring.metrics import confusion_matrix, mean_iou, pixel_accuracy
+from wsss.seeds.masks import cam_to_label
 
 PIXEL_COUNTS = ("scored", "labelled", "labelled_correct")
 
@@ -29,8 +28,11 @@ def _compare(tree: VOCTree, image_ids, num_classes: int, predict):
             raise DataError(f"prediction for {image_id} is {prediction.shape}, ground truth is {truth.shape}")
         scored = truth != IGNORE
         labelled = scored & (prediction != IGNORE)
-        counts = {"scored": int(scored.sum()), "labelled": int(labelled.sum()),
-                  "labelled_correct": int((labelled & (prediction == truth)).sum())}
+        counts = {
+            "scored": int(scored.sum()),
+            "labelled": int(labelled.sum()),
+            "labelled_correct": int((labelled & (prediction == truth)).sum()),
+        }
         yield image_id, confusion_matrix(truth, prediction, num_classes), counts
 
 
@@ -102,8 +104,15 @@ def per_image_scores(tree, image_ids, num_classes, predict) -> pd.DataFrame:
     in it), pixel accuracy, coverage and confident precision."""
     rows = []
     for image_id, confusion, counts in _compare(tree, image_ids, num_classes, predict):
-        rows.append({"image_id": image_id, "miou": mean_iou(confusion), "pixel_accuracy": pixel_accuracy(confusion),
-                     "coverage": coverage(counts), "confident_precision": confident_precision(counts)})
+        rows.append(
+            {
+                "image_id": image_id,
+                "miou": mean_iou(confusion),
+                "pixel_accuracy": pixel_accuracy(confusion),
+                "coverage": coverage(counts),
+                "confident_precision": confident_precision(counts),
+            }
+        )
     return pd.DataFrame(rows, columns=["image_id", *IMAGE_SCORES])
 
 

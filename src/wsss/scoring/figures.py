@@ -10,10 +10,10 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from wsss.files import atomic_write
-from wsss.seeds.masks import cam_to_label
 from wsss.data.voc import IGNORE, index_files, indexed_file, load_npy, read_image, read_mask, voc_palette
+from wsss.files import atomic_write
 from wsss.pipeline.registry import BOUND_STAGE, RESULT_STAGE, stage_title
+from wsss.seeds.masks import cam_to_label
 
 PALETTE = np.asarray(voc_palette(), np.uint8).reshape(256, 3)
 IGNORE_COLOUR = (255, 255, 255)  # VOC draws 255 in cream; white stands out better next to class colours
@@ -71,7 +71,8 @@ def select_gallery(
     parts = [("sample", scores.iloc[picked]), ("best", ranked.head(best)), ("worst", worst_first.head(worst))]
     frames = [
         part[["image_id", "miou"]].assign(selection=name, rank=np.arange(1, len(part) + 1))
-        for name, part in parts if len(part)
+        for name, part in parts
+        if len(part)
     ]
     columns = ["selection", "rank", "image_id", "miou"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
@@ -108,14 +109,19 @@ def _panel_row(panels: list[tuple[str, np.ndarray]], title: str) -> Figure:
     figure = Figure(figsize=(width, height))
     figure.text(0.5, 1 - 0.05 / height, title, ha="center", va="top", fontsize=10)
     for k, (name, picture) in enumerate(panels):
-        box = [(k * PANEL_INCHES + margin) / width, 0.1 / height,
-               (PANEL_INCHES - 2 * margin) / width, (PANEL_INCHES - margin) / height]
+        box = [
+            (k * PANEL_INCHES + margin) / width,
+            0.1 / height,
+            (PANEL_INCHES - 2 * margin) / width,
+            (PANEL_INCHES - margin) / height,
+        ]
         ax = figure.add_axes(box)
         ax.imshow(picture, interpolation="nearest")
         ax.set_axis_off()
         # figure text, not ax.set_title: placing axes titles measures every axis (slow)
-        figure.text((k + 0.5) * PANEL_INCHES / width, (PANEL_INCHES + 0.12) / height, name,
-                    ha="center", va="bottom", fontsize=8)
+        figure.text(
+            (k + 0.5) * PANEL_INCHES / width, (PANEL_INCHES + 0.12) / height, name, ha="center", va="bottom", fontsize=8
+        )
     return figure
 
 
@@ -149,7 +155,10 @@ def train_gallery_figure(
     merged_labels = cam_to_label(merged_cam, class_ids, bg_threshold)
     panels += [
         (f"{stage_title('cam')}, bg {bg_threshold:.2f}" + _iou(scores, "cam"), overlay_mask(image, merged_labels)),
-        *((stage_title(stage) + _iou(scores, stage), overlay_mask(image, labels)) for stage, labels in label_maps.items()),
+        *(
+            (stage_title(stage) + _iou(scores, stage), overlay_mask(image, labels))
+            for stage, labels in label_maps.items()
+        ),
         ("ground truth", overlay_mask(image, truth)),
     ]
     names = ", ".join(class_names[c] for c in class_ids) or "no object"
@@ -219,8 +228,11 @@ def miou_by_stage_figure(summary: pd.DataFrame, reference: str = BOUND_STAGE) ->
     position = {stage: k for k, stage in enumerate(axis["stage"])}
     figure = Figure(figsize=(max(7.0, 1.2 * len(axis) + 2), 4.2), layout="constrained")
     ax = figure.subplots()
-    ax.set_xticks(np.arange(len(axis)), [f"{stage_title(s)}\n({split})" for s, split in zip(axis["stage"], axis["split"])],
-                  fontsize=8)
+    ax.set_xticks(
+        np.arange(len(axis)),
+        [f"{stage_title(s)}\n({split})" for s, split in zip(axis["stage"], axis["split"])],
+        fontsize=8,
+    )
     single = len(experiments) == 1
     for k, (name, line) in enumerate(lines.items()):
         own = rows[name]
@@ -233,13 +245,18 @@ def miou_by_stage_figure(summary: pd.DataFrame, reference: str = BOUND_STAGE) ->
         ax.errorbar(x, line["miou"], yerr=errors, marker="o", color=colour, capsize=3, label=label)
         if single:
             for xi, value in zip(x, line["miou"]):
-                ax.annotate(f"{value:.3f}", (xi, value), textcoords="offset points", xytext=(0, 7), ha="center",
-                            fontsize=8)
+                ax.annotate(
+                    f"{value:.3f}", (xi, value), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8
+                )
         if reference in set(own["stage"]):
             ref = own.set_index("stage").loc[reference]
             spread = f" ± {ref['miou_sd']:.3f}" if "miou_sd" in ref and ref["miou_sd"] > 0 else ""
-            ax.axhline(ref["miou"], color="tab:red" if single else colour, linestyle="--",
-                       label=f"{stage_title(reference)} ({ref['split']}): {ref['miou']:.3f}{spread}")
+            ax.axhline(
+                ref["miou"],
+                color="tab:red" if single else colour,
+                linestyle="--",
+                label=f"{stage_title(reference)} ({ref['split']}): {ref['miou']:.3f}{spread}",
+            )
     ax.set_ylim(0, 1)
     ax.set_ylabel("mIoU")
     ax.set_title("mIoU stage by stage", fontsize=10)
@@ -264,8 +281,9 @@ def confusion_figure(confusion: np.ndarray, class_names: list[str], title: str) 
     ax = figure.subplots()
     image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
     for (row, col), value in np.ndenumerate(matrix):
-        ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                color="white" if value > 0.5 else "black")
+        ax.text(
+            col, row, f"{value:.2f}", ha="center", va="center", fontsize=8, color="white" if value > 0.5 else "black"
+        )
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted")
@@ -301,9 +319,18 @@ def _scores_by_image(image_scores: pd.DataFrame, split: str) -> dict[str, dict[s
 
 
 def write_train_gallery(
-    tree, labels: dict[str, list[int]], image_scores: pd.DataFrame, split: str, settings: dict,
-    round_cam_dirs: list[list], merged_cam_dirs: list, label_map_dirs: dict[str, list],
-    class_names: list[str], bg_threshold: float, out_dir, rank_stage: str,
+    tree,
+    labels: dict[str, list[int]],
+    image_scores: pd.DataFrame,
+    split: str,
+    settings: dict,
+    round_cam_dirs: list[list],
+    merged_cam_dirs: list,
+    label_map_dirs: dict[str, list],
+    class_names: list[str],
+    bg_threshold: float,
+    out_dir,
+    rank_stage: str,
 ) -> pd.DataFrame:
     """<out_dir>/<selection>/<gallery_file_name>.png for the sample, and the best and worst train images
     with an object by rank_stage's IoU (settings: sample_size, best, worst, seed); label_map_dirs: stage ->
@@ -313,8 +340,9 @@ def write_train_gallery(
     by_image = _scores_by_image(image_scores, split)
     ranked = image_scores[(image_scores["split"] == split) & (image_scores["stage"] == rank_stage)]
     with_objects = [image_id for image_id in ranked["image_id"] if labels[image_id]]
-    chosen = select_gallery(ranked, settings["sample_size"], settings["best"], settings["worst"], settings["seed"],
-                            rankable=with_objects)
+    chosen = select_gallery(
+        ranked, settings["sample_size"], settings["best"], settings["worst"], settings["seed"], rankable=with_objects
+    )
     round_indexes = [index_files(dirs, ".npy") for dirs in round_cam_dirs]
     merged_index = index_files(merged_cam_dirs, ".npy")
     label_indexes = {stage: index_files(dirs, ".png") for stage, dirs in label_map_dirs.items()}
@@ -323,28 +351,44 @@ def write_train_gallery(
         image_id, class_ids = row.image_id, labels[row.image_id]
         image = read_image(tree.image_path(image_id))
         figure = train_gallery_figure(
-            image_id, image, read_mask(tree.mask_path(image_id), num_classes),
+            image_id,
+            image,
+            read_mask(tree.mask_path(image_id), num_classes),
             [load_npy(indexed_file(index, image_id, f"round-{r} CAM")) for r, index in enumerate(round_indexes)],
             load_npy(indexed_file(merged_index, image_id, "merged CAM")),
-            {stage: read_mask(indexed_file(index, image_id, f"{stage_title(stage)} map"), num_classes)
-             for stage, index in label_indexes.items()},
-            class_ids, class_names, bg_threshold, by_image[image_id],
+            {
+                stage: read_mask(indexed_file(index, image_id, f"{stage_title(stage)} map"), num_classes)
+                for stage, index in label_indexes.items()
+            },
+            class_ids,
+            class_names,
+            bg_threshold,
+            by_image[image_id],
         )
-        name = gallery_file_name(row.rank, image_id, [class_names[c] for c in class_ids],
-                                 {"iou": by_image[image_id][rank_stage]})
+        name = gallery_file_name(
+            row.rank, image_id, [class_names[c] for c in class_ids], {"iou": by_image[image_id][rank_stage]}
+        )
         save_figure(figure, Path(out_dir) / row.selection / name)
     return chosen
 
 
 def write_val_gallery(
-    tree, image_scores: pd.DataFrame, split: str, settings: dict, segmentation_dirs: list, fully_supervised_dirs: list,
-    class_names: list[str], out_dir,
+    tree,
+    image_scores: pd.DataFrame,
+    split: str,
+    settings: dict,
+    segmentation_dirs: list,
+    fully_supervised_dirs: list,
+    class_names: list[str],
+    out_dir,
 ) -> pd.DataFrame:
     """<out_dir>/<gallery_file_name>.png for a seeded sample of val images (settings: val_sample_size, seed);
     the predictions are PNG label maps in segmentation_dirs and fully_supervised_dirs."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    predictions = {stage: index_files(dirs, ".png") for stage, dirs in
-                   ((RESULT_STAGE, segmentation_dirs), (BOUND_STAGE, fully_supervised_dirs))}
+    predictions = {
+        stage: index_files(dirs, ".png")
+        for stage, dirs in ((RESULT_STAGE, segmentation_dirs), (BOUND_STAGE, fully_supervised_dirs))
+    }
 
     by_image = _scores_by_image(image_scores, split)
     segmentation = image_scores[(image_scores["split"] == split) & (image_scores["stage"] == RESULT_STAGE)]
@@ -354,10 +398,15 @@ def write_val_gallery(
         image_id = row.image_id
         truth = read_mask(tree.mask_path(image_id), num_classes)
         figure = val_gallery_figure(
-            image_id, read_image(tree.image_path(image_id)), truth,
-            *(read_mask(indexed_file(index, image_id, f"{stage_title(stage)} prediction"), num_classes)
-              for stage, index in predictions.items()),
-            class_names, by_image[image_id],
+            image_id,
+            read_image(tree.image_path(image_id)),
+            truth,
+            *(
+                read_mask(indexed_file(index, image_id, f"{stage_title(stage)} prediction"), num_classes)
+                for stage, index in predictions.items()
+            ),
+            class_names,
+            by_image[image_id],
         )
         present = [class_names[c] for c in np.unique(truth) if c not in (0, IGNORE)]
         scores = {"seg": by_image[image_id][RESULT_STAGE], "fs": by_image[image_id][BOUND_STAGE]}

@@ -8,9 +8,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from wsss.scoring.evaluate import confident_precision, coverage, load_scores, pixel_counts
 from wsss.pipeline import registry
 from wsss.pipeline.registry import BOUND_STAGE, RANKED_STAGES, RESULT_STAGE
+from wsss.scoring.evaluate import confident_precision, coverage, load_scores, pixel_counts
 from wsss.scoring.metrics import mean_iou, per_class_scores, pixel_accuracy
 
 # The figures of a stage, averaged over seeds in a replicated run (with their standard deviation, "<name>_sd").
@@ -21,8 +21,15 @@ def stage_rows(stage: str, split: str, scores: dict, class_names: list[str]) -> 
     """One row per class present in truth or prediction (the classes in the mIoU), with the pixel counts
     behind its IoU."""
     per_class = per_class_scores(scores["confusion"])
-    frame = pd.DataFrame({"stage": stage, "split": split, "class_id": np.arange(len(class_names)),
-                          "class_name": class_names, **per_class})
+    frame = pd.DataFrame(
+        {
+            "stage": stage,
+            "split": split,
+            "class_id": np.arange(len(class_names)),
+            "class_name": class_names,
+            **per_class,
+        }
+    )
     frame["present"] = frame["gt_pixels"] > 0
     return frame[(frame["gt_pixels"] > 0) | (frame["pred_pixels"] > 0)].reset_index(drop=True)
 
@@ -49,8 +56,9 @@ def stage_summary(stage: str, split: str, scores: dict) -> dict:
     }
 
 
-def build_tables(stages: list[tuple[str, str, dict]], class_names: list[str], experiment: str = "default",
-                 seed: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_tables(
+    stages: list[tuple[str, str, dict]], class_names: list[str], experiment: str = "default", seed: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-class table, per-stage summary) from (stage, split, scores) triples, in pipeline order; both
     start with the experiment's name and the training seed, so the tables of a grid concatenate."""
     per_class = pd.concat([stage_rows(s, split, sc, class_names) for s, split, sc in stages], ignore_index=True)
@@ -72,7 +80,9 @@ def summary_over_seeds(runs: pd.DataFrame) -> pd.DataFrame:
     table["oracle"] = grouped["oracle"].first()
     table["bg_threshold"] = grouped["bg_threshold"].mean()  # an oracle's threshold may differ per seed
     order = [f for figure in FIGURES for f in (figure, f"{figure}_sd")]
-    return table.reset_index()[["experiment", "stage", "split", *order, "seeds", "num_images", "oracle", "bg_threshold"]]
+    return table.reset_index()[
+        ["experiment", "stage", "split", *order, "seeds", "num_images", "oracle", "bg_threshold"]
+    ]
 
 
 def miou_by_run(runs: pd.DataFrame) -> pd.DataFrame:
@@ -89,7 +99,7 @@ def ratio_to_fully_supervised(wide: pd.DataFrame) -> pd.Series:
 
 
 def mean_sd(values, decimals: int = 3) -> str:
-    """"0.472" for one value, "0.472 ± 0.012" (sample standard deviation) for several."""
+    """ "0.472" for one value, "0.472 ± 0.012" (sample standard deviation) for several."""
     values = pd.Series(values, dtype=float).dropna()
     if len(values) == 0:
         return "n/a"
@@ -98,8 +108,10 @@ def mean_sd(values, decimals: int = 3) -> str:
     return f"{values.mean():.{decimals}f} ± {values.std(ddof=1):.{decimals}f}"
 
 
-SCORING_NOTE = ("mIoU as chainercv/IRN: mean over the classes predicted or present; unlabelled (255) pixels count as\n"
-                "background; coverage: the fraction of pixels labelled; conf.prec: pixel accuracy where labelled.")
+SCORING_NOTE = (
+    "mIoU as chainercv/IRN: mean over the classes predicted or present; unlabelled (255) pixels count as\n"
+    "background; coverage: the fraction of pixels labelled; conf.prec: pixel accuracy where labelled."
+)
 
 
 # The figures summary.txt shows, with their column headers.
@@ -116,11 +128,18 @@ def format_summary(runs: pd.DataFrame) -> str:
         own = runs[runs["experiment"] == name]
         seeds = sorted(own["seed"].dropna().unique())
         if len(experiments) > 1 or len(seeds) > 1:
-            lines.append(f"{name}: " + (f"mean ± sd over {len(seeds)} seeds {list(map(int, seeds))}"
-                                        if len(seeds) > 1 else f"seed {seeds[0] if seeds else '?'}"))
+            lines.append(
+                f"{name}: "
+                + (
+                    f"mean ± sd over {len(seeds)} seeds {list(map(int, seeds))}"
+                    if len(seeds) > 1
+                    else f"seed {seeds[0] if seeds else '?'}"
+                )
+            )
         width = 17 if len(seeds) > 1 else 10
-        lines.append(f"{'stage':<18}{'split':<8}" + "".join(f"{h:>{width}}" for h in SHOWN.values())
-                     + f"{'images':>8}  note")
+        lines.append(
+            f"{'stage':<18}{'split':<8}" + "".join(f"{h:>{width}}" for h in SHOWN.values()) + f"{'images':>8}  note"
+        )
         for (stage, split), group in own.groupby(["stage", "split"], sort=False):
             oracle = bool(group["oracle"].iloc[0])
             note = f"ORACLE (bg threshold {group['bg_threshold'].mean():.2f}, chosen on ground truth)" if oracle else ""
@@ -158,8 +177,17 @@ def write_text(path, text: str, what: str) -> str:
     return text
 
 
-def write_tables(stage_files, class_names, miou_path, summary_path, text_path, metrics_path=None, plots_path=None,
-                 experiment: str = "default", seed: int | None = None) -> str:
+def write_tables(
+    stage_files,
+    class_names,
+    miou_path,
+    summary_path,
+    text_path,
+    metrics_path=None,
+    plots_path=None,
+    experiment: str = "default",
+    seed: int | None = None,
+) -> str:
     """Load each stage's scores, write the per-class and summary parquet files and the text summary.
 
     metrics_path (JSON) and plots_path (CSV, class x stage IoU) are the same figures in DVC's formats.
@@ -198,8 +226,9 @@ def experiment_costs(jobs: list[tuple[str, str]], own_folder: str) -> dict:
     return costs
 
 
-def ranking_table(runs: pd.DataFrame, costs: dict[str, dict], run_experiments: dict[str, str],
-                  rank_by: str) -> pd.DataFrame:
+def ranking_table(
+    runs: pd.DataFrame, costs: dict[str, dict], run_experiments: dict[str, str], rank_by: str
+) -> pd.DataFrame:
     """One row per experiment, best mean rank_by mIoU first (ties keep config order): the mean and sample
     standard deviation over its seeds ("<stage>_sd") of the mIoU at each ranked stage and of the ratio to
     the fully-supervised bound, the mean compute time of its runs, and the ranks of the experiments it is
@@ -247,27 +276,44 @@ def format_ranking(table: pd.DataFrame, rank_by: str, splits: dict[str, str]) ->
     header = f"Experiments ranked by {rank_by} mIoU ({splits[rank_by]})"
     if replicated:
         header += f", mean ± sd over {int(table['seeds'].max())} seeds"
-    lines = [header, f"{'rank':<6}{'experiment':<{name_width}}"
-             + "".join(f"{label:>{max(len(label), width) + 2}}" for label, _ in columns)
-             + ("  within noise of" if replicated else "")
-             + "".join(f"{label:>{len(label) + 2}}" for label, _ in minutes)]
+    lines = [
+        header,
+        f"{'rank':<6}{'experiment':<{name_width}}"
+        + "".join(f"{label:>{max(len(label), width) + 2}}" for label, _ in columns)
+        + ("  within noise of" if replicated else "")
+        + "".join(f"{label:>{len(label) + 2}}" for label, _ in minutes),
+    ]
     for row in table.to_dict("records"):
         lines.append(
             f"{row['rank']:<6}{row['experiment']:<{name_width}}"
             + "".join(f"{spread(row, key):>{max(len(label), width) + 2}}" for label, key in columns)
             + (f"  {row['within_noise_of'] or '-':<14}" if replicated else "")
-            + "".join(f"{row[key] / 60:>{len(label) + 2}.1f}" for label, key in minutes))
-    lines += ["min: compute minutes from Snakemake's per-job benchmarks (mean over seeds) of the jobs behind the",
-              "segmentation network: masks: merging CAMs and pseudo-masks (their CRF included); own: the jobs this",
-              "experiment ran itself; total: every job it needs, shared ones included (scoring, the CRF stage and",
-              "the fully-supervised bound aside)."]
+            + "".join(f"{row[key] / 60:>{len(label) + 2}.1f}" for label, key in minutes)
+        )
+    lines += [
+        "min: compute minutes from Snakemake's per-job benchmarks (mean over seeds) of the jobs behind the",
+        "segmentation network: masks: merging CAMs and pseudo-masks (their CRF included); own: the jobs this",
+        "experiment ran itself; total: every job it needs, shared ones included (scoring, the CRF stage and",
+        "the fully-supervised bound aside).",
+    ]
     if replicated:
         lines.append("within noise of: the ranks whose mean ± sd interval of the ranked mIoU overlaps this one's.")
     return "\n".join(lines)
 
 
-def write_grid_tables(miou_paths, summary_paths, jobs: dict, folders: dict, run_experiments: dict, rank_by: str,
-                      miou_path, summary_path, summary_text_path, ranking_path, ranking_text_path) -> str:
+def write_grid_tables(
+    miou_paths,
+    summary_paths,
+    jobs: dict,
+    folders: dict,
+    run_experiments: dict,
+    rank_by: str,
+    miou_path,
+    summary_path,
+    summary_text_path,
+    ranking_path,
+    ranking_text_path,
+) -> str:
     """Concatenate the runs' tables (each carries its experiment and seed columns): every run's per-class
     rows in miou_path, each experiment's figures as mean ± sd over its seeds in summary_path and
     summary_text_path, and the experiments ranked in ranking_path and ranking_text_path."""

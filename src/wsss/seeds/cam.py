@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from wsss.nets.models import Classifier
-from wsss.runtime import autocast, for_inference, memory_format
-from wsss.nets.transforms import resize_image, resize_long_side, to_tensor
 from wsss.data.voc import VOCTree, load_npy, pending_ids, read_image, save_npy
+from wsss.nets.models import Classifier
+from wsss.nets.transforms import resize_image, resize_long_side, to_tensor
+from wsss.runtime import autocast, for_inference, memory_format
 
 log = logging.getLogger(__name__)
 

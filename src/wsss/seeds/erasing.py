@@ -37,7 +37,7 @@ class Eraser:
         self.fill_rgb = fill_rgb
 
     @classmethod
-    def from_shard_dirs(cls, shard_dirs, threshold: float, fill_rgb) -> "Eraser":
+    def from_shard_dirs(cls, shard_dirs, threshold: float, fill_rgb) -> Eraser:
         """From CAM shard directories laid out as .../r<round>/shard<k>: one index per round."""
         by_round: dict[str, list[Path]] = {}
         for directory in map(Path, shard_dirs):

@@ -50,7 +50,9 @@ def crf_inference_label(image: np.ndarray, indices: np.ndarray, num_labels: int,
     return np.argmax(q, axis=0)
 
 
-def crf_label(image: np.ndarray, cams: np.ndarray, class_ids: list[int], bg_threshold: float, params: dict) -> np.ndarray:
+def crf_label(
+    image: np.ndarray, cams: np.ndarray, class_ids: list[int], bg_threshold: float, params: dict
+) -> np.ndarray:
     """CAM -> thresholded argmax -> dense CRF -> class-id label map (every pixel labelled)."""
     indices = cam_to_indices(cams, bg_threshold)
     return label_keys(class_ids)[crf_inference_label(image, indices, len(class_ids) + 1, params)]
@@ -79,18 +81,21 @@ def label_shard(tree, image_ids, cam_dir, labels, out_dir, to_label) -> None:
         image = read_image(tree.image_path(image_id))
         cams = load_npy(Path(cam_dir) / f"{image_id}.npy")
         if cams.shape[1:] != image.shape[:2] or len(cams) != len(labels[image_id]):
-            raise DataError(f"CAM {cam_dir}/{image_id}.npy has shape {cams.shape}; image {image.shape[:2]}, "
-                            f"{len(labels[image_id])} classes")
+            raise DataError(
+                f"CAM {cam_dir}/{image_id}.npy has shape {cams.shape}; image {image.shape[:2]}, "
+                f"{len(labels[image_id])} classes"
+            )
         write_mask(out_dir / f"{image_id}.png", to_label(image, cams, labels[image_id]))
 
 
-def label_cam_shard(data_dir, labels_path, cam_dir, out_dir, shard, params: dict, to_label) -> None:
-    """One shard's label maps from its CAMs (the crf and pseudo_masks rules): resumable after a kill.
+def label_cam_shard(inputs, out_dir, shard, params: dict, to_label) -> None:
+    """One shard's label maps from its CAMs (the crf and pseudo_masks rules), resumable after a kill.
 
-    params: the rule's params (split, num_shards and what decides to_label), which with the inputs make the
-    fingerprint of the partial work a rerun continues.
+    inputs: the rule's inputs (.data: the dataset index, .labels: image labels, .cams: the shard's CAM
+    directory); params: the rule's params (split, num_shards and what decides to_label), which with the
+    inputs make the fingerprint of the partial work a rerun continues.
     """
-    tree = VOCTree.open(data_dir)
-    with shard_work_dir(out_dir, fingerprint(params, [data_dir, labels_path, cam_dir])) as work:
+    tree = VOCTree.open(inputs.data)
+    with shard_work_dir(out_dir, fingerprint(params, [inputs.data, inputs.labels, inputs.cams])) as work:
         image_ids = tree.shard_ids(params["split"], shard, params["num_shards"])
-        label_shard(tree, image_ids, cam_dir, load_labels(labels_path), work, to_label)
+        label_shard(tree, image_ids, inputs.cams, load_labels(inputs.labels), work, to_label)
