@@ -150,19 +150,16 @@ def test_dvc_stages_match_the_workflow_targets():
     # the stages that track steps track exactly the registry's files (or per-shard folders) of those steps
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     grid = Grid(config)
-    for template, steps in registry.DVC_STEP_STAGES.items():
-        for round_ in range(rounds) if "{round}" in template else [None]:
-            outs = {next(iter(out)) for out in stages[template.format(round=round_)]["outs"]}
-            expected = set()
-            for step in map(registry.step, steps):
-                # DVC tracks a per-shard step's folder
-                for arg in [round_] if step.arg == registry.ROUND else step.args(config):
-                    expected |= (
-                        {grid.step_dir("default", step.name, arg)}
-                        if step.per_shard
-                        else set(grid.step_outputs("default", step.name, arg, files=True))
-                    )
-            assert outs == expected, template
+    for name, steps in registry.dvc_step_stages(config).items():
+        outs = {next(iter(out)) for out in stages[name]["outs"]}
+        expected = set()
+        for step, arg in steps:  # DVC tracks a per-shard step's folder
+            expected |= (
+                {grid.step_dir("default", step, arg)}
+                if registry.step(step).per_shard
+                else set(grid.step_outputs("default", step, arg, files=True))
+            )
+        assert outs == expected, name
     # No stage can miss a code file: each depends on every module, script, rule, schema and report caption
     # (as a whole directory, so new files are covered too; dvc.yaml's header says why).
     code = [

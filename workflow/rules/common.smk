@@ -161,15 +161,6 @@ def job_benchmarks(name):
     return jobs
 
 
-def dvc_step_outputs(stage, round_=None):
-    """Every file of the steps a DVC stage tracks (the default run's; a per-round stage's: of that round)."""
-    paths = []
-    for step in map(registry.step, registry.DVC_STEP_STAGES[stage]):
-        for arg in [round_] if step.arg == registry.ROUND else step.args(GRID.configs[DEFAULT]):
-            paths += GRID.step_outputs(DEFAULT, step.name, arg, files=True)
-    return paths
-
-
 def pretrained_weights(settings):
     """The ImageNet weights file a network starts from, or nothing for a random initialisation."""
     arch = settings.get("backbone", settings["arch"])

@@ -1,6 +1,6 @@
 # Target rules grouping each DVC stage's outputs (dvc.yaml runs `snakemake dvc_<name>`; `make pull` touches
 # them once their artifacts match dvc.lock). The stages that track steps take their outputs from the
-# registry (registry.DVC_STEP_STAGES); tests/test_dvc.py checks dvc.yaml against these targets.
+# registry (registry.dvc_step_stages); tests/test_dvc.py checks dvc.yaml against these targets.
 
 
 rule dvc_data:
@@ -10,14 +10,13 @@ rule dvc_data:
         LABELS,
 
 
-for stage in registry.DVC_STEP_STAGES:
-    for arg in rounds(DEFAULT) if "{round}" in stage else [None]:
+for stage, steps in registry.dvc_step_stages(GRID.configs[DEFAULT]).items():
 
-        rule:
-            name:
-                registry.dvc_target(stage.format(round=arg))
-            input:
-                dvc_step_outputs(stage, arg),
+    rule:
+        name:
+            registry.dvc_target(stage)
+        input:
+            [path for step, arg in steps for path in GRID.step_outputs(DEFAULT, step, arg, files=True)],
 
 
 rule dvc_evaluate:

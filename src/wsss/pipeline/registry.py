@@ -338,6 +338,20 @@ DVC_STEP_STAGES = {
 }
 
 
+def dvc_step_stages(config: dict) -> dict[str, list[tuple[str, object]]]:
+    """DVC_STEP_STAGES for a run of config: each stage's name (one per round for a per-round template)
+    -> the (step, arg) pairs whose files it tracks (a per-round stage: of its round)."""
+    stages = {}
+    for template, steps in DVC_STEP_STAGES.items():
+        for round_ in _rounds(config) if "{round}" in template else [None]:
+            stages[template.format(round=round_)] = [
+                (name, arg)
+                for name in steps
+                for arg in ([round_] if step(name).arg == ROUND else step(name).args(config))
+            ]
+    return stages
+
+
 def dvc_target(stage: str) -> str:
     """The Snakemake target rule a DVC stage runs (and `make pull` touches)."""
     return f"dvc_{stage}"
