@@ -92,10 +92,10 @@ def label_cam_shard(inputs, out_dir, shard, params: dict, to_label) -> None:
     """One shard's label maps from its CAMs (the crf and pseudo_masks rules), resumable after a kill.
 
     inputs: the rule's inputs (.data: the dataset index, .labels: image labels, .cams: the shard's CAM
-    directory); params: the rule's params (split, num_shards and what decides to_label), which with the
-    inputs make the fingerprint of the partial work a rerun continues.
+    directory, and whatever else to_label reads); params: the rule's params (split, num_shards and what
+    decides to_label), which with all the inputs make the fingerprint of the partial work a rerun continues.
     """
     tree = VOCTree.open(inputs.data)
-    with shard_work_dir(out_dir, fingerprint(params, [inputs.data, inputs.labels, inputs.cams])) as work:
+    with shard_work_dir(out_dir, fingerprint(params, inputs)) as work:
         image_ids = tree.shard_ids(params["split"], shard, params["num_shards"])
         label_shard(tree, image_ids, inputs.cams, load_labels(inputs.labels), work, to_label)

@@ -1,0 +1,233 @@
+"""IRN's inter-pixel relations and random walk: pair offsets, affinity targets, the sparse walk against IRN's
+dense formulation, the walk on a toy image, the boundary network's training and the label maps' format."""
+
+import numpy as np
+import pytest
+import torch
+
+import wsss.nets.irn as irn
+from tests.test_resume import Killed, killing_after
+from wsss.data.labels import image_labels, load_labels
+from wsss.data.voc import IGNORE, VOC_CLASSES, read_image
+from wsss.nets.irn import EdgeNet, edge_map, grid_labels, load_irn, train_irn
+from wsss.seeds.random_walk import (
+    affinity_loss,
+    affinity_targets,
+    directions,
+    edge_affinities,
+    path_points,
+    random_walk,
+    to_grid,
+    walk_label,
+    walk_to_label,
+)
+
+WALK = {"long_side": None, "radius": 5, "beta": 10, "exp_times": 8, "bg_threshold": 0.25}
+
+
+def test_directions_are_irns_half_disc():
+    # IRN's PathIndex(radius=5): 4 offsets along the row, then 9 + 9 + 7 + 5 below it
+    offsets = directions(5)
+    assert len(offsets) == 34 and len(set(offsets)) == 34
+    assert offsets[:4] == ((0, 1), (0, 2), (0, 3), (0, 4))
+    assert all(dy > 0 or (dy == 0 and dx > 0) for dy, dx in offsets)  # never both d and -d
+    assert all(dy * dy + dx * dx < 25 for dy, dx in offsets)
+    assert len(directions(10)) == 152
+    with pytest.raises(ValueError, match="radius"):
+        directions(1)
+
+
+def test_path_points_follow_the_line():
+    assert path_points(0, 3) == ((0, 0), (0, 1), (0, 2), (0, 3))
+    # the diagonal: its cells and their side neighbours (1/sqrt(2) from the line), not the far corners
+    assert set(path_points(2, 2)) == {(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 1), (2, 2)}
+    # a steep line: cells within one cell of it, both ends included
+    points = path_points(3, -1)
+    assert (0, 0) in points and (3, -1) in points
+    assert all((3 * x + y) ** 2 < 10 for y, x in points)
+
+
+def test_affinity_targets_on_a_hand_checked_map():
+    # 1 x 4 map: background, class 3, class 3, not confident; radius 2 pairs each cell with its right neighbour
+    labels = torch.tensor([[[0, 3, 3, IGNORE]]])
+    background, foreground, different = affinity_targets(labels, 2)
+    assert directions(2) == ((0, 1), (1, -1), (1, 0), (1, 1))
+    right = 0  # the (0, 1) offset; the others leave the single-row map
+    assert background[0, right, 0].tolist() == [False, False, False, False]
+    assert foreground[0, right, 0].tolist() == [False, True, False, False]  # (3, 3)
+    assert different[0, right, 0].tolist() == [True, False, False, False]  # (0, 3); (3, 255) is unused
+    # every pair leaving the map, or touching 255, is in no set
+    assert int((background | foreground | different).sum()) == 2
+
+
+def test_affinity_targets_on_a_2d_map():
+    labels = torch.tensor([[[0, 0], [5, IGNORE]]])
+    background, foreground, different = affinity_targets(labels, 2)
+    offsets = directions(2)
+    assert background[0, offsets.index((0, 1)), 0, 0]  # (0,0)-(0,1): both background
+    assert different[0, offsets.index((1, 0)), 0, 0]  # (0,0)-(1,0): background and class 5
+    assert different[0, offsets.index((1, -1)), 0, 1]  # (0,1)-(1,0): background and class 5
+    assert not (background | foreground | different)[0, offsets.index((1, 1)), 0, 0]  # (0,0)-(1,1): 255
+    assert int(foreground.sum()) == 0 and int((background | foreground | different).sum()) == 3
+
+
+def test_edge_affinities_drop_across_a_boundary():
+    edge = torch.zeros(1, 6, 6)
+    edge[0, :, 3] = 1.0  # a vertical boundary at column 3
+    affinity = edge_affinities(edge, 3)
+    right = directions(3).index((0, 1))
+    assert affinity[0, right, 2, 1] == 1.0  # columns 1-2: no boundary between
+    assert affinity[0, right, 2, 2] == 0.0  # columns 2-3: the boundary itself
+    assert affinity[0, right, 2, 5] == 0.0  # the partner is outside the map
+
+
+def test_loss_prefers_a_boundary_between_classes():
+    labels = torch.zeros(1, 8, 8, dtype=torch.long)
+    labels[0, :, 4:] = 7
+    right_place = torch.zeros(1, 8, 8)
+    right_place[0, :, 4] = 1.0
+    wrong_place = torch.zeros(1, 8, 8)
+    wrong_place[0, 4, :] = 1.0
+    assert affinity_loss(right_place, labels, 3) < affinity_loss(wrong_place, labels, 3)
+    assert affinity_loss(right_place, labels, 3) < affinity_loss(torch.zeros(1, 8, 8), labels, 3)
+
+
+def _dense_walk(cams, edge, radius, beta, exp_times):
+    """IRN's propagate_to_edge, written out densely here: symmetric affinities with 1 on the diagonal,
+    column-normalised A^beta squared exp_times times, x (1 - edge) times it."""
+    height, width = edge.shape
+    cells = height * width
+    affinity = edge_affinities(edge[None], radius)[0]
+    dense = torch.eye(cells)
+    for d, (dy, dx) in enumerate(directions(radius)):
+        for y in range(height):
+            for x in range(width):
+                if 0 <= y + dy < height and 0 <= x + dx < width:
+                    i, j = y * width + x, (y + dy) * width + x + dx
+                    dense[i, j] = dense[j, i] = affinity[d, y, x]
+    transition = dense**beta
+    transition = transition / transition.sum(0, keepdim=True)
+    for _ in range(exp_times):
+        transition = transition @ transition
+    return ((cams * (1 - edge)).reshape(len(cams), -1) @ transition).reshape(cams.shape)
+
+
+def test_sparse_walk_equals_irns_dense_walk():
+    generator = torch.Generator().manual_seed(0)
+    edge = torch.rand(9, 11, generator=generator) * 0.6
+    cams = torch.rand(2, 9, 11, generator=generator)
+    expected = _dense_walk(cams, edge, 5, 10, 8)
+    assert torch.allclose(random_walk(cams, edge, 5, 10, 8), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_walk_spreads_over_the_object_and_stops_at_its_boundary():
+    # a 24 x 24 grid: an object (rows 4-19, columns 4-13) closed by a boundary; its CAM covers only its left half
+    edge = torch.zeros(24, 24)
+    edge[3, 3:15] = edge[20, 3:15] = 1.0
+    edge[3:21, 3] = edge[3:21, 14] = 1.0
+    cams = torch.zeros(1, 24, 24)
+    cams[0, 4:20, 4:9] = 1.0
+    walked = random_walk(cams, edge, 5, 10, 8)[0]
+    inside, outside = (
+        walked[4:20, 4:14],
+        torch.cat([walked[:3].flatten(), walked[21:].flatten(), walked[:, 15:].flatten()]),
+    )
+    assert float(inside[:, 5:].min()) > 0.5 * float(inside.max())  # the uncovered right half is reached
+    assert float(outside.max()) < 1e-3 * float(inside.max())  # nothing crosses the boundary
+    label = walk_to_label(walked[None], [12], (96, 96), (96, 96), 0.25)
+    assert label.dtype == np.uint8 and label.shape == (96, 96)
+    assert (label[20:76, 20:52] == 12).all() and (label[:8] == 0).all() and (label[:, 64:] == 0).all()
+
+
+def test_to_grid_averages_four_by_four_cells():
+    cams = torch.arange(16.0).reshape(1, 4, 4).repeat(1, 2, 2)  # 8 x 8
+    grid = to_grid(cams, (8, 8), (2, 2))
+    assert grid.shape == (1, 2, 2) and torch.allclose(grid, torch.full((1, 2, 2), 7.5))
+    # an image side that is not a multiple of 4: the last cell is padded with the border values
+    assert to_grid(torch.ones(1, 9, 6), (9, 6), (3, 2)).shape == (1, 3, 2)
+
+
+def test_edge_net_grid_and_frozen_backbone():
+    torch.manual_seed(0)
+    model = EdgeNet("resnet18", 16)
+    assert all(not p.requires_grad for p in model.features.parameters())
+    assert {id(p) for p in model.head_parameters()} == {id(p) for p in model.parameters() if p.requires_grad}
+    model.train()
+    assert not model.features.training and model.edge.training
+    logits = model(torch.randn(2, 3, 97, 130))
+    assert logits.shape == (2, 1, 25, 33)  # ceil(H / 4) x ceil(W / 4)
+    edge = edge_map(model.eval(), np.zeros((97, 130, 3), np.uint8), "cpu")
+    assert edge.shape == (25, 33) and float(edge.min()) >= 0 and float(edge.max()) <= 1
+    assert grid_labels(torch.zeros(2, 96, 96, dtype=torch.long), (24, 24)).shape == (2, 24, 24)
+
+
+IRN_SETTINGS = {
+    "arch": "resnet18",
+    "pretrained": None,
+    "output_stride": 16,
+    "epochs": 2,
+    "batch_size": 4,
+    "lr": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "poly_power": 0.9,
+    "resize_long": [40, 64],
+    "crop_size": 48,
+    "num_workers": 0,
+    "radius": 5,
+}
+
+
+def test_train_irn_is_deterministic_and_its_labels_are_dense(demo_tree, tmp_path):
+    ids = demo_tree.split_ids("train")
+    masks = {i: demo_tree.mask_path(i) for i in ids}
+    runs = []
+    for name in ("a", "b"):
+        files = (tmp_path / f"{name}.pt", tmp_path / f"{name}.parquet", tmp_path / f"{name}.ckpt")
+        history = train_irn(demo_tree, ids, masks, 21, IRN_SETTINGS, 0, "cpu", files)
+        assert not files[2].exists()  # a finished run leaves no checkpoint
+        runs.append((history, load_irn(files[0])))
+    (history, model), (other_history, other) = runs
+    assert len(history) == 2 and np.isfinite(history["loss"]).all()
+    assert history["loss"].tolist() == other_history["loss"].tolist()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, other.state_dict()[key]), key
+
+    labels_path = tmp_path / "labels.parquet"
+    image_labels(demo_tree, ids, len(VOC_CLASSES)).to_parquet(labels_path)
+    labels = load_labels(labels_path)
+    image_id = next(i for i in ids if labels[i])
+    image = read_image(demo_tree.image_path(image_id))
+    cams = np.random.default_rng(0).random((len(labels[image_id]), *image.shape[:2])).astype(np.float16)
+
+    def edges(img, long_side):
+        return edge_map(model, img, "cpu", long_side)
+
+    for long_side in (None, 48):
+        label = walk_label(image, cams, labels[image_id], edges, dict(WALK, long_side=long_side), "cpu")
+        assert label.dtype == np.uint8 and label.shape == image.shape[:2]
+        assert set(np.unique(label)) <= {0, *labels[image_id]} and IGNORE not in label
+    assert not walk_label(image, cams[:0], [], edges, WALK, "cpu").any()  # no class: all background
+
+
+def test_killed_irn_training_resumes_bit_identical(demo_tree, tmp_path, monkeypatch):
+    ids = demo_tree.split_ids("train")
+    masks = {i: demo_tree.mask_path(i) for i in ids}
+    settings = dict(IRN_SETTINGS, epochs=3)
+
+    def train(name):
+        files = (tmp_path / f"{name}.pt", tmp_path / f"{name}.parquet", tmp_path / "checkpoint.pt")
+        return train_irn(demo_tree, ids, masks, 21, settings, 0, "cpu", files)
+
+    straight = train("straight")
+    batches_per_epoch = len(ids) // settings["batch_size"]
+    with monkeypatch.context() as patch:  # killed in epoch 3, after the checkpoint of epoch 2
+        patch.setattr(irn, "affinity_loss", killing_after(2 * batches_per_epoch + 1, irn.affinity_loss))
+        with pytest.raises(Killed):
+            train("resumed")
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    resumed = train("resumed")
+    assert list(resumed["epoch"]) == [1, 2, 3]
+    np.testing.assert_array_equal(resumed["loss"], straight["loss"])
+    a, b = load_irn(tmp_path / "straight.pt").state_dict(), load_irn(tmp_path / "resumed.pt").state_dict()
+    assert all(torch.equal(a[key], b[key]) for key in a)
