@@ -19,5 +19,5 @@ write_train_gallery(
     params.classes,
     params.bg_threshold,
     snakemake.output[0],
-    params.label_stages[-1],
+    params.rank_stage,
 )

@@ -78,9 +78,11 @@ def test_fresh_clone_pull_is_up_to_date(origin, tmp_path):
     (repo / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     assert dry_run(repo, "results/miou.parquet") == {
         "pseudo_masks": 2,
+        "train_irn": 1,  # IRN trains on the pseudo-masks
+        "random_walk": 2,
         "train_segmentation": 1,
         "predict_segmentation": 1,
-        "evaluate_stage": 2,
+        "evaluate_stage": 3,  # pseudo_mask, random_walk, segmentation
         "miou_table": 1,
     }
     status = sh(repo, BIN / "dvc", "status").stdout

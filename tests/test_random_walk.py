@@ -7,6 +7,7 @@ import torch
 
 import wsss.nets.irn as irn
 from tests.test_resume import Killed, killing_after
+from tests.test_training import SETTINGS
 from wsss.data.labels import image_labels, load_labels
 from wsss.data.voc import IGNORE, VOC_CLASSES, read_image
 from wsss.nets.irn import EdgeNet, edge_map, grid_labels, load_irn, train_irn
@@ -161,19 +162,12 @@ def test_edge_net_grid_and_frozen_backbone():
     assert grid_labels(torch.zeros(2, 96, 96, dtype=torch.long), (24, 24)).shape == (2, 24, 24)
 
 
+# the classifier tests' small ResNet-18 run (tests/test_training.py), as IRN's settings
 IRN_SETTINGS = {
-    "arch": "resnet18",
+    **{key: SETTINGS[key] for key in ("arch", "output_stride", "epochs", "batch_size", "momentum", "weight_decay")},
+    **{key: SETTINGS[key] for key in ("poly_power", "resize_long", "crop_size", "num_workers")},
     "pretrained": None,
-    "output_stride": 16,
-    "epochs": 2,
-    "batch_size": 4,
     "lr": 0.1,
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "poly_power": 0.9,
-    "resize_long": [40, 64],
-    "crop_size": 48,
-    "num_workers": 0,
     "radius": 5,
 }
 
@@ -210,24 +204,30 @@ def test_train_irn_is_deterministic_and_its_labels_are_dense(demo_tree, tmp_path
     assert not walk_label(image, cams[:0], [], edges, WALK, "cpu").any()  # no class: all background
 
 
-def test_killed_irn_training_resumes_bit_identical(demo_tree, tmp_path, monkeypatch):
-    ids = demo_tree.split_ids("train")
-    masks = {i: demo_tree.mask_path(i) for i in ids}
+def train_killed_and_resumed(tree, out, monkeypatch, device) -> tuple:
+    """train_irn for 3 epochs straight, and again killed in epoch 3 (after the checkpoint of epoch 2) and
+    rerun: (straight history, resumed history, the checkpoint the kill left, straight model, resumed model)."""
+    ids = tree.split_ids("train")
+    masks = {i: tree.mask_path(i) for i in ids}
     settings = dict(IRN_SETTINGS, epochs=3)
 
     def train(name):
-        files = (tmp_path / f"{name}.pt", tmp_path / f"{name}.parquet", tmp_path / "checkpoint.pt")
-        return train_irn(demo_tree, ids, masks, 21, settings, 0, "cpu", files)
+        files = (out / f"{name}.pt", out / f"{name}.parquet", out / "checkpoint.pt")
+        return train_irn(tree, ids, masks, 21, settings, 0, device, files)
 
     straight = train("straight")
     batches_per_epoch = len(ids) // settings["batch_size"]
-    with monkeypatch.context() as patch:  # killed in epoch 3, after the checkpoint of epoch 2
+    with monkeypatch.context() as patch:
         patch.setattr(irn, "affinity_loss", killing_after(2 * batches_per_epoch + 1, irn.affinity_loss))
         with pytest.raises(Killed):
             train("resumed")
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     resumed = train("resumed")
-    assert list(resumed["epoch"]) == [1, 2, 3]
+    return straight, resumed, checkpoint, load_irn(out / "straight.pt"), load_irn(out / "resumed.pt")
+
+
+def test_killed_irn_training_resumes_bit_identical(demo_tree, tmp_path, monkeypatch):
+    straight, resumed, checkpoint, a, b = train_killed_and_resumed(demo_tree, tmp_path, monkeypatch, "cpu")
+    assert checkpoint["epoch"] == 2 and list(resumed["epoch"]) == [1, 2, 3]
     np.testing.assert_array_equal(resumed["loss"], straight["loss"])
-    a, b = load_irn(tmp_path / "straight.pt").state_dict(), load_irn(tmp_path / "resumed.pt").state_dict()
-    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert all(torch.equal(value, b.state_dict()[key]) for key, value in a.state_dict().items())

@@ -97,6 +97,8 @@ RUNNERS = {
     ".venv/bin/snakemake --cores all --configfile config/demo-seeds.yaml config/demo-resnet18.yaml": (DRY_RUN, DEMO),
     # the grid: dry run here; tests/test_grid.py runs it for real (with the tiny config file added)
     ".venv/bin/snakemake --cores all --configfile config/demo-grid.yaml": (DRY_RUN, DEMO),
+    # pseudo-masks against random-walk labels over seeds: a dry run (test_workflow.py trains on both labels)
+    ".venv/bin/snakemake --cores all --configfile config/demo-labels.yaml config/demo-seeds.yaml": (DRY_RUN, DEMO),
     "cat results/ranking.txt": NotRun("shows the grid's output; tests/test_grid.py checks results/ranking.txt"),
     # PASCAL VOC: the literature's settings train at full size (and download): dry runs
     "snakemake --cores all results/miou.parquet --configfile config/voc2012.yaml": (DRY_RUN, VOC),
@@ -342,6 +344,8 @@ def test_workflow_commands(demo):
             assert (demo / "results/cams/r2").is_dir()
         if "demo-grid.yaml" in command:
             assert "train_classifier" in result.stdout
+        if "demo-labels.yaml" in command:  # two segmentation networks on pseudo-labels per seed, one bound
+            assert re.search(r"^train_segmentation\s+9$", result.stdout, re.M), result.stdout[-2000:]
         if "seeds" in command:  # every seed's chain, then the tables over seeds
             assert "grid_table" in result.stdout or command == "make seeds"
     assert (demo / "results/report.html").is_file()

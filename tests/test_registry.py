@@ -45,10 +45,24 @@ def test_stage_names_parse_back_and_carry_their_titles():
     assert "cam_oracle" in names and "cam_oracle" not in registry.stage_names(without_oracle)
 
 
+def test_label_sources_are_scored_stages_of_their_steps():
+    """segmentation.labels names a stage, and LABEL_STEPS the step that stage scores (the report ranks the
+    train gallery by that stage); the schema offers exactly these."""
+    for name, step_name in registry.LABEL_STEPS.items():
+        assert registry.stage(name)[0].step == step_name
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    assert schema["properties"]["segmentation"]["properties"]["labels"]["enum"] == list(registry.LABEL_STEPS)
+
+
 def test_every_step_reads_upstream_steps_of_the_registry():
     """The step graph is closed (every upstream step exists) and acyclic (closure terminates), and a run's
-    result needs every step except the CRF stage's (scored, not used further)."""
-    needed = {step for step, _ in registry.closure(CONFIG, "segmentation", "pseudo_mask")}
+    result needs every step except the CRF stage's (scored, not used further) and, on the confident
+    pseudo-masks, IRN's two; on IRN's random-walk labels it needs those too."""
+    on_masks = dict(CONFIG, segmentation=dict(CONFIG["segmentation"], labels="pseudo_mask"))
+    needed = {step for step, _ in registry.closure(on_masks, "segmentation", "pseudo_mask")}
+    assert needed == set(registry.STEPS) - {"crf", "irn", "random_walk"}
+    on_walk = dict(CONFIG, segmentation=dict(CONFIG["segmentation"], labels="random_walk"))
+    needed = {step for step, _ in registry.closure(on_walk, "segmentation", "pseudo_mask")}
     assert needed == set(registry.STEPS) - {"crf"}
     grid = Grid(CONFIG)
     assert grid.step_outputs("default", "cams", 1) == [f"results/cams/r1/shard{k}" for k in range(CONFIG["shards"])]

@@ -2,7 +2,9 @@
 commit before the package was regrouped and the registry introduced (issue 14), on the same machine.
 
 Bit-identity holds on one machine only (with the same threads), so both runs happen here, in this test.
-A later change that is meant to change the figures moves REFERENCE_COMMIT forward and says why.
+A later change that is meant to change the figures moves REFERENCE_COMMIT forward and says why. Stages
+added since (NEW_STAGES: IRN's random walk, issue 15) are left out of the comparison: every stage the
+reference scores must keep its figures.
 """
 
 import os
@@ -16,6 +18,7 @@ from tests.workflow_helpers import REPO, TINY, snakemake_command
 
 REFERENCE_COMMIT = "3df90193db5795bd1ea473c0ce58f11434a23961"
 CODE = ("Snakefile", "workflow", "scripts", "config", "src")
+NEW_STAGES = ("random_walk",)
 
 pytestmark = pytest.mark.workflow
 
@@ -40,5 +43,9 @@ def test_tiny_run_matches_the_reference_commit(tiny_reference, tmp_path):
     for table in ("summary.parquet", "miou.parquet"):
         then = pd.read_parquet(tmp_path / "results" / table)
         now = pd.read_parquet(tiny_reference / "results" / table)
+        assert set(now["stage"]) == set(then["stage"]) | set(NEW_STAGES)
+        now = now[~now["stage"].isin(NEW_STAGES)].reset_index(drop=True)
         pd.testing.assert_frame_equal(now, then, check_exact=True, obj=table)
-    assert (tiny_reference / "results/summary.txt").read_text() == (tmp_path / "results/summary.txt").read_text()
+    lines = (tiny_reference / "results/summary.txt").read_text().splitlines(keepends=True)
+    kept = "".join(line for line in lines if line.split(" ", 1)[0] not in NEW_STAGES)
+    assert kept == (tmp_path / "results/summary.txt").read_text()

@@ -6,12 +6,27 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
-from .workflow_helpers import copy_workflow, planned_jobs, run
+from wsss.data.voc import VOCTree, read_image, voc_palette
+from wsss.nets.irn import load_irn
+from wsss.pipeline.registry import stage_title
+
+from .workflow_helpers import copy_workflow, job_counts, planned_jobs, run
 
 pytestmark = pytest.mark.workflow  # Snakemake runs on a copy of the workflow
 
-STAGES = ["cam_r0", "cam_r1", "cam", "cam_oracle", "crf", "pseudo_mask", "segmentation", "fully_supervised"]
+STAGES = [
+    "cam_r0",
+    "cam_r1",
+    "cam",
+    "cam_oracle",
+    "crf",
+    "pseudo_mask",
+    "random_walk",
+    "segmentation",
+    "fully_supervised",
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +61,7 @@ def test_end_to_end_table(workdir):
     assert splits["cam"] == "train" and splits["pseudo_mask"] == "train" and splits["segmentation"] == "val"
     by_stage = summary.set_index("stage")
     assert by_stage.loc["pseudo_mask", "coverage"] < 1 and by_stage.loc["crf", "coverage"] == 1
+    assert by_stage.loc["random_walk", "coverage"] == 1 and splits["random_walk"] == "train"  # dense labels
     assert summary.set_index("stage").loc["cam_oracle", "oracle"] and not summary["oracle"].drop(3).any()
     for stage, group in table.groupby("stage"):  # chainercv: the mean over every class predicted or present
         assert summary.set_index("stage").loc[stage, "miou"] == pytest.approx(group["iou"].mean())
@@ -53,6 +69,41 @@ def test_end_to_end_table(workdir):
     cams = sorted((workdir / "results" / "cams" / "r0").glob("shard*/*.npy"))
     assert len(cams) == 12 and np.load(cams[0], allow_pickle=False).dtype == np.float16
     assert (workdir / "results" / "summary.txt").read_text().startswith("stage")
+
+
+def test_irn_and_random_walk_artifacts(workdir):
+    """IRN's boundary network and the random walk's label maps: one VOC-palette PNG per train image, inside
+    its shard, of the image's size, dense (no 255) and only with the image's own classes."""
+    results = workdir / "results"
+    model = load_irn(results / "irn" / "model.pt")
+    assert model.edge.out_channels == 1 and not any(p.requires_grad for p in model.features.parameters())
+    history = pd.read_parquet(results / "irn" / "history.parquet")
+    assert len(history) == yaml.safe_load((workdir / "config/config.yaml").read_text())["irn"]["epochs"]
+    assert not (results / "irn" / "checkpoint.pt").exists()
+    labels = pd.read_parquet(results / "labels" / "image_labels.parquet").set_index("image_id")["class_ids"]
+    tree = VOCTree.open(results / "data")
+    masks = sorted((results / "random_walk").glob("shard*/*.png"))
+    assert sorted(p.stem for p in masks) == sorted(tree.split_ids("train"))
+    assert {p.parent.name for p in masks} == {"shard0", "shard1"}
+    for path in masks:
+        png = Image.open(path)
+        assert png.mode == "P" and png.getpalette()[: 3 * 21] == voc_palette()[: 3 * 21]
+        label = np.asarray(png)
+        assert label.shape == read_image(workdir / tree.image_path(path.stem)).shape[:2]
+        assert set(np.unique(label)) <= {0, *labels[path.stem]}  # 255 never: every pixel labelled
+
+
+def test_segmentation_trains_on_random_walk_labels(workdir):
+    """segmentation.labels: random_walk retrains the segmentation network on the random walk's maps (its
+    settings changed), and nothing upstream."""
+    (workdir / "walk.yaml").write_text(yaml.safe_dump({"segmentation": {"labels": "random_walk"}}))
+    configs = ("tiny.yaml", "walk.yaml")
+    plan = job_counts(run(workdir, "-n", "results/miou.parquet", configfiles=configs).stdout)
+    # the network on ground truth does not read labels: it stays
+    assert plan == {"train_segmentation": 1, "predict_segmentation": 1, "evaluate_stage": 1, "miou_table": 1}
+    detail = run(workdir, "-n", "-p", "results/segmentation/pseudo_mask/model.pt", configfiles=configs).stdout
+    assert "results/random_walk/shard0" in detail and "results/pseudo_masks/shard0" not in detail
+    (workdir / "walk.yaml").unlink()
 
 
 def test_rerun_does_nothing(workdir):
@@ -90,7 +141,9 @@ def test_report(workdir):
     train = sorted(p.relative_to(gallery).with_suffix("").as_posix() for p in gallery.glob("*/*.png"))
     assert [name.split("__")[0] for name in train] == ["best/01", "sample/01", "sample/02", "sample/03", "worst/01"]
     scores = pd.read_parquet(workdir / "results" / "metrics" / "image_scores.parquet")
-    pseudo = scores[scores["stage"] == "pseudo_mask"].set_index("image_id")["miou"]
+    # ranked by the pseudo-labels the segmentation network learns from (segmentation.labels names their stage)
+    rank_stage = yaml.safe_load((workdir / "config/config.yaml").read_text())["segmentation"]["labels"]
+    pseudo = scores[scores["stage"] == rank_stage].set_index("image_id")["miou"]
     labels = pd.read_parquet(workdir / "results" / "labels" / "image_labels.parquet").set_index("image_id")
     pseudo = pseudo[labels.loc[pseudo.index, "class_ids"].map(len) > 0]  # best/worst rank images with objects
     best, worst = (name.split("__") for name in (train[0], train[-1]))
@@ -102,7 +155,7 @@ def test_report(workdir):
         assert (report / f"{name}.png").stat().st_size > 10_000
     run(workdir, "--report", "report.html")
     html = (workdir / "report.html").read_text()
-    for text in ("Train gallery", "Val gallery", "Classifier training", best[1], "pseudo-mask IoU"):
+    for text in ("Train gallery", "Val gallery", "Classifier training", best[1], f"{stage_title(rank_stage)} IoU"):
         assert text in html, text
 
 

@@ -35,5 +35,5 @@ rule weights:
     installed package, or the verified download) before it marks pulled steps up to date, so a clone never
     gets an empty placeholder for them from Snakemake's --touch."""
     input:
-        sorted({path for name in RUNS for section in ("classifier", "segmentation")
+        sorted({path for name in RUNS for section in ("classifier", "irn", "segmentation")
                 for path in pretrained_weights(GRID.configs[name][section])}),

@@ -5,8 +5,8 @@ REPORT = config["report"]
 TRAIN_GALLERY_STAGES = registry.stages_where(gallery="train")
 GALLERY_TITLES = {
     "sample": f"random sample of {REPORT['sample_size']} (seed {REPORT['seed']})",
-    "best": f"best {REPORT['best']} by {registry.stage_title(TRAIN_GALLERY_STAGES[-1])} IoU",
-    "worst": f"worst {REPORT['worst']} by {registry.stage_title(TRAIN_GALLERY_STAGES[-1])} IoU",
+    "best": f"best {REPORT['best']} by {registry.stage_title(config['segmentation']['labels'])} IoU",
+    "worst": f"worst {REPORT['worst']} by {registry.stage_title(config['segmentation']['labels'])} IoU",
 }
 
 rule report_train_gallery:
@@ -25,12 +25,15 @@ rule report_train_gallery:
             caption="../report/train_gallery.rst",
             category=TRAIN_GALLERY_CATEGORY,
             subcategory=lambda wildcards: GALLERY_TITLES[wildcards.selection],
-            labels={"rank": "{rank}", "image": "{image}", "classes": "{classes}", "pseudo-mask IoU": "{iou}"},
+            labels={"rank": "{rank}", "image": "{image}", "classes": "{classes}",
+                    f"{registry.stage_title(config['segmentation']['labels'])} IoU": "{iou}"},
         ),
     params:
         settings=REPORT,
         rounds=lambda wc: len(rounds(run_name(wc))),
-        label_stages=TRAIN_GALLERY_STAGES,  # ranked by the last: the labels the segmentation network learns from
+        label_stages=TRAIN_GALLERY_STAGES,
+        # ranked by the pseudo-labels the segmentation network learns from (their stage bears the labels' name)
+        rank_stage=lambda wc: settings(wc)["segmentation"]["labels"],
         split=config["splits"]["seed_eval"],
         bg_threshold=lambda wc: settings(wc)["cam"]["eval_threshold"],
         classes=config["classes"],

@@ -8,8 +8,13 @@ rule train_segmentation:
         model=step_output("segmentation", "model.pt"),
         history=step_output("segmentation", "history.parquet"),
     params:
-        # long_side only decides the predictions: changing it re-predicts and does not retrain
-        settings=lambda wc: {k: v for k, v in settings(wc)["segmentation"].items() if k != "long_side"},
+        # long_side only decides the predictions: changing it re-predicts and does not retrain; the network on
+        # ground truth does not read labels (registry.own_settings)
+        settings=lambda wc: {
+            k: v
+            for k, v in registry.own_settings(settings(wc), "segmentation", wc.supervision)["segmentation"].items()
+            if k != "long_side"
+        },
         split=SPLITS["train"],
         num_classes=len(config["classes"]),
         seed=lambda wc: settings(wc)["seed"],

@@ -25,9 +25,12 @@ from dataclasses import dataclass, field
 
 # The arguments a step can take, by the wildcard that carries it in the rules.
 ROUND, SUPERVISION = "round", "supervision"
-# What a segmentation network is trained on: the pseudo-masks (the WSSS result), or the ground truth (the
+# What a segmentation network is trained on: pseudo-labels (the WSSS result), or the ground truth (the
 # fully-supervised bound it is compared with).
 SUPERVISIONS = ("pseudo_mask", "ground_truth")
+# The steps whose label maps the pseudo-label network may train on, by their segmentation.labels value:
+# the confident pseudo-masks (255 where neither threshold is sure) or IRN's dense random-walk labels.
+LABEL_STEPS = {"pseudo_mask": "pseudo_masks", "random_walk": "random_walk"}
 # Folders of results/ besides the steps': the dataset index, the image labels, scores, figures, benchmarks.
 DATA, LABELS_FILE, METRICS, REPORT, BENCHMARKS = (
     "data",
@@ -141,11 +144,31 @@ STEPS = {
             cost="masks",
         ),
         Step(
+            "irn",
+            "irn",
+            reads=("seed", "irn"),
+            upstream=lambda config, arg: [("pseudo_masks", None)],
+            files=("model.pt", "history.parquet"),
+            rules=("train_irn",),
+            cost="masks",
+        ),
+        Step(
+            "random_walk",
+            "random_walk",
+            per_shard=True,
+            reads=("random_walk",),
+            upstream=lambda config, arg: [("irn", None), ("merged_cams", None)],
+            rules=("random_walk",),
+            cost="masks",
+        ),
+        Step(
             "segmentation",
             "segmentation/{supervision}",
             arg=SUPERVISION,
             reads=("seed", "segmentation"),
-            upstream=lambda config, supervision: [("pseudo_masks", None)] if supervision == "pseudo_mask" else [],
+            upstream=lambda config, supervision: (
+                [(LABEL_STEPS[config["segmentation"]["labels"]], None)] if supervision == "pseudo_mask" else []
+            ),
             files=("predictions", "model.pt", "history.parquet"),
             rules=("train_segmentation", "predict_segmentation"),
             cost="segmentation",
@@ -180,7 +203,10 @@ def own_settings(config: dict, name: str, arg=None) -> dict:
     reads = step(name).reads
     if name == "classifier" and int(arg) > 0:
         reads += ERASING_READS
-    return {key: setting(config, key) for key in reads}
+    settings = {key: setting(config, key) for key in reads}
+    if name == "segmentation" and arg == "ground_truth":  # labels picks the pseudo-labels; truth is truth
+        settings["segmentation"] = {k: v for k, v in settings["segmentation"].items() if k != "labels"}
+    return settings
 
 
 # Sections an experiment may override: the ones the steps read. The data (dataset, splits, shards) is the
@@ -253,6 +279,7 @@ STAGES = (
     ),
     Stage("crf", "CRF", "crf", LABELS, "seed_eval", ranked=True, gallery="train"),
     Stage("pseudo_mask", "pseudo-mask", "pseudo_masks", LABELS, "seed_eval", ranked=True, gallery="train"),
+    Stage("random_walk", "random walk", "random_walk", LABELS, "seed_eval", ranked=True, gallery="train"),
     Stage(
         "segmentation",
         "segmentation",
@@ -334,6 +361,7 @@ def closure(config: dict, name: str, arg=None) -> list[tuple[str, object]]:
 DVC_STEP_STAGES = {
     "cams_r{round}": ("classifier", "cams"),
     "pseudo_masks": ("merged_cams", "crf", "pseudo_masks"),
+    "random_walk": ("irn", "random_walk"),
     "segmentation": ("segmentation",),
 }
 

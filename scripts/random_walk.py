@@ -1,0 +1,13 @@
+from functools import partial
+
+from wsss.nets.irn import edge_map, load_irn
+from wsss.runtime import device, for_inference, setup
+from wsss.seeds.masks import label_cam_shard
+from wsss.seeds.random_walk import walk_label
+
+params = snakemake.params
+setup(snakemake.log[0], snakemake.threads)
+on = device()
+model = for_inference(load_irn(snakemake.input.model), on)
+to_label = partial(walk_label, edge_fn=partial(edge_map, model, device=on), settings=params.settings, device=on)
+label_cam_shard(snakemake.input, snakemake.output[0], snakemake.wildcards.shard, dict(params.items()), to_label)

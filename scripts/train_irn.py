@@ -1,0 +1,25 @@
+from pathlib import Path
+
+from wsss.data.voc import VOCTree, index_files
+from wsss.nets.irn import train_irn
+from wsss.pipeline.partial_work import fingerprint
+from wsss.runtime import device, setup
+
+params = snakemake.params
+setup(snakemake.log[0], snakemake.threads, params.seed)
+tree = VOCTree.open(snakemake.input.data)
+# Not a declared output, so Snakemake keeps it when a killed job reruns; the job resumes from it.
+checkpoint = Path(snakemake.output.model).with_name("checkpoint.pt")
+train_irn(
+    tree,
+    tree.split_ids(params.split),
+    index_files(snakemake.input.masks, ".png"),
+    params.num_classes,
+    params.settings,
+    params.seed,
+    device(),
+    (snakemake.output.model, snakemake.output.history, checkpoint),
+    fingerprint=fingerprint(dict(params.items()), snakemake.input),
+    checkpoint_every=snakemake.config["checkpoint_every"],
+    weights=snakemake.input.weights[0] if snakemake.input.weights else None,
+)
