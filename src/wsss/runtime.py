@@ -60,5 +60,16 @@ def autocast(device: torch.device):
 
 
 def for_inference(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """The model on the device in eval mode (channels_last on CUDA)."""
-    return model.to(torch.device(device), memory_format=memory_format(device)).eval()
+    """The model on the device in eval mode (channels_last on CUDA).
+
+    On CUDA this also switches cuDNN off for the process (each inference step is a process of its own):
+    inference sees a new input size with nearly every image (and scale), and cuDNN sets up every
+    convolution anew for each size. Measured on an H100 (4 scales + flip): EfficientNet-Lite0 on the demo's
+    80-128 px images, 78 s for 40 images of new sizes with cuDNN against 2.3 s without (1.2 s against 1.8 s
+    when the same sizes come again); ResNet-50 on 300-500 px images, 0.41 s against 0.12 s per image of a
+    new size (0.057 s against 0.074 s for a repeated one). Training (fixed crop sizes) keeps cuDNN.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.enabled = False
+    return model.to(device, memory_format=memory_format(device)).eval()
