@@ -22,7 +22,7 @@ from .workflow_helpers import REPO, copy_workflow, run, snakemake_command
 
 HELPER = REPO / ".ci" / "slurm-cluster"
 PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
-GPU_RULES = ["train_classifier", "cams", "train_segmentation", "predict_segmentation"]
+GPU_RULES = ["train_classifier", "cams", "train_segmentation", "predict_segmentation", "train_irn", "random_walk"]
 CPU_RULES = ["crf", "pseudo_masks", "merge_cams", "evaluate_stage"]
 LOCAL_RULES = [
     "demo_dataset",
@@ -49,7 +49,9 @@ SLURM_ARGS = [
     "--set-threads",
     "train_classifier=2",
     "train_segmentation=2",
+    "train_irn=2",
     "cams=1",
+    "random_walk=1",
     "predict_segmentation=1",
     "crf=1",
     "pseudo_masks=1",
