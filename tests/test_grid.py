@@ -41,10 +41,11 @@ def test_the_plan_computes_shared_steps_once(workdir):
     jobs = plan(workdir, "results/miou.parquet")
     assert jobs["train_classifier"] == 2  # round 0 for everyone, round 1 for cam_erasing
     assert jobs["cams"] == 3 * 2  # (cam r0, gradcampp r0, cam_erasing r1) x 2 shards
-    assert jobs["merge_cams"] == jobs["crf"] == jobs["pseudo_masks"] == 3 * 2
+    assert jobs["merge_cams"] == jobs["crf"] == jobs["pseudo_masks"] == jobs["random_walk"] == 3 * 2
+    assert jobs["train_irn"] == 3  # each experiment's pseudo-masks differ
     assert jobs["train_segmentation"] == 3 + 1  # one per experiment + one fully-supervised bound
-    # cam: 7 stages; gradcampp: 6 (shares fully_supervised); cam_erasing: 6 (shares cam_r0 and fully_supervised)
-    assert jobs["evaluate_stage"] == 7 + 6 + 6
+    # cam: 8 stages; gradcampp: 7 (shares fully_supervised); cam_erasing: 7 (shares cam_r0 and fully_supervised)
+    assert jobs["evaluate_stage"] == 8 + 7 + 7
     assert jobs["miou_table"] == 3 and jobs["grid_table"] == 1
 
 
