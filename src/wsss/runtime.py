@@ -53,6 +53,12 @@ def memory_format(device: torch.device) -> torch.memory_format:
     return torch.channels_last if torch.device(device).type == "cuda" else torch.preserve_format
 
 
+def flipped_pair(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """(2, 3, H, W): an image tensor and its horizontal flip on the device, in its memory format: the batch
+    every inference step averages over (CAMs, boundary maps, predictions)."""
+    return torch.stack([x, x.flip(-1)]).to(device, memory_format=memory_format(device))
+
+
 def autocast(device: torch.device):
     """float16 autocast on CUDA; a no-op on CPU, so CPU results stay exact and deterministic."""
     device = torch.device(device)

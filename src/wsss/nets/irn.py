@@ -17,7 +17,7 @@ from wsss.nets.models import load_checkpoint, load_state
 from wsss.nets.segmentation import SegmentationDataset
 from wsss.nets.training import train_and_save
 from wsss.nets.transforms import resize_long_side, to_tensor
-from wsss.runtime import autocast, memory_format
+from wsss.runtime import autocast, flipped_pair
 from wsss.seeds.random_walk import affinity_loss
 
 BRANCH_WIDTH = 32  # channels each backbone stage contributes to the boundary map (IRN's fc_edge1-5)
@@ -124,7 +124,7 @@ def edge_map(model: EdgeNet, image: np.ndarray, device, long_side: int | None = 
     it is), from the logits averaged over the image and its horizontal flip (IRN's EdgeDisplacement)."""
     device = torch.device(device)
     x = to_tensor(resize_long_side(image, long_side))
-    pair = torch.stack([x, x.flip(-1)]).to(device, memory_format=memory_format(device))
+    pair = flipped_pair(x, device)
     with autocast(device):
         logits = model(pair).float()
     return torch.sigmoid(logits[0, 0] / 2 + logits[1, 0].flip(-1) / 2)

@@ -15,7 +15,7 @@ from wsss.data.voc import IGNORE, VOCTree, pending_ids, read_image, read_mask, w
 from wsss.nets.models import load_checkpoint, load_state, segmentation_model
 from wsss.nets.training import ImageDataset, train_and_save
 from wsss.nets.transforms import augment, resize_long_side, to_tensor
-from wsss.runtime import autocast, for_inference, memory_format
+from wsss.runtime import autocast, flipped_pair, for_inference
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def predict(model: torch.nn.Module, image: np.ndarray, device, long_side: int | 
     device = torch.device(device)
     height, width = image.shape[:2]
     x = to_tensor(resize_long_side(image, long_side))
-    pair = torch.stack([x, x.flip(-1)]).to(device, memory_format=memory_format(device))
+    pair = flipped_pair(x, device)
     with autocast(device):
         logits = model(pair)["out"].float()
     logits = logits[0] + logits[1].flip(-1)

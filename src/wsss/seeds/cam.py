@@ -18,7 +18,7 @@ from tqdm import tqdm
 from wsss.data.voc import VOCTree, load_npy, pending_ids, read_image, save_npy
 from wsss.nets.models import Classifier
 from wsss.nets.transforms import resize_image, resize_long_side, to_tensor
-from wsss.runtime import autocast, for_inference, memory_format
+from wsss.runtime import autocast, flipped_pair, for_inference
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def _multiscale_cam(model: Classifier, image: np.ndarray, class_ids: list[int], 
         else:
             scaled = resize_image(image, max(1, round(height * scale)), max(1, round(width * scale)), Image.BICUBIC)
         x = to_tensor(scaled)
-        pair = torch.stack([x, x.flip(-1)]).to(device, memory_format=memory_format(device))
+        pair = flipped_pair(x, device)
         with torch.no_grad():
             cams = method_maps(model, pair, indices, settings, (height, width))
             if method == "cam":
