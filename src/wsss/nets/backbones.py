@@ -48,6 +48,9 @@ class WeightsError(ValueError):
 class Backbone(nn.Module):
     """stem -> stages[0..3]; forward gives the last stage's output.
 
+    stem[:stride2_end] ends at stride 2 (ResNet: before the max pool; EfficientNet: the whole stem): the
+    first skip of the encoder-decoder networks (pyramid).
+
     input_mean/input_std: the normalisation the backbone's ImageNet weights were trained with. Inputs
     arrive normalised with ImageNet's mean and std; a fixed per-channel affine map (buffers outside the
     state_dict) renormalises them, so data, erasing fills and padding stay the same for every backbone.
@@ -60,9 +63,13 @@ class Backbone(nn.Module):
         channels: list[int],
         input_mean=IMAGENET_MEAN,
         input_std=IMAGENET_STD,
+        stride2_end: int | None = None,
+        stride2_channels: int | None = None,
     ):
         super().__init__()
         self.stem, self.stages, self.channels = stem, nn.ModuleList(stages), list(channels)
+        self.stride2_end = len(stem) if stride2_end is None else stride2_end
+        self.stride2_channels = stride2_channels
         self.renormalise = tuple(input_mean) != IMAGENET_MEAN or tuple(input_std) != IMAGENET_STD
         # x_own = (x * std_in + mean_in - mean) / std = x * scale + shift
         std, mean = torch.tensor(input_std).view(1, 3, 1, 1), torch.tensor(input_mean).view(1, 3, 1, 1)
@@ -91,6 +98,21 @@ class Backbone(nn.Module):
         for number, stage in enumerate(self.stages[: max(stages)], start=1):
             x = outputs[number] = stage(x)
         return [outputs[stage] for stage in stages]
+
+    def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature maps at strides 2, 4, 8, 16 and 32 (the last ones at the same stride where the output
+        stride keeps resolution): the skips and the top of smp's decoders (wsss.nets.models)."""
+        x = self.stem[: self.stride2_end](self.adapt(x))
+        outputs = [x]
+        x = self.stem[self.stride2_end :](x)
+        for stage in self.stages:
+            x = stage(x)
+            outputs.append(x)
+        return outputs
+
+    @property
+    def pyramid_channels(self) -> list[int]:
+        return [self.stride2_channels, *self.channels]
 
     def frozen_modules(self, frozen_stages: int) -> list[nn.Module]:
         """mmdetection's convention: -1 nothing, 0 the stem, k >= 1 the stem and stages 1..k."""
@@ -134,7 +156,8 @@ def resnet(arch: str, output_stride: int, weights=None, dilate: bool = False) ->
                         module.stride = (1, 1)
     stages = [net.layer1, net.layer2, net.layer3, net.layer4]
     channels = [64, 128, 256, 512] if arch in ("resnet18", "resnet34") else [256, 512, 1024, 2048]
-    return Backbone(nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool), stages, channels)
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+    return Backbone(stem, stages, channels, stride2_end=3, stride2_channels=net.conv1.out_channels)
 
 
 def efficientnet_lite0(output_stride: int, weights=None) -> Backbone:
@@ -160,7 +183,7 @@ def efficientnet_lite0(output_stride: int, weights=None) -> Backbone:
         blocks[4][-1].conv_pwl.out_channels,
         net.conv_head.out_channels,
     ]
-    return Backbone(stem, stages, channels, LITE0_MEAN, LITE0_STD)
+    return Backbone(stem, stages, channels, LITE0_MEAN, LITE0_STD, stride2_channels=blocks[0][-1].conv_pw.out_channels)
 
 
 def load_weights(net: nn.Module, path, ignore=()) -> None:

@@ -1,5 +1,5 @@
-"""Networks: a multi-label classifier with a CAM head, and torchvision DeepLabV3 / FCN, on any backbone of
-wsss.nets.backbones."""
+"""Networks: a multi-label classifier with a CAM head, and the segmentation networks (torchvision's DeepLabV3 and
+FCN, FCN-8s, smp's DeepLabV3+, U-Net and FPN decoders), on any backbone of wsss.nets.backbones."""
 
 from __future__ import annotations
 
@@ -130,6 +130,18 @@ class Classifier(nn.Module):
 # DeepLabV3's ASPP rates scale with the output stride: (6, 12, 18) at 16 (Chen et al. 2017), doubled at 8
 # (torchvision's DeepLabHead default, (12, 24, 36), is the output-stride-8 setting), halved at 32.
 ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
+# Encoder-decoder networks: smp's decoders on the backbone's feature pyramid. U-Net and FPN upsample by 2 from
+# skip to skip, so they need every stride (an undilated backbone, output stride 32); DeepLabV3+'s decoder
+# reads the stride-4 skip and the ASPP output at 8 or 16.
+ENCODER_DECODER_STRIDES = {"deeplabv3plus": (8, 16), "unet": (32,), "fpn": (32,), "fcn8s": (32,)}
+SEGMENTATION_ARCHS = ("deeplabv3", "fcn", "fcn8s", "deeplabv3plus", "unet", "fpn")
+# How U-Net's decoder doubles the resolution before each skip: a learned 2x2 transposed convolution (Ronneberger
+# et al.'s up-convolution) or fixed bilinear / nearest interpolation (smp's UnetDecoder).
+UPSAMPLINGS = ("transpose", "bilinear", "nearest")
+UNREAD_UPSAMPLING = "bilinear"  # what the networks that do not read upsampling are built with
+# Inputs are padded to a multiple of this (bottom and right, with zeros: the mean colour after normalisation)
+# so that every stride-2 step halves exactly and the skips line up; the logits are cropped back.
+PAD_MULTIPLE = 32
 
 
 class Encoder(nn.Module):
@@ -143,17 +155,121 @@ class Encoder(nn.Module):
         return OrderedDict(out=self.net(x))
 
 
-def segmentation_model(
-    arch: str, backbone_arch: str, num_classes: int, output_stride: int = 8, weights=None
-) -> nn.Module:
-    """torchvision DeepLabV3 (ASPP head, rates following the output stride: ASPP_RATES) or FCN on a
-    backbone of the given output stride (dilated, as DeepLab: ResNet-50/101 and EfficientNet-Lite0)."""
+class UpThenBlock(nn.Module):
+    """A U-Net decoder block after a 2x2 transposed convolution: the block's own interpolation to the skip's
+    size is then the identity (the input is padded to a multiple of PAD_MULTIPLE)."""
+
+    def __init__(self, channels: int, block: nn.Module):
+        super().__init__()
+        self.up, self.block = nn.ConvTranspose2d(channels, channels, 2, stride=2), block
+
+    def forward(self, x, height, width, skip_connection=None):
+        return self.block(self.up(x), height, width, skip_connection=skip_connection)
+
+
+def unet_decoder(channels: list[int], upsampling: str) -> nn.Module:
+    """smp's U-Net decoder (five blocks, 256-128-64-32-16 channels, batch norm) from stride 32 to 1."""
+    from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
+
+    widths = (256, 128, 64, 32, 16)
+    interpolation = "nearest" if upsampling == "transpose" else upsampling
+    decoder = UnetDecoder([3, *channels], widths, n_blocks=len(widths), interpolation_mode=interpolation)
+    if upsampling == "transpose":
+        inputs = [channels[-1], *widths[:-1]]  # each block's input: the stage below, then the previous block
+        decoder.blocks = nn.ModuleList(UpThenBlock(c, b) for c, b in zip(inputs, decoder.blocks))
+    return decoder
+
+
+class FCN8sHead(nn.Module):
+    """FCN-8s's skip fusion (Long et al. 2015): class scores from the stride-32 features (torchvision's FCN
+    head), upsampled and added to 1x1-conv scores of the stride-16 and stride-8 features."""
+
+    def __init__(self, channels: list[int], num_classes: int):
+        super().__init__()
+        self.top = FCNHead(channels[-1], num_classes)
+        self.score16 = nn.Conv2d(channels[-2], num_classes, 1)
+        self.score8 = nn.Conv2d(channels[-3], num_classes, 1)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        scores = self.top(features[-1])
+        for conv, skip in ((self.score16, features[-2]), (self.score8, features[-3])):
+            scores = F.interpolate(scores, size=skip.shape[-2:], mode="bilinear", align_corners=False) + conv(skip)
+        return scores
+
+
+class EncoderDecoder(nn.Module):
+    """Backbone feature pyramid -> decoder -> 3x3 class conv (smp's SegmentationHead) -> logits at input size.
+
+    classifier holds everything new (decoder and class conv): the head that may take a larger lr, as
+    torchvision's models' classifier. Returns {"out": logits} like torchvision's segmentation models.
+    """
+
+    def __init__(self, net: Backbone, decoder: nn.Module, head: nn.Module | None = None):
+        super().__init__()
+        self.backbone = net
+        self.classifier = nn.ModuleDict(dict(decoder=decoder, **({"head": head} if head is not None else {})))
+
+    def forward(self, x: torch.Tensor) -> OrderedDict:
+        height, width = x.shape[-2:]
+        padded = F.pad(x, (0, -width % PAD_MULTIPLE, 0, -height % PAD_MULTIPLE))
+        out = self.classifier["decoder"]([padded, *self.backbone.pyramid(padded)])
+        if "head" in self.classifier:
+            out = self.classifier["head"](out)
+        if out.shape[-2:] != padded.shape[-2:]:
+            out = F.interpolate(out, size=padded.shape[-2:], mode="bilinear", align_corners=False)
+        return OrderedDict(out=out[..., :height, :width])
+
+
+def check_segmentation_arch(arch: str, output_stride: int, upsampling: str = UNREAD_UPSAMPLING) -> None:
     if arch not in SEGMENTATION_ARCHS:
         raise ValueError(f"segmentation.arch must be one of {', '.join(SEGMENTATION_ARCHS)}, got {arch!r}")
+    strides = ENCODER_DECODER_STRIDES.get(arch)
+    if strides is not None and output_stride not in strides:
+        raise ValueError(
+            f"segmentation.arch {arch} needs segmentation.output_stride in {list(strides)}, got {output_stride}"
+        )
+    if upsampling not in UPSAMPLINGS:
+        raise ValueError(f"segmentation.upsampling must be one of {', '.join(UPSAMPLINGS)}, got {upsampling!r}")
+
+
+def segmentation_model(
+    arch: str,
+    backbone_arch: str,
+    num_classes: int,
+    output_stride: int = 8,
+    weights=None,
+    upsampling: str = UNREAD_UPSAMPLING,
+) -> nn.Module:
+    """A segmentation network on a backbone of the registry (its ImageNet weights from a local file):
+
+    deeplabv3 / fcn: torchvision's DeepLabV3 (ASPP head, rates following the output stride: ASPP_RATES) and
+    FCN head on the dilated backbone (DeepLab: ResNet-50/101 and EfficientNet-Lite0 dilate);
+    fcn8s: FCN-8s's skip fusion (FCN8sHead); deeplabv3plus, unet, fpn: smp's decoders on the backbone's
+    feature pyramid (EncoderDecoder). upsampling: U-Net's (UPSAMPLINGS); the other networks do not read it.
+    """
+    check_segmentation_arch(arch, output_stride, upsampling)
     net = backbone(backbone_arch, output_stride, weights, dilate=True)
     if arch == "deeplabv3":
         return DeepLabV3(Encoder(net), DeepLabHead(net.out_channels, num_classes, ASPP_RATES[output_stride]))
-    return FCN(Encoder(net), FCNHead(net.out_channels, num_classes))
+    if arch == "fcn":
+        return FCN(Encoder(net), FCNHead(net.out_channels, num_classes))
+    if arch == "fcn8s":
+        return EncoderDecoder(net, FCN8sHead(net.pyramid_channels, num_classes))
+    from segmentation_models_pytorch.base import SegmentationHead
+
+    if arch == "deeplabv3plus":
+        from segmentation_models_pytorch.decoders.deeplabv3.decoder import DeepLabV3PlusDecoder
+
+        decoder = DeepLabV3PlusDecoder(
+            [3, *net.pyramid_channels], 5, 256, ASPP_RATES[output_stride], output_stride, True, 0.5
+        )
+        return EncoderDecoder(net, decoder, SegmentationHead(256, num_classes, kernel_size=1))
+    if arch == "unet":
+        return EncoderDecoder(net, unet_decoder(net.pyramid_channels, upsampling), SegmentationHead(16, num_classes))
+    from segmentation_models_pytorch.decoders.fpn.decoder import FPNDecoder
+
+    decoder = FPNDecoder([3, *net.pyramid_channels], 5, 256, 128, 0.2, "add")
+    return EncoderDecoder(net, decoder, SegmentationHead(128, num_classes, kernel_size=1))
 
 
 def save_checkpoint(path, checkpoint: dict) -> None:

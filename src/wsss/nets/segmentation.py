@@ -1,4 +1,5 @@
-"""The segmentation step: DeepLabV3 / FCN trained on (pseudo-)masks with 255 ignored, and inference."""
+"""The segmentation step: a network of wsss.nets.models trained on (pseudo-)masks with 255 ignored, and its
+inference (scales, flip, dense CRF)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from wsss.data.voc import IGNORE, VOCTree, pending_ids, read_image, read_mask, write_mask
-from wsss.nets.models import load_checkpoint, load_state, segmentation_model
+from wsss.nets.models import UNREAD_UPSAMPLING, load_checkpoint, load_state, segmentation_model
 from wsss.nets.training import ImageDataset, train_and_save
 from wsss.nets.transforms import augment, resize_long_side, to_tensor
-from wsss.runtime import autocast, flipped_pair, for_inference
+from wsss.runtime import autocast, flipped_pair, for_inference, memory_format
+from wsss.seeds.masks import crf_inference_prob
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,10 @@ def train_segmentation(
         tree, image_ids, mask_paths, num_classes, settings["resize_long"], settings["crop_size"]
     )
     torch.manual_seed(seed)
-    model = segmentation_model(settings["arch"], settings["backbone"], num_classes, settings["output_stride"], weights)
+    upsampling = settings.get("upsampling", UNREAD_UPSAMPLING)
+    model = segmentation_model(
+        settings["arch"], settings["backbone"], num_classes, settings["output_stride"], weights, upsampling
+    )
     head = list(model.classifier.parameters())
     head_ids = {id(p) for p in head}
     backbone = [p for p in model.parameters() if id(p) not in head_ids]
@@ -70,6 +75,7 @@ def train_segmentation(
         arch=settings["arch"],
         backbone=settings["backbone"],
         output_stride=settings["output_stride"],
+        upsampling=upsampling,
         num_classes=num_classes,
     )
     paths = (model_path, history_path, checkpoint_path)
@@ -93,35 +99,77 @@ def train_segmentation(
 def load_segmentation(path) -> torch.nn.Module:
     checkpoint = load_checkpoint(path)
     meta = checkpoint["meta"]
-    model = segmentation_model(meta["arch"], meta["backbone"], meta["num_classes"], meta["output_stride"])
+    model = segmentation_model(
+        meta["arch"],
+        meta["backbone"],
+        meta["num_classes"],
+        meta["output_stride"],
+        upsampling=meta.get("upsampling", UNREAD_UPSAMPLING),
+    )
     return load_state(model, checkpoint, path).eval()
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, image: np.ndarray, device, long_side: int | None = None) -> np.ndarray:
-    """Class-id map (uint8 HxW) for one image, from the logits averaged over the image and its horizontal flip.
+# The inference DeepLab and most WSSS papers score with is multi-scale (0.5-1.75) + flip, often + CRF; the
+# default here is one scale + flip.
+DEFAULT_INFERENCE = {"scales": [1.0], "flip": True, "crf": None}
 
-    long_side (None: the image as it is): the image is resized with PIL bicubic so that its long side is
-    long_side (the resolution the network was trained at) and the summed logits are resized bilinearly
-    back to H x W before the argmax.
+
+@torch.no_grad()
+def predict_logits(
+    model: torch.nn.Module, image: np.ndarray, device, long_side: int | None = None, scales=(1.0,), flip: bool = True
+) -> tuple[torch.Tensor, int]:
+    """(Summed logits (C, H, W) over the scales and flips, how many were summed) for one image.
+
+    At each scale the image is resized with PIL bicubic so that its long side is scale * long_side (long_side
+    None: scale * its own long side; long_side is the resolution the network was trained at) and the
+    logits (plus those of the horizontal flip, flipped back) are resized bilinearly to H x W.
     """
     device = torch.device(device)
     height, width = image.shape[:2]
-    x = to_tensor(resize_long_side(image, long_side))
-    pair = flipped_pair(x, device)
-    with autocast(device):
-        logits = model(pair)["out"].float()
-    logits = logits[0] + logits[1].flip(-1)
-    if logits.shape[-2:] != (height, width):
-        logits = F.interpolate(logits[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-    return logits.argmax(0).cpu().numpy().astype(np.uint8)
+    total, count = None, 0
+    for scale in scales:
+        side = round(scale * (long_side or max(height, width)))
+        x = to_tensor(resize_long_side(image, side))
+        batch = flipped_pair(x, device) if flip else x[None].to(device, memory_format=memory_format(device))
+        with autocast(device):
+            logits = model(batch)["out"].float()
+        logits = logits[0] + logits[1].flip(-1) if flip else logits[0]
+        if logits.shape[-2:] != (height, width):
+            logits = F.interpolate(logits[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+        total = logits if total is None else total + logits
+        count += len(batch)
+    return total, count
 
 
-def predict_images(model, tree: VOCTree, image_ids, out_dir: Path, device, long_side: int | None) -> None:
-    """Write <out_dir>/<id>.png for every image not written yet (long_side: see predict)."""
+def predict(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    device,
+    long_side: int | None = None,
+    scales=(1.0,),
+    flip: bool = True,
+    crf: dict | None = None,
+) -> np.ndarray:
+    """Class-id map (uint8 HxW) for one image: the argmax of the logits summed over scales and flips
+    (predict_logits); crf (dense-CRF parameters, wsss.seeds.masks.dense_crf): the argmax of a dense CRF over
+    the softmax of their mean instead (DeepLab v1/v2's post-processing)."""
+    logits, count = predict_logits(model, image, device, long_side, scales, flip)
+    if crf is None:
+        return logits.argmax(0).cpu().numpy().astype(np.uint8)
+    probs = torch.softmax(logits / count, 0).cpu().numpy()
+    return crf_inference_prob(image, probs, crf).astype(np.uint8)
+
+
+def predict_images(
+    model, tree: VOCTree, image_ids, out_dir: Path, device, long_side: int | None, inference: dict | None = None
+) -> None:
+    """Write <out_dir>/<id>.png for every image not written yet (long_side, inference's scales, flip and crf:
+    see predict; default DEFAULT_INFERENCE)."""
+    inference = {**DEFAULT_INFERENCE, **(inference or {})}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = for_inference(model, device)
     for image_id in tqdm(pending_ids(image_ids, out_dir, ".png"), desc="predict", mininterval=5):
         image = read_image(tree.image_path(image_id))
-        write_mask(out_dir / f"{image_id}.png", predict(model, image, device, long_side))
+        label = predict(model, image, device, long_side, inference["scales"], inference["flip"], inference["crf"])
+        write_mask(out_dir / f"{image_id}.png", label)

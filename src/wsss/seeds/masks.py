@@ -28,16 +28,14 @@ def cam_to_label(cams: np.ndarray, class_ids: list[int], bg_threshold: float) ->
     return label_keys(class_ids)[cam_to_indices(cams, bg_threshold)]
 
 
-def crf_inference_label(image: np.ndarray, indices: np.ndarray, num_labels: int, params: dict) -> np.ndarray:
-    """Dense CRF over a hard label map (IRN's crf_inference_label); returns refined indices."""
-    if num_labels < 2:
-        return np.zeros(indices.shape, np.int64)
+def dense_crf(image: np.ndarray, unary: np.ndarray, params: dict) -> np.ndarray:
+    """Mean-field inference of a dense CRF (Krähenbühl & Koltun) with a Gaussian (position) and a bilateral
+    (position and colour) kernel over an image, from unary energies (num_labels, H*W): (num_labels, H, W)."""
     import pydensecrf.densecrf as dcrf
-    from pydensecrf.utils import unary_from_labels
 
-    height, width = indices.shape
+    num_labels = unary.shape[0]
+    height, width = image.shape[:2]
     crf = dcrf.DenseCRF2D(width, height, num_labels)
-    unary = unary_from_labels(indices, num_labels, gt_prob=params["gt_prob"], zero_unsure=False)
     crf.setUnaryEnergy(np.ascontiguousarray(unary))
     crf.addPairwiseGaussian(sxy=params["gaussian"]["sxy"], compat=params["gaussian"]["compat"])
     crf.addPairwiseBilateral(
@@ -46,8 +44,26 @@ def crf_inference_label(image: np.ndarray, indices: np.ndarray, num_labels: int,
         rgbim=np.ascontiguousarray(image, dtype=np.uint8),
         compat=params["bilateral"]["compat"],
     )
-    q = np.asarray(crf.inference(params["iterations"])).reshape(num_labels, height, width)
-    return np.argmax(q, axis=0)
+    return np.asarray(crf.inference(params["iterations"])).reshape(num_labels, height, width)
+
+
+def crf_inference_label(image: np.ndarray, indices: np.ndarray, num_labels: int, params: dict) -> np.ndarray:
+    """Dense CRF over a hard label map (IRN's crf_inference_label); returns refined indices."""
+    if num_labels < 2:
+        return np.zeros(indices.shape, np.int64)
+    from pydensecrf.utils import unary_from_labels
+
+    unary = unary_from_labels(indices, num_labels, gt_prob=params["gt_prob"], zero_unsure=False)
+    return np.argmax(dense_crf(image, unary, params), axis=0)
+
+
+def crf_inference_prob(image: np.ndarray, probs: np.ndarray, params: dict) -> np.ndarray:
+    """Dense CRF over class probabilities (num_labels, H, W), as DeepLab v1/v2 post-process their predictions:
+    the refined argmax index per pixel."""
+    from pydensecrf.utils import unary_from_softmax
+
+    unary = unary_from_softmax(np.asarray(probs, np.float32))
+    return np.argmax(dense_crf(image, unary, params), axis=0)
 
 
 def crf_label(
