@@ -12,4 +12,5 @@ write_tables(
     plots_path=snakemake.output.per_class,
     experiment=snakemake.params.experiment,
     seed=snakemake.params.seed,
+    notes=snakemake.params.notes,
 )

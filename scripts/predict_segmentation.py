@@ -13,4 +13,5 @@ with shard_work_dir(snakemake.output[0], fingerprint(dict(snakemake.params.items
         work,
         device(),
         snakemake.params.long_side,
+        snakemake.params.inference,
     )

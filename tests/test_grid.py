@@ -1,19 +1,29 @@
 """The experiments grid through Snakemake's CLI on the tiny config: shared steps run once, one ranked table."""
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from .workflow_helpers import copy_workflow, job_counts, run
 
 pytestmark = pytest.mark.workflow  # Snakemake runs on a copy of the workflow
 
-# cam and gradcampp share the round-0 classifier; cam_erasing also cam's round-0 CAMs; all share the
-# fully-supervised bound. cam_erasing has the tiny config's own settings (2 rounds).
+# cam and gradcampp share the round-0 classifier; cam_erasing also cam's round-0 CAMs; the three share the
+# fully-supervised bound. cam_erasing has the tiny config's own settings (2 rounds). unet_ms_crf shares
+# everything up to the pseudo-masks with cam_erasing; its networks (and its bound) are its own: U-Net with
+# transposed convolutions, predicting over 2 scales + flip + a dense CRF.
+CRF = {"iterations": 5, "gaussian": {"sxy": 1, "compat": 3}, "bilateral": {"sxy": 10, "srgb": 3, "compat": 4}}
+UNET = {"arch": "unet", "output_stride": 32, "upsampling": "transpose"}
 EXPERIMENTS = {
     "cam": {"erasing": {"rounds": 1}},
     "gradcampp": {"erasing": {"rounds": 1}, "cam": {"method": "gradcampp"}},
     "cam_erasing": {"erasing": {"rounds": 2}},
+    "unet_ms_crf": {
+        "erasing": {"rounds": 2},
+        "segmentation": {**UNET, "inference": {"scales": [0.75, 1.0], "flip": True, "crf": CRF}},
+    },
 }
 GRID_FILES = ("tiny.yaml", "grid.yaml")
 
@@ -42,11 +52,12 @@ def test_the_plan_computes_shared_steps_once(workdir):
     assert jobs["train_classifier"] == 2  # round 0 for everyone, round 1 for cam_erasing
     assert jobs["cams"] == 3 * 2  # (cam r0, gradcampp r0, cam_erasing r1) x 2 shards
     assert jobs["merge_cams"] == jobs["crf"] == jobs["pseudo_masks"] == jobs["random_walk"] == 3 * 2
-    assert jobs["train_irn"] == 3  # each experiment's pseudo-masks differ
-    assert jobs["train_segmentation"] == 3 + 1  # one per experiment + one fully-supervised bound
-    # cam: 8 stages; gradcampp: 7 (shares fully_supervised); cam_erasing: 7 (shares cam_r0 and fully_supervised)
-    assert jobs["evaluate_stage"] == 8 + 7 + 7
-    assert jobs["miou_table"] == 3 and jobs["grid_table"] == 1
+    assert jobs["train_irn"] == 3  # each of the first three experiments' pseudo-masks differ
+    assert jobs["train_segmentation"] == 3 + 1 + 2  # one per experiment + one bound; U-Net: both its own
+    # cam: 8 stages; gradcampp: 7 (shares fully_supervised); cam_erasing: 7 (shares cam_r0 and fully_supervised);
+    # unet_ms_crf: its two networks' stages only
+    assert jobs["evaluate_stage"] == 8 + 7 + 7 + 2
+    assert jobs["miou_table"] == 4 and jobs["grid_table"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +67,7 @@ def grid_run(workdir):
 
 def test_grid_run_trains_each_shared_network_once(workdir, grid_run):
     counts = job_counts(grid_run.stdout + grid_run.stderr)
-    assert counts["train_classifier"] == 2 and counts["train_segmentation"] == 4
+    assert counts["train_classifier"] == 2 and counts["train_segmentation"] == 6
     results, logs = workdir / "results", workdir / "logs"
     assert sorted(str(p.relative_to(results)) for p in results.glob("*/classifier/r*")) == [
         "cam/classifier/r0",
@@ -93,7 +104,7 @@ def test_grid_tables_cover_every_experiment(workdir, grid_run, tiny_reference):
 def test_ranking_orders_experiments_and_prices_them(workdir, grid_run):
     ranking = pd.read_parquet(workdir / "results" / "ranking.parquet")
     assert sorted(ranking["experiment"]) == sorted(EXPERIMENTS)
-    assert ranking["segmentation"].is_monotonic_decreasing and list(ranking["rank"]) == [1, 2, 3]
+    assert ranking["segmentation"].is_monotonic_decreasing and list(ranking["rank"]) == [1, 2, 3, 4]
     costs = ranking.set_index("experiment")
     assert (costs["total_s"] > 0).all() and (costs["own_s"] <= costs["total_s"]).all()
     # gradcampp reuses cam's classifier, so it ran less than it needs
@@ -101,4 +112,25 @@ def test_ranking_orders_experiments_and_prices_them(workdir, grid_run):
     assert costs.loc["cam", "classifier_s"] == costs.loc["gradcampp", "classifier_s"] > 0
     lines = (workdir / "results" / "ranking.txt").read_text().splitlines()
     assert lines[0].startswith("Experiments ranked by segmentation mIoU")
-    assert [line.split()[1] for line in lines[2:5]] == list(ranking["experiment"])
+    assert [line.split()[1] for line in lines[2:6]] == list(ranking["experiment"])
+    assert "segmentation pix.acc" in lines[1]
+    summary = pd.read_parquet(workdir / "results" / "summary.parquet").set_index(["experiment", "stage"])
+    np.testing.assert_array_equal(
+        ranking["pixel_accuracy"], summary["pixel_accuracy"][:, "segmentation"][ranking["experiment"]]
+    )
+
+
+def test_each_network_reports_its_inference_and_has_its_own_bound(workdir, grid_run):
+    """The U-Net experiment trained its own networks on cam_erasing's pseudo-masks, and both its stages say
+    which network and which test-time inference made their predictions."""
+    results = workdir / "results"
+    assert not (results / "unet_ms_crf" / "pseudo_masks").exists()
+    model = torch.load(results / "unet_ms_crf/segmentation/ground_truth/model.pt", weights_only=True)
+    assert model["meta"]["arch"] == "unet" and model["meta"]["upsampling"] == "transpose"
+    summary = pd.read_parquet(results / "summary.parquet").set_index(["experiment", "stage"])["note"]
+    note = "unet (transpose) on efficientnet_lite0; scale 0.75, 1 + flip + CRF"
+    assert summary["unet_ms_crf", "segmentation"] == summary["unet_ms_crf", "fully_supervised"] == note
+    assert summary["cam", "segmentation"] == "deeplabv3 on efficientnet_lite0; scale 1 + flip"
+    assert summary["cam", "crf"] == ""
+    text = (results / "summary.txt").read_text()
+    assert f"  {note}" in text

@@ -97,6 +97,8 @@ RUNNERS = {
     ".venv/bin/snakemake --cores all --configfile config/demo-seeds.yaml config/demo-resnet18.yaml": (DRY_RUN, DEMO),
     # the grid: dry run here; tests/test_grid.py runs it for real (with the tiny config file added)
     ".venv/bin/snakemake --cores all --configfile config/demo-grid.yaml": (DRY_RUN, DEMO),
+    # the segmentation networks: a dry run (test_grid.py runs a U-Net with multi-scale + CRF inference for real)
+    ".venv/bin/snakemake --cores all --configfile config/demo-archs.yaml": (DRY_RUN, DEMO),
     # pseudo-masks against random-walk labels over seeds: a dry run (test_workflow.py trains on both labels)
     ".venv/bin/snakemake --cores all --configfile config/demo-labels.yaml config/demo-seeds.yaml": (DRY_RUN, DEMO),
     "cat results/ranking.txt": NotRun("shows the grid's output; tests/test_grid.py checks results/ranking.txt"),

@@ -12,7 +12,7 @@ import yaml
 
 from tests.workflow_helpers import REPO, snakemake_command
 from wsss.nets.backbones import ARCHS, OUTPUT_STRIDES
-from wsss.nets.models import POOLINGS, SEGMENTATION_ARCHS
+from wsss.nets.models import ENCODER_DECODER_STRIDES, POOLINGS, SEGMENTATION_ARCHS, UPSAMPLINGS
 from wsss.pipeline import registry
 from wsss.pipeline.experiments import Grid
 from wsss.seeds.cam import METHODS
@@ -31,6 +31,19 @@ def test_the_schema_enums_are_the_librarys():
     assert properties["cam"]["properties"]["method"]["enum"] == list(METHODS)
     assert properties["classifier"]["properties"]["pooling"]["enum"] == list(POOLINGS)
     assert properties["segmentation"]["properties"]["arch"]["enum"] == list(SEGMENTATION_ARCHS)
+    assert properties["segmentation"]["properties"]["upsampling"]["enum"] == list(UPSAMPLINGS)
+    # the archs' output strides: the schema's if/then rules name the library's constraints
+    rules = {
+        tuple(r["if"]["properties"]["arch"].get("enum", [r["if"]["properties"]["arch"].get("const")])): r["then"]
+        for r in properties["segmentation"]["allOf"]
+        if "if" in r
+    }
+    schema_strides = {
+        arch: then["properties"]["output_stride"].get("enum", [then["properties"]["output_stride"].get("const")])
+        for archs, then in rules.items()
+        for arch in archs
+    }
+    assert schema_strides == {arch: list(strides) for arch, strides in ENCODER_DECODER_STRIDES.items()}
 
 
 def test_stage_names_parse_back_and_carry_their_titles():

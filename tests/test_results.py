@@ -5,6 +5,7 @@ import pytest
 from wsss.data.voc import VOC_CLASSES, VOCTree, save_npy, write_mask
 from wsss.scoring.evaluate import evaluate_cams, evaluate_label_maps, load_scores, pixel_counts, save_scores
 from wsss.scoring.tables import (
+    COST_PARTS,
     build_tables,
     format_ranking,
     format_summary,
@@ -170,3 +171,15 @@ def test_one_seed_has_no_spread():
     assert summary["seeds"].eq(1).all() and summary["miou_sd"].isna().all()
     text = format_summary(runs)
     assert "±" not in text and "segmentation / fully-supervised mIoU: 0.625" in text
+
+
+def test_ranking_says_when_a_bound_is_no_bound():
+    """A fully-supervised network below the WSSS one (an underfit bound) is named under the ranking."""
+    runs = pd.concat([run_summary("fine", 0, 0.5, 0.8), run_summary("underfit", 0, 0.6, 0.3)], ignore_index=True)
+    parts = dict.fromkeys(COST_PARTS, 30.0)
+    costs = {name: {"total_s": 60.0, "own_s": 60.0, **parts} for name in ("fine/seed0", "underfit/seed0")}
+    ranking = ranking_table(runs, costs, {"fine/seed0": "fine", "underfit/seed0": "underfit"}, "segmentation")
+    assert ranking.set_index("experiment").loc["underfit", "ratio_to_fully_supervised"] == pytest.approx(2.0)
+    text = format_ranking(ranking, "segmentation", {"segmentation": "val"})
+    assert "seg/fully above 1 (underfit): the network on ground truth scores below" in text
+    assert "fine" not in text.splitlines()[-1]

@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 from wsss.pipeline import registry
+from wsss.pipeline.resources import segmentation_train_mem_mb
 from wsss.pipeline.experiments import DEFAULT, ExperimentError, Grid
 
 # torch/torchvision cache here, inside the project, should anything try to download in a job.

@@ -39,6 +39,7 @@ rule miou_table:
         seed=lambda wc: settings(wc)["seed"],
         stages=lambda wc: stages(run_name(wc)),
         splits=lambda wc: [stage_spec(run_name(wc), s)["split"] for s in stages(run_name(wc))],
+        notes=lambda wc: [registry.stage_note(settings(wc), s) for s in stages(run_name(wc))],
         classes=config["classes"],
     log:
         "logs/{expdir}miou_table.log",

@@ -1,5 +1,6 @@
 rule train_segmentation:
-    """DeepLabV3 (or FCN) on the pseudo-masks, or on the ground truth for the fully-supervised bound."""
+    """The segmentation network (segmentation.arch) on the pseudo-labels, or on the ground truth for the
+    fully-supervised bound."""
     input:
         data=DATASET,
         masks=upstream("segmentation"),
@@ -8,12 +9,12 @@ rule train_segmentation:
         model=step_output("segmentation", "model.pt"),
         history=step_output("segmentation", "history.parquet"),
     params:
-        # long_side only decides the predictions: changing it re-predicts and does not retrain; the network on
-        # ground truth does not read labels (registry.own_settings)
+        # long_side and inference only decide the predictions: changing them re-predicts and does not retrain;
+        # the network on ground truth does not read labels, nor any but U-Net upsampling (registry.own_settings)
         settings=lambda wc: {
             k: v
             for k, v in registry.own_settings(settings(wc), "segmentation", wc.supervision)["segmentation"].items()
-            if k != "long_side"
+            if k not in ("long_side", "inference")
         },
         split=SPLITS["train"],
         num_classes=len(config["classes"]),
@@ -26,13 +27,15 @@ rule train_segmentation:
         "../envs/wsss.yaml"
     threads: config["threads"]["train"]
     resources:
-        mem_mb=4000,
+        # by network, backbone, batch and crop (measured: wsss.pipeline.resources); the SLURM profile keeps it
+        mem_mb=lambda wc: segmentation_train_mem_mb(settings(wc)["segmentation"]),
     script:
         "../../scripts/train_segmentation.py"
 
 
 rule predict_segmentation:
-    """Val predictions at the resolution the network was trained for (segmentation.long_side), resized to the images."""
+    """Val predictions at the resolution the network was trained for (segmentation.long_side) with the
+    test-time scales, flip and CRF of segmentation.inference, resized to the images."""
     input:
         data=DATASET,
         model=step_output("segmentation", "model.pt"),
@@ -41,6 +44,7 @@ rule predict_segmentation:
     params:
         split=config["splits"]["val"],
         long_side=lambda wc: settings(wc)["segmentation"]["long_side"],
+        inference=lambda wc: settings(wc)["segmentation"]["inference"],
     log:
         "logs/{expdir}predict_segmentation/{supervision}.log",
     benchmark:

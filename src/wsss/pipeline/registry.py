@@ -204,8 +204,11 @@ def own_settings(config: dict, name: str, arg=None) -> dict:
     if name == "classifier" and int(arg) > 0:
         reads += ERASING_READS
     settings = {key: setting(config, key) for key in reads}
-    if name == "segmentation" and arg == "ground_truth":  # labels picks the pseudo-labels; truth is truth
-        settings["segmentation"] = {k: v for k, v in settings["segmentation"].items() if k != "labels"}
+    if name == "segmentation":
+        unread = set() if settings["segmentation"]["arch"] == "unet" else {"upsampling"}  # U-Net's decoder only
+        if arg == "ground_truth":  # labels picks the pseudo-labels; truth is truth
+            unread.add("labels")
+        settings["segmentation"] = {k: v for k, v in settings["segmentation"].items() if k not in unread}
     return settings
 
 
@@ -219,6 +222,22 @@ RESERVED = tuple(
         + [DATA, LABELS_FILE.partition("/")[0], METRICS, REPORT, BENCHMARKS]
     )
 )
+
+
+def segmentation_note(config: dict) -> str:
+    """A segmentation network and its test-time inference in a few words, e.g. "deeplabv3 on resnet101;
+    scales 0.5-1.75 (6) + flip + CRF" (the literature's figures depend on both)."""
+    settings = config["segmentation"]
+    inference = settings["inference"]
+    scales = [f"{scale:g}" for scale in inference["scales"]]
+    scales = f"scales {scales[0]}-{scales[-1]} ({len(scales)})" if len(scales) > 2 else f"scale {', '.join(scales)}"
+    arch = settings["arch"] + (f" ({settings['upsampling']})" if settings["arch"] == "unet" else "")
+    return (
+        f"{arch} on {settings['backbone']}; {scales}"
+        + " + flip" * inference["flip"]
+        + " + CRF" * bool(inference["crf"])
+    )
+
 
 # --- scored stages ------------------------------------------------------------------------------------
 
@@ -240,7 +259,8 @@ class Stage:
     ranked: a column of a grid's ranking and a choice of rank_by; gallery: "train" or "val" when the
     report's galleries show it as a panel; per_image: scored image by image (the report's best and worst);
     role: RESULT or BOUND (see there), or None;
-    when: (config) -> whether a run scores it.
+    when: (config) -> whether a run scores it;
+    note: (config) -> how its files were made, for the tables (e.g. a network's test-time inference).
     """
 
     name: str
@@ -254,6 +274,7 @@ class Stage:
     per_image: bool = True
     role: str | None = None
     when: Callable[[dict], bool] = field(default=lambda config: True)
+    note: Callable[[dict], str] = field(default=lambda config: "")
 
     @property
     def per_round(self) -> bool:
@@ -290,6 +311,7 @@ STAGES = (
         ranked=True,
         gallery="val",
         role=RESULT,
+        note=segmentation_note,
     ),
     Stage(
         "fully_supervised",
@@ -300,6 +322,7 @@ STAGES = (
         arg="ground_truth",
         gallery="val",
         role=BOUND,
+        note=segmentation_note,
     ),
 )
 STAGE_PATTERN = "|".join(stage.pattern.replace("(", "(?:") for stage in STAGES)  # the rules' {stage} wildcard
@@ -322,6 +345,10 @@ def stage_names(config: dict) -> list[str]:
             rounds = _rounds(config) if candidate.per_round else [None]
             names += [candidate.name.format(round=r) for r in rounds]
     return names
+
+
+def stage_note(config: dict, name: str) -> str:
+    return stage(name)[0].note(config)
 
 
 def stage_title(name: str) -> str:

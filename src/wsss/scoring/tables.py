@@ -57,13 +57,19 @@ def stage_summary(stage: str, split: str, scores: dict) -> dict:
 
 
 def build_tables(
-    stages: list[tuple[str, str, dict]], class_names: list[str], experiment: str = "default", seed: int | None = None
+    stages: list[tuple[str, str, dict]],
+    class_names: list[str],
+    experiment: str = "default",
+    seed: int | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-class table, per-stage summary) from (stage, split, scores) triples, in pipeline order; both
-    start with the experiment's name and the training seed, so the tables of a grid concatenate."""
+    start with the experiment's name and the training seed, so the tables of a grid concatenate. notes: per
+    stage, how its files were made (registry.stage_note), the summary's note column."""
     per_class = pd.concat([stage_rows(s, split, sc, class_names) for s, split, sc in stages], ignore_index=True)
     per_class["iou"] = per_class["iou"].astype(float)
     summary = pd.DataFrame([stage_summary(s, split, sc) for s, split, sc in stages])
+    summary["note"] = list(notes) if notes is not None else ""
     for frame in (per_class, summary):
         frame.insert(0, "experiment", experiment)
         frame.insert(1, "seed", pd.array([seed] * len(frame), dtype="Int64"))
@@ -73,15 +79,18 @@ def build_tables(
 def summary_over_seeds(runs: pd.DataFrame) -> pd.DataFrame:
     """Per experiment and stage (in run order): the mean of each figure over the runs (seeds), its sample
     standard deviation ("<figure>_sd", NaN for one seed) and the number of seeds."""
+    if "note" not in runs:  # summaries written before stages had notes
+        runs = runs.assign(note="")
     grouped = runs.groupby(["experiment", "stage", "split"], sort=False)
     table = grouped[list(FIGURES)].mean().join(grouped[list(FIGURES)].std(ddof=1).add_suffix("_sd"))
     table["seeds"] = grouped["seed"].count()
     table["num_images"] = grouped["num_images"].first()
     table["oracle"] = grouped["oracle"].first()
     table["bg_threshold"] = grouped["bg_threshold"].mean()  # an oracle's threshold may differ per seed
+    table["note"] = grouped["note"].first()
     order = [f for figure in FIGURES for f in (figure, f"{figure}_sd")]
     return table.reset_index()[
-        ["experiment", "stage", "split", *order, "seeds", "num_images", "oracle", "bg_threshold"]
+        ["experiment", "stage", "split", *order, "seeds", "num_images", "oracle", "bg_threshold", "note"]
     ]
 
 
@@ -142,7 +151,9 @@ def format_summary(runs: pd.DataFrame) -> str:
         )
         for (stage, split), group in own.groupby(["stage", "split"], sort=False):
             oracle = bool(group["oracle"].iloc[0])
-            note = f"ORACLE (bg threshold {group['bg_threshold'].mean():.2f}, chosen on ground truth)" if oracle else ""
+            note = group["note"].iloc[0] if "note" in group else ""
+            if oracle:
+                note = f"ORACLE (bg threshold {group['bg_threshold'].mean():.2f}, chosen on ground truth)"
             figures = "".join(f"{mean_sd(group[f]):>{width}}" for f in SHOWN)
             lines.append(f"{stage:<18}{split:<8}{figures}{int(group['num_images'].iloc[0]):>8d}  {note}".rstrip())
         ratio = ratio_to_fully_supervised(miou_by_run(own))
@@ -187,13 +198,14 @@ def write_tables(
     plots_path=None,
     experiment: str = "default",
     seed: int | None = None,
+    notes: list[str] | None = None,
 ) -> str:
     """Load each stage's scores, write the per-class and summary parquet files and the text summary.
 
     metrics_path (JSON) and plots_path (CSV, class x stage IoU) are the same figures in DVC's formats.
     """
     stages = [(stage, split, load_scores(path)) for stage, split, path in stage_files]
-    per_class, summary = build_tables(stages, list(class_names), experiment, seed)
+    per_class, summary = build_tables(stages, list(class_names), experiment, seed, notes)
     per_class.to_parquet(miou_path, index=False)
     summary.to_parquet(summary_path, index=False)
     if metrics_path:
@@ -231,8 +243,9 @@ def ranking_table(
 ) -> pd.DataFrame:
     """One row per experiment, best mean rank_by mIoU first (ties keep config order): the mean and sample
     standard deviation over its seeds ("<stage>_sd") of the mIoU at each ranked stage and of the ratio to
-    the fully-supervised bound, the mean compute time of its runs, and the ranks of the experiments it is
-    within noise of ("within_noise_of": their mean ± sd intervals of rank_by overlap)."""
+    the fully-supervised bound, of rank_by's pixel accuracy ("pixel_accuracy"), the mean compute time of its
+    runs, and the ranks of the experiments it is within noise of ("within_noise_of": their mean ± sd
+    intervals of rank_by overlap)."""
     experiments = list(dict.fromkeys(runs["experiment"]))
     wide = miou_by_run(runs)
     stages = [s for s in RANKED_STAGES if s in wide.columns]
@@ -240,6 +253,9 @@ def ranking_table(
     ratio = ratio_to_fully_supervised(wide)
     if len(ratio):
         per_run["ratio_to_fully_supervised"] = ratio
+    if "pixel_accuracy" in runs:
+        ranked = runs[runs["stage"] == rank_by].set_index(["experiment", "seed"])
+        per_run["pixel_accuracy"] = ranked["pixel_accuracy"].reindex(per_run.index)  # of the rank_by stage
     grouped = per_run.groupby(level="experiment", sort=False)
     table = grouped.mean().join(grouped.std(ddof=1).add_suffix("_sd"))
     table["seeds"] = grouped.size()
@@ -257,8 +273,9 @@ def ranking_table(
 
 
 def format_ranking(table: pd.DataFrame, rank_by: str, splits: dict[str, str]) -> str:
-    """The ranking as text: mIoU per stage (its split in the header) and the ratio to the fully-supervised
-    bound, as mean ± sd over seeds; which experiments are within noise; compute minutes per part."""
+    """The ranking as text: mIoU per stage (its split in the header), rank_by's pixel accuracy and the ratio to
+    the fully-supervised bound, as mean ± sd over seeds; which experiments are within noise; compute minutes
+    per part."""
     stages = [s for s in RANKED_STAGES if s in table.columns]
     replicated = int(table["seeds"].max()) > 1
     width = 15 if replicated else 7
@@ -269,6 +286,8 @@ def format_ranking(table: pd.DataFrame, rank_by: str, splits: dict[str, str]) ->
         return f"{row[key]:.3f}±{row[f'{key}_sd']:.3f}"
 
     columns = [(f"{s} ({splits[s]})", s) for s in stages]
+    if "pixel_accuracy" in table.columns:
+        columns.append((f"{rank_by} pix.acc", "pixel_accuracy"))
     if "ratio_to_fully_supervised" in table.columns:
         columns.append(("seg/fully", "ratio_to_fully_supervised"))
     minutes = [(f"{key[:-2]} min", key) for key in (*COST_PARTS, "own_s", "total_s")]
@@ -298,6 +317,13 @@ def format_ranking(table: pd.DataFrame, rank_by: str, splits: dict[str, str]) ->
     ]
     if replicated:
         lines.append("within noise of: the ranks whose mean ± sd interval of the ranked mIoU overlaps this one's.")
+    if "ratio_to_fully_supervised" in table.columns:
+        above = table.loc[table["ratio_to_fully_supervised"] > 1, "experiment"].tolist()
+        if above:
+            lines.append(
+                f"seg/fully above 1 ({', '.join(above)}): the network on ground truth scores below the one on "
+                "pseudo-labels, so it is no bound there (it underfits: see its training history)."
+            )
     return "\n".join(lines)
 
 
