@@ -75,6 +75,23 @@ def test_changing_the_cam_method_shares_the_classifier_only(base):
     assert g.owner("pp", "metrics", "fully_supervised") == "cam"
 
 
+def test_a_method_reads_only_its_own_sub_section(base):
+    """classifier.<method> decides the classifier only when it is classifier.method (registry.own_settings)."""
+    g = grid(
+        base,
+        cam={},
+        cam_acol_keys={"classifier": {"acol": {"threshold": 0.3}, "multi_dilation": {"rates": [1, 2]}}},
+        acol={"classifier": {"method": "acol"}},
+        acol_seam_keys={"classifier": {"method": "acol", "seam": {"scale": 0.5}}},
+        acol_low={"classifier": {"method": "acol", "acol": {"threshold": 0.3}}},
+    )
+    assert g.owner("cam_acol_keys", "classifier", 0) == g.owner("cam_acol_keys", "segmentation", "pseudo_mask") == "cam"
+    assert g.owner("acol", "classifier", 0) == "acol" and g.owner("acol", "cams", 0) == "acol"
+    assert g.owner("acol_seam_keys", "classifier", 0) == "acol"
+    assert g.owner("acol_low", "classifier", 0) == "acol_low"
+    assert g.owner("acol", "segmentation", "ground_truth") == "cam"
+
+
 def test_an_erasing_round_reuses_the_rounds_before_it(base):
     g = grid(base, one={"erasing": {"rounds": 1}}, two={"erasing": {"rounds": 2}}, three={"erasing": {"rounds": 3}})
     assert g.owner("two", "classifier", 0) == g.owner("two", "cams", 0) == "one"

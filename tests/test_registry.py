@@ -30,6 +30,7 @@ def test_the_schema_enums_are_the_librarys():
     assert SCHEMA["definitions"]["training"]["properties"]["output_stride"]["enum"] == list(OUTPUT_STRIDES)
     assert properties["cam"]["properties"]["method"]["enum"] == list(METHODS)
     assert properties["classifier"]["properties"]["pooling"]["enum"] == list(POOLINGS)
+    assert properties["classifier"]["properties"]["method"]["enum"] == list(registry.CLASSIFIER_METHODS)
     assert properties["segmentation"]["properties"]["arch"]["enum"] == list(SEGMENTATION_ARCHS)
     assert properties["segmentation"]["properties"]["upsampling"]["enum"] == list(UPSAMPLINGS)
     # the archs' output strides: the schema's if/then rules name the library's constraints

@@ -24,6 +24,9 @@ SETTINGS = {**TRAINING_SETTINGS, "epochs": 3, "resize_long": [40, 56], "crop_siz
 TAP_AND_HIDING = {"pooling": "tap", "tap_threshold": 0.3, "hide_and_seek": {"hide_prob": 0.5, "patch_size": 8}}
 # IRN's frozen BatchNorm and frozen stem + layer1 + layer2: the optimiser holds the trainable parameters only.
 IRN_FREEZING = {"frozen_bn": True, "frozen_stages": 2, "momentum": 1e-4}
+# SEAM's two branches with its PCM, and ACoL's two heads: two classification losses per step each.
+SEAM = {"method": "seam", "seam": {"scale": 0.5, "er_weight": 1.0, "ecr_weight": 1.0, "min_pool_weight": 1.0}}
+ACOL = {"method": "acol", "acol": {"threshold": 0.6}}
 
 
 class Killed(Exception):
@@ -55,7 +58,9 @@ def labels(demo_tree, tmp_path_factory):
     return load_labels(path)
 
 
-@pytest.mark.parametrize("num_workers, variant", [(0, {}), (1, {}), (1, TAP_AND_HIDING), (0, IRN_FREEZING)])
+@pytest.mark.parametrize(
+    "num_workers, variant", [(0, {}), (1, {}), (1, TAP_AND_HIDING), (0, IRN_FREEZING), (0, SEAM), (0, ACOL)]
+)
 def test_killed_classifier_resumes_bit_identical(
     demo_tree, labels, tmp_path, monkeypatch, caplog, num_workers, variant
 ):
@@ -78,11 +83,11 @@ def test_killed_classifier_resumes_bit_identical(
 
     straight = train("straight")
     batches_per_epoch = sum(1 for i in ids if labels[i]) // settings["batch_size"]  # drop_last
+    losses_per_batch = 2 if settings["method"] in ("seam", "acol") else 1
     with monkeypatch.context() as patch:
         # killed in the middle of epoch 3, after the checkpoint of epoch 2
-        patch.setattr(
-            F, "multilabel_soft_margin_loss", killing_after(2 * batches_per_epoch + 1, F.multilabel_soft_margin_loss)
-        )
+        calls = (2 * batches_per_epoch + 1) * losses_per_batch
+        patch.setattr(F, "multilabel_soft_margin_loss", killing_after(calls, F.multilabel_soft_margin_loss))
         with pytest.raises(Killed):
             train("resumed")
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 2

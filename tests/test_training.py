@@ -35,6 +35,7 @@ SETTINGS = {
     "hide_and_seek": {"hide_prob": 0.0, "patch_size": 16},
     "frozen_bn": False,
     "frozen_stages": -1,
+    "method": "cam",
 }
 
 

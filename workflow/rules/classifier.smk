@@ -9,7 +9,8 @@ rule train_classifier:
         model=step_output("classifier", "model.pt"),
         history=step_output("classifier", "history.parquet"),
     params:
-        settings=lambda wc: settings(wc)["classifier"],
+        # an expansion method's sub-section only when it is classifier.method (registry.own_settings)
+        settings=lambda wc: registry.own_settings(settings(wc), "classifier", wc.round)["classifier"],
         erasing_threshold=lambda wc: settings(wc)["erasing"]["threshold"],
         split=SPLITS["train"],
         num_classes=len(config["classes"]),

@@ -6,9 +6,9 @@ import logging
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from wsss.data.voc import VOCTree
+from wsss.nets.expansion import make_classifier
 from wsss.nets.models import Classifier, load_checkpoint, load_state
 from wsss.nets.training import ImageDataset, train_and_save
 from wsss.nets.transforms import augment, hide_patches, normalised_colour
@@ -103,7 +103,9 @@ def train_classifier(
         None if hide_fill_rgb is None else normalised_colour(hide_fill_rgb),
     )
     torch.manual_seed(seed)
-    model = Classifier(
+    method = settings["method"]
+    model = make_classifier(
+        method,
         settings["arch"],
         num_foreground,
         settings["output_stride"],
@@ -112,12 +114,13 @@ def train_classifier(
         settings["tap_threshold"],
         settings["frozen_bn"],
         settings["frozen_stages"],
+        method_settings=settings.get(method),
     )
     backbone, head = model.param_groups()
     scores, targets = [], []
 
     def on_batch(outputs, batch_targets):
-        scores.append(outputs.detach().float().cpu())
+        scores.append(model.batch_logits(outputs).detach().float().cpu())
         targets.append(batch_targets.cpu())
 
     def on_epoch_end():
@@ -132,11 +135,13 @@ def train_classifier(
         num_foreground=num_foreground,
         pooling=model.pooling,
         tap_threshold=model.tap_threshold,
+        method=model.method,
+        method_settings=model.method_settings(),
     )
     return train_and_save(
         model,
         dataset,
-        F.multilabel_soft_margin_loss,
+        model.loss,
         backbone,
         head,
         settings,
@@ -154,14 +159,16 @@ def train_classifier(
 
 
 def load_classifier(path) -> Classifier:
-    """The saved classifier in eval mode."""
+    """The saved classifier in eval mode (of its classifier.method; models saved before methods: classic CAM)."""
     checkpoint = load_checkpoint(path)
     meta = checkpoint["meta"]
-    model = Classifier(
+    model = make_classifier(
+        meta.get("method", "cam"),
         meta["arch"],
         meta["num_foreground"],
         meta["output_stride"],
         pooling=meta["pooling"],
         tap_threshold=meta["tap_threshold"],
+        method_settings=meta.get("method_settings"),
     )
     return load_state(model, checkpoint, path).eval()

@@ -52,7 +52,12 @@ class Classifier(nn.Module):
     optimiser never touches them (not even weight decay); frozen stages are kept in eval mode too, so their
     BatchNorm statistics do not move either. IRN = 2 (net/resnet50_cam.py: conv1 and bn1 do not require
     grad, and layer2's output is detached).
+
+    Subclasses (wsss.nets.expansion) expand the CAM inside the classifier: their forward may return a dict
+    (with "logits") that their loss() reads.
     """
+
+    method = "cam"  # classifier.method (wsss.nets.expansion.CLASSIFIER_METHODS)
 
     def __init__(
         self,
@@ -97,6 +102,19 @@ class Classifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(self.features(x))
 
+    def loss(self, outputs, targets: torch.Tensor) -> torch.Tensor:
+        """The training loss of forward's outputs: multi-label soft margin."""
+        return F.multilabel_soft_margin_loss(outputs, targets)
+
+    @staticmethod
+    def batch_logits(outputs) -> torch.Tensor:
+        """(N, num_foreground) image-level scores from forward's outputs (the epoch mAP's)."""
+        return outputs["logits"] if isinstance(outputs, dict) else outputs
+
+    def method_settings(self) -> dict:
+        """The method's own settings (classifier.<method>), saved with the model; none for classic CAM."""
+        return {}
+
     def pool(self, features: torch.Tensor) -> torch.Tensor:
         if self.pooling == "tap":
             return tap(features, self.tap_threshold)
@@ -122,9 +140,11 @@ class Classifier(nn.Module):
         return self.features.stage_outputs(x, stages)
 
     def param_groups(self):
-        """The trainable backbone parameters and the freshly initialised classifier head, so the head can
-        take a larger lr (IRN). Frozen parameters are left out."""
-        return [[p for p in self.features.parameters() if p.requires_grad], list(self.classifier.parameters())]
+        """The trainable backbone parameters and the freshly initialised head (the CAM head and whatever a
+        method adds: SEAM's PCM, ACoL's second head, the dilated heads), so the head can take a larger lr
+        (IRN; SEAM's and ACoL's new layers too). Frozen parameters are left out."""
+        head = [p for name, p in self.named_parameters() if not name.startswith("features.")]
+        return [[p for p in self.features.parameters() if p.requires_grad], head]
 
 
 # DeepLabV3's ASPP rates scale with the output stride: (6, 12, 18) at 16 (Chen et al. 2017), doubled at 8

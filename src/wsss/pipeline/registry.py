@@ -177,6 +177,10 @@ STEPS = {
 }
 # The erasing threshold matters from round 1 on: it is part of the classifier's settings there.
 ERASING_READS = ("erasing.threshold",)
+# classifier.method: classic CAM, or a CAM expansion trained into the classifier (wsss.nets.expansion); each
+# expansion method has its own settings sub-section classifier.<method>, read only when it is the method
+CLASSIFIER_METHODS = ("cam", "seam", "acol", "multi_dilation")
+CLASSIFIER_METHOD_SECTIONS = CLASSIFIER_METHODS[1:]
 
 
 def step(name: str) -> Step:
@@ -204,6 +208,10 @@ def own_settings(config: dict, name: str, arg=None) -> dict:
     if name == "classifier" and int(arg) > 0:
         reads += ERASING_READS
     settings = {key: setting(config, key) for key in reads}
+    if name == "classifier":  # each expansion method reads its own sub-section only (classifier.<method>)
+        method = settings["classifier"]["method"]
+        unread = set(CLASSIFIER_METHOD_SECTIONS) - {method}
+        settings["classifier"] = {k: v for k, v in settings["classifier"].items() if k not in unread}
     if name == "segmentation":
         unread = set() if settings["segmentation"]["arch"] == "unet" else {"upsampling"}  # U-Net's decoder only
         if arg == "ground_truth":  # labels picks the pseudo-labels; truth is truth

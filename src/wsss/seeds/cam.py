@@ -1,6 +1,7 @@
 """Class activation maps: multi-scale + flip inference (as IRN's make_cam), max-normalised, float16 .npy.
 
-Methods: classic CAM, Grad-CAM, Grad-CAM++ and a layer-fused CAM; options from "Rethinking CAM"
+Methods: classic CAM, Grad-CAM, Grad-CAM++ and a layer-fused CAM (classic CAM alone for the classifiers that
+expand their maps themselves, classifier.method: wsss.nets.expansion); options from "Rethinking CAM"
 (Bae et al., ECCV 2020): negative weight clamping (NWC) and percentile normalisation (PaS).
 """
 
@@ -66,7 +67,8 @@ def layer_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tenso
 
 
 def plain_maps(model: Classifier, batch: torch.Tensor, nwc: bool) -> torch.Tensor:
-    """Classic CAM of every class at feature resolution, (N, num_foreground, h, w)."""
+    """Classic CAM of every class at feature resolution, (N, num_foreground, h, w): the expansion methods'
+    own maps (SEAM's PCM, ACoL's fused heads, the dilated heads' sum) for their classifiers."""
     with torch.no_grad(), autocast(batch.device):
         return model.cam(batch, nwc).float()
 
@@ -138,6 +140,11 @@ def method_maps(model: Classifier, batch: torch.Tensor, indices: list[int], sett
     backward per class, give only the head channels in indices.
     """
     method = settings["method"]
+    if method != "cam" and model.method != "cam":
+        raise ValueError(
+            f"cam.method {method} differentiates the classifier's one linear head, which a classifier.method "
+            f"{model.method} model does not end in: use cam.method cam with it"
+        )
     if method == "cam":
         return plain_maps(model, batch, settings["nwc"])
     if method in ("gradcam", "gradcampp"):
