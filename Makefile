@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run grid seeds test unit lint repro pull
+.PHONY: install run grid expansion seeds test unit lint repro pull
 
 # (Re)creates .venv and installs the project (torch/torchvision pinned in pyproject.toml) whenever
 # pyproject.toml changes.
@@ -31,6 +31,11 @@ run: install
 # The experiments grid of config/demo-grid.yaml (README, "CAM methods and the experiments grid").
 grid: install
 	$(BIN)/snakemake --cores all --configfile config/demo-grid.yaml
+	@echo; echo "Experiments (results/ranking.txt; every experiment's rows: results/miou.parquet):"; cat results/ranking.txt
+
+# CAM expansion methods over seeds 0, 1, 2 (config/demo-expansion.yaml; README, "CAM methods and the experiments grid").
+expansion: install
+	$(BIN)/snakemake --cores all --configfile config/demo-expansion.yaml
 	@echo; echo "Experiments (results/ranking.txt; every experiment's rows: results/miou.parquet):"; cat results/ranking.txt
 
 # The demo replicated over three training seeds (config/demo-seeds.yaml): mean ± sd per stage.

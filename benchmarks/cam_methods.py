@@ -1,14 +1,17 @@
-"""CAM methods on CPU: seconds per image for each method, and the training-step cost of TAP and Hide-and-Seek.
+"""CAM methods on CPU: seconds per image for each method, and the training-step cost of TAP, Hide-and-Seek and
+the CAM-expansion classifiers (SEAM, ACoL, multi-dilation).
 
     .venv/bin/python benchmarks/cam_methods.py [--repeats 15] [--classes 2] [--threads 1]
 
 1. A randomly initialised ResNet-18 classifier (output stride 16, 20 classes) makes the CAMs of random
    images of the demo's size (100x128) with the default 4 scales + flips, as the cams rule does
    (threads.infer: 1), for every method; gradient methods pay one backward per image-level class, so
-   the number of classes per image is a parameter. Prints the median seconds per image.
+   the number of classes per image is a parameter; the classifier.method models (SEAM's PCM, ACoL's two
+   heads, multi-dilation's heads) make classic CAMs of their own kind. Prints the median seconds per image.
 2. One SGD step (forward, backward, update) on a batch of 16 crops of 96 px (the demo's classifier
-   settings, threads.train: 2) with GAP and with TAP, and the time Hide-and-Seek (hide_prob 0.5,
-   16 px patches) adds to making that batch. Prints medians and the overhead relative to the plain step.
+   settings, threads.train: 2) with GAP, with TAP and with each classifier.method (the demo grid's settings:
+   SEAM at scale 0.5, ACoL at 0.6, rates 1, 2, 3), and the time Hide-and-Seek (hide_prob 0.5, 16 px
+   patches) adds to making that batch. Prints medians and the overhead relative to the plain step.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import argparse
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from timing import interleaved_medians  # benchmarks/timing.py
 
+from wsss.nets.expansion import make_classifier
 from wsss.nets.models import Classifier
 from wsss.nets.transforms import hide_patches, normalised_colour
 from wsss.seeds.cam import DEFAULT_SETTINGS, image_cams
@@ -31,6 +34,12 @@ VARIANTS = {
     "gradcam": {"method": "gradcam"},
     "gradcampp": {"method": "gradcampp"},
     "layer_fused [2, 3, 4]": {"method": "layer_fused"},
+}
+# classifier.method: the demo grid's settings (config/demo-expansion.yaml)
+EXPANSIONS = {
+    "seam": {"scale": 0.5, "er_weight": 1.0, "ecr_weight": 1.0, "min_pool_weight": 1.0},
+    "acol": {"threshold": 0.6},
+    "multi_dilation": {"rates": [1, 2, 3]},
 }
 
 
@@ -46,18 +55,26 @@ def time_cam_methods(repeats: int, num_classes: int) -> dict[str, float]:
         )
         for name, variant in VARIANTS.items()
     }
+    settings = {**DEFAULT_SETTINGS, "scales": SCALES}
+    for method, method_settings in EXPANSIONS.items():
+        torch.manual_seed(0)
+        expanded = make_classifier(method, "resnet18", 20, 16, method_settings=method_settings).eval()
+        functions[f"classifier.method {method}"] = lambda m=expanded: image_cams(m, image, class_ids, settings, "cpu")
     return interleaved_medians(functions, repeats)
 
 
-def training_step(pooling: str, inputs: torch.Tensor, targets: torch.Tensor):
-    """One SGD step of a fresh classifier with the given pooling (TAP at threshold 0.5)."""
+def training_step(pooling: str, inputs: torch.Tensor, targets: torch.Tensor, method: str = "cam"):
+    """One SGD step of a fresh classifier with the given pooling (TAP at threshold 0.5) or classifier.method."""
     torch.manual_seed(0)
-    model = Classifier("resnet18", 20, 16, pooling=pooling, tap_threshold=0.5).train()
+    if method == "cam":
+        model = Classifier("resnet18", 20, 16, pooling=pooling, tap_threshold=0.5).train()
+    else:
+        model = make_classifier(method, "resnet18", 20, 16, method_settings=EXPANSIONS[method]).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        F.multilabel_soft_margin_loss(model(inputs), targets).backward()
+        model.loss(model(inputs), targets).backward()
         optimizer.step()
 
     return step
@@ -71,6 +88,7 @@ def time_training_steps(repeats: int) -> dict[str, float]:
         "gap": training_step("gap", inputs, targets),
         "tap": training_step("tap", inputs, targets),
         "hide": lambda: [hide_patches(x, 0.5, 16, fill) for x in inputs],
+        **{method: training_step("gap", inputs, targets, method) for method in EXPANSIONS},
     }
     return interleaved_medians(functions, repeats)
 
@@ -96,6 +114,9 @@ def main() -> None:
     print(f"  plain step (gap)         {plain * 1000:.1f} ms")
     print(f"  step with tap 0.5        {tap * 1000:.1f} ms  ({100 * (tap - plain) / plain:+.1f}%)")
     print(f"  hide-and-seek, 16 crops  {hiding * 1000:.2f} ms added  ({100 * hiding / plain:+.2f}%)")
+    for method in EXPANSIONS:
+        seconds = steps[method]
+        print(f"  {method + ' step':24s} {seconds * 1000:.1f} ms  ({100 * (seconds - plain) / plain:+.1f}%)")
 
 
 if __name__ == "__main__":

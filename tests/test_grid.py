@@ -13,7 +13,8 @@ pytestmark = pytest.mark.workflow  # Snakemake runs on a copy of the workflow
 # cam and gradcampp share the round-0 classifier; cam_erasing also cam's round-0 CAMs; the three share the
 # fully-supervised bound. cam_erasing has the tiny config's own settings (2 rounds). unet_ms_crf shares
 # everything up to the pseudo-masks with cam_erasing; its networks (and its bound) are its own: U-Net with
-# transposed convolutions, predicting over 2 scales + flip + a dense CRF.
+# transposed convolutions, predicting over 2 scales + flip + a dense CRF. seam trains its own classifier
+# (classifier.method seam: two branches and the PCM) and goes on like cam from its CAMs.
 CRF = {"iterations": 5, "gaussian": {"sxy": 1, "compat": 3}, "bilateral": {"sxy": 10, "srgb": 3, "compat": 4}}
 UNET = {"arch": "unet", "output_stride": 32, "upsampling": "transpose"}
 EXPERIMENTS = {
@@ -24,6 +25,7 @@ EXPERIMENTS = {
         "erasing": {"rounds": 2},
         "segmentation": {**UNET, "inference": {"scales": [0.75, 1.0], "flip": True, "crf": CRF}},
     },
+    "seam": {"erasing": {"rounds": 1}, "classifier": {"method": "seam", "seam": {"scale": 0.5}}},
 }
 GRID_FILES = ("tiny.yaml", "grid.yaml")
 
@@ -49,15 +51,15 @@ def test_a_bad_override_names_the_experiment(workdir):
 
 def test_the_plan_computes_shared_steps_once(workdir):
     jobs = plan(workdir, "results/miou.parquet")
-    assert jobs["train_classifier"] == 2  # round 0 for everyone, round 1 for cam_erasing
-    assert jobs["cams"] == 3 * 2  # (cam r0, gradcampp r0, cam_erasing r1) x 2 shards
-    assert jobs["merge_cams"] == jobs["crf"] == jobs["pseudo_masks"] == jobs["random_walk"] == 3 * 2
-    assert jobs["train_irn"] == 3  # each of the first three experiments' pseudo-masks differ
-    assert jobs["train_segmentation"] == 3 + 1 + 2  # one per experiment + one bound; U-Net: both its own
-    # cam: 8 stages; gradcampp: 7 (shares fully_supervised); cam_erasing: 7 (shares cam_r0 and fully_supervised);
-    # unet_ms_crf: its two networks' stages only
-    assert jobs["evaluate_stage"] == 8 + 7 + 7 + 2
-    assert jobs["miou_table"] == 4 and jobs["grid_table"] == 1
+    assert jobs["train_classifier"] == 3  # round 0 for the CAM experiments, round 1 for cam_erasing, SEAM's
+    assert jobs["cams"] == 4 * 2  # (cam r0, gradcampp r0, cam_erasing r1, seam r0) x 2 shards
+    assert jobs["merge_cams"] == jobs["crf"] == jobs["pseudo_masks"] == jobs["random_walk"] == 4 * 2
+    assert jobs["train_irn"] == 4  # each of the experiments but unet_ms_crf has its own pseudo-masks
+    assert jobs["train_segmentation"] == 4 + 1 + 2  # one per experiment + one bound; U-Net: both its own
+    # cam: 8 stages; gradcampp, seam: 7 (share fully_supervised); cam_erasing: 7 (shares cam_r0 and
+    # fully_supervised); unet_ms_crf: its two networks' stages only
+    assert jobs["evaluate_stage"] == 8 + 7 + 7 + 2 + 7
+    assert jobs["miou_table"] == 5 and jobs["grid_table"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +69,16 @@ def grid_run(workdir):
 
 def test_grid_run_trains_each_shared_network_once(workdir, grid_run):
     counts = job_counts(grid_run.stdout + grid_run.stderr)
-    assert counts["train_classifier"] == 2 and counts["train_segmentation"] == 6
+    assert counts["train_classifier"] == 3 and counts["train_segmentation"] == 7
     results, logs = workdir / "results", workdir / "logs"
     assert sorted(str(p.relative_to(results)) for p in results.glob("*/classifier/r*")) == [
         "cam/classifier/r0",
         "cam_erasing/classifier/r1",
+        "seam/classifier/r0",
     ]
+    seam = torch.load(results / "seam/classifier/r0/model.pt", weights_only=True)
+    assert seam["meta"]["method"] == "seam" and seam["meta"]["method_settings"]["scale"] == 0.5
+    assert any(key.startswith("pcm.") for key in seam["state_dict"])
     assert not (logs / "gradcampp" / "train_classifier").exists()
     assert not (results / "gradcampp" / "segmentation" / "ground_truth").exists()
     assert sorted(p.name for p in (results / "cam_erasing" / "cams").iterdir()) == ["merged", "r1"]
@@ -104,7 +110,7 @@ def test_grid_tables_cover_every_experiment(workdir, grid_run, tiny_reference):
 def test_ranking_orders_experiments_and_prices_them(workdir, grid_run):
     ranking = pd.read_parquet(workdir / "results" / "ranking.parquet")
     assert sorted(ranking["experiment"]) == sorted(EXPERIMENTS)
-    assert ranking["segmentation"].is_monotonic_decreasing and list(ranking["rank"]) == [1, 2, 3, 4]
+    assert ranking["segmentation"].is_monotonic_decreasing and list(ranking["rank"]) == [1, 2, 3, 4, 5]
     costs = ranking.set_index("experiment")
     assert (costs["total_s"] > 0).all() and (costs["own_s"] <= costs["total_s"]).all()
     # gradcampp reuses cam's classifier, so it ran less than it needs
@@ -112,7 +118,7 @@ def test_ranking_orders_experiments_and_prices_them(workdir, grid_run):
     assert costs.loc["cam", "classifier_s"] == costs.loc["gradcampp", "classifier_s"] > 0
     lines = (workdir / "results" / "ranking.txt").read_text().splitlines()
     assert lines[0].startswith("Experiments ranked by segmentation mIoU")
-    assert [line.split()[1] for line in lines[2:6]] == list(ranking["experiment"])
+    assert [line.split()[1] for line in lines[2:7]] == list(ranking["experiment"])
     assert "segmentation pix.acc" in lines[1]
     summary = pd.read_parquet(workdir / "results" / "summary.parquet").set_index(["experiment", "stage"])
     np.testing.assert_array_equal(

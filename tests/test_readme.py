@@ -97,6 +97,10 @@ RUNNERS = {
     ".venv/bin/snakemake --cores all --configfile config/demo-seeds.yaml config/demo-resnet18.yaml": (DRY_RUN, DEMO),
     # the grid: dry run here; tests/test_grid.py runs it for real (with the tiny config file added)
     ".venv/bin/snakemake --cores all --configfile config/demo-grid.yaml": (DRY_RUN, DEMO),
+    # CAM expansion over seeds: dry runs (test_grid.py runs SEAM through the workflow, test_cam_expansion.py
+    # trains every method)
+    ".venv/bin/snakemake --cores all --configfile config/demo-expansion.yaml": (DRY_RUN, DEMO),
+    "make expansion": (MAKE_DRY_RUN, DEMO),
     # the segmentation networks: a dry run (test_grid.py runs a U-Net with multi-scale + CRF inference for real)
     ".venv/bin/snakemake --cores all --configfile config/demo-archs.yaml": (DRY_RUN, DEMO),
     # pseudo-masks against random-walk labels over seeds: a dry run (test_workflow.py trains on both labels)
@@ -346,6 +350,10 @@ def test_workflow_commands(demo):
             assert (demo / "results/cams/r2").is_dir()
         if "demo-grid.yaml" in command:
             assert "train_classifier" in result.stdout
+        if "expansion" in command and command.startswith(".venv"):  # 5 round-0 classifiers + 1 round 1, x 3 seeds
+            assert re.search(r"^train_classifier\s+18$", result.stdout, re.M), result.stdout[-2000:]
+        if command == "make expansion":
+            assert "--configfile config/demo-expansion.yaml" in result.stdout, result.stdout
         if "demo-labels.yaml" in command:  # two segmentation networks on pseudo-labels per seed, one bound
             assert re.search(r"^train_segmentation\s+9$", result.stdout, re.M), result.stdout[-2000:]
         if "seeds" in command:  # every seed's chain, then the tables over seeds
