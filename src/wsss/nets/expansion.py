@@ -21,6 +21,7 @@ from torch import nn
 
 from wsss.nets.models import Classifier
 from wsss.pipeline.registry import CLASSIFIER_METHODS
+from wsss.seeds.cam import peak_normalised
 
 # SEAM's equivariant cross regularisation averages the hardest 20 % of its entries (train_SEAM.py)
 ECR_TOP = 0.2
@@ -141,10 +142,6 @@ def acol_erase_mask(maps: torch.Tensor, targets: torch.Tensor | None, threshold:
     if targets is not None:
         erased &= targets[:, :, None, None].bool()
     return (~erased).to(maps.dtype)
-
-
-def peak_normalised(maps: torch.Tensor) -> torch.Tensor:
-    return maps / (maps.amax((2, 3), keepdim=True) + EPS)
 
 
 class SEAMClassifier(Classifier):
