@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsss.nets.models import Classifier
+from wsss.nets.models import Classifier, head_weight
 from wsss.pipeline.registry import CLASSIFIER_METHODS
 from wsss.seeds.cam import peak_normalised
 
@@ -164,9 +164,9 @@ class SEAMClassifier(Classifier):
             scale=self.scale, er_weight=self.er_weight, ecr_weight=self.ecr_weight, min_pool_weight=self.min_pool_weight
         )
 
-    def branch(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> dict:
+    def branch(self, x: torch.Tensor, nwc: bool = False) -> dict:
         f2, f3, f4 = self.stage_outputs(x, [2, 3, 4])
-        raw = F.conv2d(f4, self.classifier.weight if weight is None else weight)
+        raw = F.conv2d(f4, head_weight(self.classifier, nwc))
         pcm = self.pcm(pcm_input(raw), x, f2, f3)
         return {"logits": self.classifier(self.pool(f4)).flatten(1), "raw": raw, "pcm": pcm, "size": x.shape[-2:]}
 
@@ -188,8 +188,7 @@ class SEAMClassifier(Classifier):
 
     def cam(self, x: torch.Tensor, nwc: bool = False) -> torch.Tensor:
         """The PCM's foreground maps (SEAM's inference), ReLU'd; nwc clamps the head before PCM."""
-        weight = self.classifier.weight.clamp(min=0) if nwc else None
-        return F.relu(self.branch(x, weight)["pcm"][:, 1:])
+        return F.relu(self.branch(x, nwc)["pcm"][:, 1:])
 
 
 class ACoLClassifier(Classifier):
@@ -225,11 +224,9 @@ class ACoLClassifier(Classifier):
     def cam(self, x: torch.Tensor, nwc: bool = False) -> torch.Tensor:
         """max(A, B on the A-erased features), each peak-normalised (ACoL's fusion of the two heads)."""
         features = self.features(x)
-        weight_a, weight_b = self.classifier.weight, self.classifier_b.weight
-        if nwc:
-            weight_a, weight_b = weight_a.clamp(min=0), weight_b.clamp(min=0)
-        maps_a = F.conv2d(features, weight_a).float()
-        maps_b = F.conv2d(features, weight_b).float() * acol_erase_mask(maps_a, None, self.threshold)
+        maps_a = F.conv2d(features, head_weight(self.classifier, nwc)).float()
+        maps_b = F.conv2d(features, head_weight(self.classifier_b, nwc)).float()
+        maps_b = maps_b * acol_erase_mask(maps_a, None, self.threshold)
         return torch.maximum(peak_normalised(F.relu(maps_a)), peak_normalised(F.relu(maps_b)))
 
 
@@ -274,8 +271,7 @@ class MultiDilationClassifier(Classifier):
         features = self.features(x)
 
         def head_map(conv):
-            weight = conv.weight.clamp(min=0) if nwc else conv.weight
-            return F.relu(F.conv2d(features, weight, padding=conv.padding, dilation=conv.dilation))
+            return F.relu(F.conv2d(features, head_weight(conv, nwc), padding=conv.padding, dilation=conv.dilation))
 
         maps = head_map(self.classifier)
         if self.dilated:

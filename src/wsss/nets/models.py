@@ -35,6 +35,11 @@ def tap(features: torch.Tensor, threshold: float) -> torch.Tensor:
     return pooled.to(features.dtype)
 
 
+def head_weight(conv: nn.Conv2d, nwc: bool) -> torch.Tensor:
+    """A CAM head's weights, with negative weight clamping (nwc) their negative entries set to 0."""
+    return conv.weight.clamp(min=0) if nwc else conv.weight
+
+
 class Classifier(nn.Module):
     """Backbone features -> global (or thresholded, TAP) average pooling -> 1x1 conv: one logit per
     foreground class.
@@ -130,10 +135,7 @@ class Classifier(nn.Module):
         nwc (negative weight clamping, Bae et al.): drop the head's negative weights, so features that
         speak against a class cannot carve holes into its map.
         """
-        features = self.features(x)
-        if nwc:
-            return F.relu(F.conv2d(features, self.classifier.weight.clamp(min=0)))
-        return F.relu(self.classifier(features))
+        return F.relu(F.conv2d(self.features(x), head_weight(self.classifier, nwc)))
 
     def stage_outputs(self, x: torch.Tensor, stages) -> list[torch.Tensor]:
         """The outputs of the given backbone stages (1-4), in the order asked for."""
