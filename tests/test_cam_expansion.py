@@ -131,6 +131,17 @@ def test_seam_pcm_losses_train_only_the_pcm():
     assert "small" not in model.eval()(x)  # the second pass is for training only
 
 
+def test_seam_cam_is_the_pcm_foreground_less_its_floor():
+    model = model_of("seam").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        pcm = model.branch(x)["pcm"][:, 1:]
+        cam = model.cam(x)
+    # min-max normalised after the pipeline's peak division, as infer_SEAM.py: each map's lowest pixel is 0
+    torch.testing.assert_close(cam, pcm - pcm.amin((2, 3), keepdim=True))
+    assert (cam.amin((2, 3)) == 0).all() and (pcm.amin((2, 3)) > 0).any()
+
+
 # --- ACoL
 
 

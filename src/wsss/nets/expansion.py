@@ -187,8 +187,13 @@ class SEAMClassifier(Classifier):
         )
 
     def cam(self, x: torch.Tensor, nwc: bool = False) -> torch.Tensor:
-        """The PCM's foreground maps (SEAM's inference), ReLU'd; nwc clamps the head before PCM."""
-        return F.relu(self.branch(x, nwc)["pcm"][:, 1:])
+        """The PCM's foreground maps (SEAM's inference) less each map's minimum; nwc clamps the head before PCM.
+
+        Every PCM output pixel is a convex combination of the map, so the maps stand on a floor that ER and ECR,
+        comparing min-max normalised maps, never see. infer_SEAM.py min-max normalises the maps it writes; with
+        the floor removed here (per scale), the pipeline's division by the peak does the same."""
+        maps = self.branch(x, nwc)["pcm"][:, 1:]
+        return F.relu(maps - maps.amin((2, 3), keepdim=True))
 
 
 class ACoLClassifier(Classifier):
