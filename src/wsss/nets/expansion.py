@@ -88,9 +88,7 @@ class PixelCorrelation(nn.Module):
         return aff / (aff.sum(1, keepdim=True) + EPS)
 
     def propagate(self, maps: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(maps.device.type, enabled=False):
-            aff = self.affinity(embedding.float())
-            return (maps.float().flatten(2) @ aff).view(maps.shape)
+        return (maps.float().flatten(2) @ self.affinity(embedding.float())).view(maps.shape)
 
     def forward(self, maps: torch.Tensor, image: torch.Tensor, f2: torch.Tensor, f3: torch.Tensor) -> torch.Tensor:
         with torch.autocast(maps.device.type, enabled=False):
@@ -222,9 +220,7 @@ class ACoLClassifier(Classifier):
         """The two heads' multi-label soft-margin losses, summed (ACoL's CE_A + CE_B)."""
         mask = acol_erase_mask(outputs["maps"], targets, self.threshold)
         logits_b = (outputs["maps_b"] * mask).mean((2, 3))
-        return F.multilabel_soft_margin_loss(outputs["logits"], targets) + F.multilabel_soft_margin_loss(
-            logits_b, targets
-        )
+        return super().loss(outputs["logits"], targets) + super().loss(logits_b, targets)
 
     def cam(self, x: torch.Tensor, nwc: bool = False) -> torch.Tensor:
         """max(A, B on the A-erased features), each peak-normalised (ACoL's fusion of the two heads)."""
@@ -266,9 +262,9 @@ class MultiDilationClassifier(Classifier):
     def loss(self, outputs, targets: torch.Tensor) -> torch.Tensor:
         if not isinstance(outputs, dict):
             return super().loss(outputs, targets)
-        total = F.multilabel_soft_margin_loss(outputs["logits"], targets)
+        total = super().loss(outputs["logits"], targets)
         for logits in outputs["dilated_logits"]:
-            total = total + F.multilabel_soft_margin_loss(logits, targets)
+            total = total + super().loss(logits, targets)
         return total
 
     def cam(self, x: torch.Tensor, nwc: bool = False) -> torch.Tensor:
