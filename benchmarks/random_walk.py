@@ -33,9 +33,9 @@ import numpy as np
 import torch
 import yaml
 
+from wsss.nets.hardware import for_inference
 from wsss.nets.irn import EdgeNet, edge_map
 from wsss.nets.transforms import long_side_size
-from wsss.runtime import for_inference
 from wsss.seeds.random_walk import random_walk, to_grid, walk_label
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,8 +1,9 @@
 from wsss.data.labels import load_labels
 from wsss.data.voc import VOCTree
 from wsss.nets.classifier import load_classifier
+from wsss.nets.hardware import device
 from wsss.pipeline.partial_work import fingerprint, shard_work_dir
-from wsss.runtime import device, setup
+from wsss.runtime import setup
 from wsss.seeds.cam import compute_cams
 from wsss.seeds.erasing import eraser_for_round
 

@@ -1,7 +1,7 @@
 from wsss.data.voc import VOCTree, index_files
 from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 from wsss.runtime import setup
-from wsss.seeds.cam import merge_cams
+from wsss.seeds.masks import merge_cams
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)

@@ -1,7 +1,8 @@
 from wsss.data.voc import VOCTree
+from wsss.nets.hardware import device
 from wsss.nets.segmentation import load_segmentation, predict_images
 from wsss.pipeline.partial_work import fingerprint, shard_work_dir
-from wsss.runtime import device, setup
+from wsss.runtime import setup
 
 setup(snakemake.log[0], snakemake.threads)
 tree = VOCTree.open(snakemake.input.data)

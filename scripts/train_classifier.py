@@ -3,8 +3,9 @@ from pathlib import Path
 from wsss.data.labels import load_labels, mean_colour
 from wsss.data.voc import VOCTree
 from wsss.nets.classifier import train_classifier
+from wsss.nets.hardware import device
 from wsss.pipeline.partial_work import fingerprint
-from wsss.runtime import device, setup
+from wsss.runtime import setup
 from wsss.seeds.erasing import eraser_for_round
 
 params = snakemake.params

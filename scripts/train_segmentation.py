@@ -1,9 +1,10 @@
 from pathlib import Path
 
 from wsss.data.voc import VOCTree, index_files
+from wsss.nets.hardware import device
 from wsss.nets.segmentation import train_segmentation
 from wsss.pipeline.partial_work import fingerprint
-from wsss.runtime import device, setup
+from wsss.runtime import setup
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads, params.seed)

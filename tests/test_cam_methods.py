@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-import wsss.runtime
+import wsss.nets.hardware
 import wsss.seeds.cam
 from wsss.nets.classifier import load_classifier
 from wsss.nets.models import Classifier, save_model, tap
@@ -341,7 +341,8 @@ def test_methods_run_under_autocast_and_channels_last(rng, monkeypatch, method):
     image = rng.integers(0, 256, size=(40, 48, 3)).astype(np.uint8)
     exact = image_cams(model, image, [3, 9], settings(method=method, scales=[1.0, 0.5]), "cpu")
     monkeypatch.setattr(wsss.seeds.cam, "autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
-    monkeypatch.setattr(wsss.runtime, "memory_format", lambda device: torch.channels_last)  # flipped_pair reads it
+    # flipped_pair reads the memory format from its own module
+    monkeypatch.setattr(wsss.nets.hardware, "memory_format", lambda device: torch.channels_last)
     model = model.to(memory_format=torch.channels_last)
     mixed = image_cams(model, image, [3, 9], settings(method=method, scales=[1.0, 0.5]), "cpu")
     assert mixed.dtype == np.float16 and np.isfinite(mixed).all()

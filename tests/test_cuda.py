@@ -11,8 +11,8 @@ import torch
 
 from tests.test_random_walk import WALK, train_killed_and_resumed
 from wsss.data.voc import read_image
+from wsss.nets.hardware import for_inference
 from wsss.nets.irn import EdgeNet, edge_map
-from wsss.runtime import for_inference
 from wsss.seeds.random_walk import random_walk, walk_label
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
@@ -60,7 +60,7 @@ def test_random_walk_on_cuda_matches_cpu(demo_tree):
 
 def test_inference_switches_cudnn_off_training_keeps_it(monkeypatch):
     """Per-image inference sees a new size with nearly every image: cuDNN's set-up per size costs more than
-    it saves (wsss.runtime.for_inference has the figures), so inference runs without it."""
+    it saves (wsss.nets.hardware.for_inference has the figures), so inference runs without it."""
     monkeypatch.setattr(torch.backends.cudnn, "enabled", True)
     for_inference(EdgeNet("resnet18", 16), "cpu")
     assert torch.backends.cudnn.enabled  # CPU: untouched

@@ -16,11 +16,11 @@ from tests.voc_data import make_photo_tree
 from tests.workflow_helpers import DEFAULT_WEIGHTS, REPO, TINY, copy_workflow, job_counts, resource_files, run
 from wsss.data.labels import image_labels
 from wsss.data.voc import DataError, VOCTree, read_image, read_mask, write_mask
+from wsss.nets.hardware import autocast, memory_format
 from wsss.nets.models import Classifier, segmentation_model
 from wsss.nets.segmentation import predict
 from wsss.nets.transforms import long_side_size, resize_image, to_tensor
 from wsss.pipeline.experiments import Grid, deep_merge
-from wsss.runtime import autocast, memory_format
 from wsss.seeds.cam import DEFAULT_SETTINGS, aligned_size, image_cams, method_maps, multiscale_cam, normalise, upsample
 
 SCALES = [1.0, 0.5, 1.5, 2.0]  # the default config's

@@ -13,11 +13,11 @@ from torch import nn
 
 from wsss.data.voc import VOCTree
 from wsss.nets.backbones import Backbone, backbone
+from wsss.nets.hardware import autocast, flipped_pair
 from wsss.nets.models import load_checkpoint, load_state
 from wsss.nets.segmentation import SegmentationDataset
 from wsss.nets.training import train_and_save
 from wsss.nets.transforms import resize_long_side, to_tensor
-from wsss.runtime import autocast, flipped_pair
 from wsss.seeds.random_walk import affinity_loss
 
 BRANCH_WIDTH = 32  # channels each backbone stage contributes to the boundary map (IRN's fc_edge1-5)

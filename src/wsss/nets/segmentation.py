@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from wsss.data.voc import IGNORE, VOCTree, pending_ids, read_image, read_mask, write_mask
+from wsss.nets.hardware import autocast, flipped_pair, for_inference, memory_format
 from wsss.nets.models import UNREAD_UPSAMPLING, load_checkpoint, load_state, segmentation_model
 from wsss.nets.training import ImageDataset, train_and_save
 from wsss.nets.transforms import augment, resize_long_side, to_tensor
-from wsss.runtime import autocast, flipped_pair, for_inference, memory_format
 from wsss.seeds.masks import crf_inference_prob
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from wsss.data.voc import VOCTree, read_image
+from wsss.nets.hardware import memory_format
 from wsss.nets.models import load_checkpoint, save_checkpoint, save_model
-from wsss.runtime import memory_format
 
 log = logging.getLogger(__name__)
 

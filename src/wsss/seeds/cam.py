@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from wsss.data.voc import VOCTree, load_npy, pending_ids, read_image, save_npy
+from wsss.data.voc import VOCTree, pending_ids, read_image, save_npy
+from wsss.nets.hardware import autocast, flipped_pair, for_inference
 from wsss.nets.models import Classifier
 from wsss.nets.transforms import resize_image, resize_long_side, to_tensor
-from wsss.runtime import autocast, flipped_pair, for_inference
 
 log = logging.getLogger(__name__)
 
@@ -251,12 +251,3 @@ def compute_cams(
         if eraser is not None:
             image = eraser(image_id, image)
         save_npy(out_dir / f"{image_id}.npy", image_cams(model, image, labels[image_id], settings, device))
-
-
-def merge_cams(cam_indexes: list[dict[str, Path]], image_ids, out_dir: Path) -> None:
-    """The per-pixel maximum over erasing rounds of each image's CAMs (images not written yet)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for image_id in tqdm(pending_ids(image_ids, out_dir, ".npy"), desc=f"merge {out_dir.name}", mininterval=5):
-        merged = np.maximum.reduce([load_npy(index[image_id]) for index in cam_indexes])
-        save_npy(out_dir / f"{image_id}.npy", merged.astype(np.float16))

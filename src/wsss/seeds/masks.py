@@ -1,4 +1,5 @@
-"""From CAMs to label maps: background-threshold argmax (IRN), dense CRF, and confident pseudo-masks."""
+"""From CAMs to label maps: the erasing rounds' CAMs merged, background-threshold argmax (IRN), dense CRF, and
+confident pseudo-masks. numpy only (no torch), so these CPU steps start fast."""
 
 from __future__ import annotations
 
@@ -8,8 +9,17 @@ import numpy as np
 from tqdm import tqdm
 
 from wsss.data.labels import load_labels
-from wsss.data.voc import IGNORE, DataError, VOCTree, load_npy, pending_ids, read_image, write_mask
+from wsss.data.voc import IGNORE, DataError, VOCTree, load_npy, pending_ids, read_image, save_npy, write_mask
 from wsss.pipeline.partial_work import fingerprint, shard_work_dir
+
+
+def merge_cams(cam_indexes: list[dict[str, Path]], image_ids, out_dir: Path) -> None:
+    """The per-pixel maximum over erasing rounds of each image's CAMs (images not written yet)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for image_id in tqdm(pending_ids(image_ids, out_dir, ".npy"), desc=f"merge {out_dir.name}", mininterval=5):
+        merged = np.maximum.reduce([load_npy(index[image_id]) for index in cam_indexes])
+        save_npy(out_dir / f"{image_id}.npy", merged.astype(np.float16))
 
 
 def cam_to_indices(cams: np.ndarray, bg_threshold: float) -> np.ndarray:
