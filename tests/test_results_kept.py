@@ -1,11 +1,14 @@
-"""Restructuring the code must not change a number: the tiny demo run gives the same tables as at the last
-commit before the package was regrouped and the registry introduced (issue 14), on the same machine.
+"""Restructuring the code must not change a number: the tiny demo run gives the same tables as at
+REFERENCE_COMMIT, on the same machine.
 
 Bit-identity holds on one machine only (with the same threads), so both runs happen here, in this test.
-A later change that is meant to change the figures moves REFERENCE_COMMIT forward and says why. Stages
-added since (NEW_STAGES: IRN's random walk, issue 15) are left out of the comparison: every stage the
-reference scores must keep its figures. So are columns added since (the stages' notes, issue 16: which
-network and test-time inference made the predictions), in the tables and in summary.txt.
+A later change that is meant to change the figures moves REFERENCE_COMMIT forward and says why.
+
+History: the reference was 3df9019, the last commit before the package was regrouped and the registry
+introduced (issue 14). It moved to 8c4c9f1 (CPU steps start without torch), whose tables this test found
+equal to 3df9019's in every stage and column 3df9019 had; 8c4c9f1 also scores what came since (IRN's random
+walk, issue 15; the segmentation stages' notes, issue 16), so these are now compared too, and its reference
+run takes about 60 s instead of 100 s on a 2-core machine.
 """
 
 import os
@@ -17,9 +20,8 @@ import yaml
 
 from tests.workflow_helpers import REPO, TINY, snakemake_command
 
-REFERENCE_COMMIT = "3df90193db5795bd1ea473c0ce58f11434a23961"
+REFERENCE_COMMIT = "8c4c9f195b7c9375d86caeaac122784a035f034c"
 CODE = ("Snakefile", "workflow", "scripts", "config", "src")
-NEW_STAGES = ("random_walk",)
 
 pytestmark = pytest.mark.workflow
 
@@ -42,16 +44,7 @@ def test_tiny_run_matches_the_reference_commit(tiny_reference, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for table in ("summary.parquet", "miou.parquet"):
-        then = pd.read_parquet(tmp_path / "results" / table)
         now = pd.read_parquet(tiny_reference / "results" / table)
-        assert set(now["stage"]) == set(then["stage"]) | set(NEW_STAGES)
-        assert set(now.columns) == set(then.columns) | ({"note"} if table == "summary.parquet" else set())
-        now = now[~now["stage"].isin(NEW_STAGES)].reset_index(drop=True)[list(then.columns)]
+        then = pd.read_parquet(tmp_path / "results" / table)
         pd.testing.assert_frame_equal(now, then, check_exact=True, obj=table)
-    notes = set(pd.read_parquet(tiny_reference / "results/summary.parquet")["note"]) - {""}
-    assert notes == {"deeplabv3 on efficientnet_lite0; scale 1 + flip"}
-    lines = (tiny_reference / "results/summary.txt").read_text().splitlines()
-    kept = [
-        line.removesuffix(f"  {note}") for line in lines if line.split(" ", 1)[0] not in NEW_STAGES for note in notes
-    ]
-    assert "\n".join(kept) + "\n" == (tmp_path / "results/summary.txt").read_text()
+    assert (tiny_reference / "results/summary.txt").read_text() == (tmp_path / "results/summary.txt").read_text()

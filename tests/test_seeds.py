@@ -15,7 +15,8 @@ SEEDS_FILES = ("tiny.yaml", "seeds.yaml")
 @pytest.fixture(scope="module")
 def replicated(tmp_path_factory):
     root = copy_workflow(tmp_path_factory.mktemp("seeds"))
-    (root / "seeds.yaml").write_text(yaml.safe_dump({"seeds": [0, 1]}))
+    # one shard (the tiny config has 2): half the per-shard jobs; seed 0 still equals the plain 2-shard run
+    (root / "seeds.yaml").write_text(yaml.safe_dump({"seeds": [0, 1], "shards": 1}))
     plan = job_counts(run(root, "-n", configfiles=SEEDS_FILES).stdout)
     result = run(root, configfiles=SEEDS_FILES)
     return root, plan, result

@@ -38,8 +38,10 @@ SLURM_ARGS = [
     "--slurm-status-command",
     "squeue",
     "--slurm-no-account",  # no accounting database on the test cluster
+    # The executor checks first after this many seconds and waits 10 s longer after each check that finds
+    # no job finished (snakemake-executor-plugin-slurm's backoff): 1 s makes each step of the chain 12 s.
     "--slurm-init-seconds-before-status-checks",
-    "2",
+    "1",
     "--slurm-keep-successful-logs",
     # The test node has no GPU. A --set-resources on the command line replaces the profile's whole table,
     # so the jobs keep the rules' own memory figures and the profile's default runtime.

@@ -16,9 +16,10 @@ from wsss.data.voc import read_mask, voc_palette
 
 pytestmark = pytest.mark.workflow  # Snakemake runs on a copy of the workflow
 
-# Demo-sized training on the tree: one erasing round keeps the test short.
+# Demo-sized training on the tree: one erasing round and one shard keep the test short.
 VOC_TINY = {
     **TINY,
+    "shards": 1,
     "classifier": {**TINY["classifier"], "epochs": 1},
     "erasing": {"rounds": 1},
     "splits": {"train": "train_aug"},
