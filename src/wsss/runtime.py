@@ -2,7 +2,8 @@
 
 torch is configured only when the step has loaded it: the CPU steps (CRF, pseudo-masks, scoring, tables,
 figures) never import it, which spares each of their jobs the ~3 s that importing torch and switching on its
-deterministic algorithms take (measured on a 2-core machine: a CRF shard of the tiny demo, 4.1 s → 1.2 s).
+deterministic algorithms take (2-core machine: a CRF shard of the tiny demo, 4.1 s → 0.65 s in Snakemake's
+benchmark; benchmarks/step_startup.py: 3.4-4.3 s → 0.2-0.9 s to start each CPU step).
 Steps that use torch import their modules before calling setup, as every script in scripts/ does.
 """
 
