@@ -8,7 +8,7 @@ History: the reference was 3df9019, the last commit before the package was regro
 introduced (issue 14). It moved to 8c4c9f1 (CPU steps start without torch), whose tables this test found
 equal to 3df9019's in every stage and column 3df9019 had; 8c4c9f1 also scores what came since (IRN's random
 walk, issue 15; the segmentation stages' notes, issue 16), so these are now compared too, and its reference
-run takes about 60 s instead of 100 s on a 2-core machine.
+run takes about 70 s instead of 100 s on a 2-core machine (measured in fresh-clone CI runs).
 """
 
 import os
