@@ -215,6 +215,36 @@ def test_train_gallery_files(demo_tree, fake_run, tmp_path):
         assert path.stat().st_size > 5000
 
 
+def test_train_gallery_wraps_large_panels_into_rows(demo_tree, fake_run, tmp_path):
+    """report.panel_inches and report.columns (config/photos.yaml): rows of at most `columns` panels of that size."""
+    run = fake_run
+    settings = {"sample_size": 3, "best": 0, "worst": 0, "seed": 0, "panel_inches": 3.2, "columns": 4}
+    out = tmp_path / "train_gallery"
+    write_train_gallery(
+        demo_tree,
+        run["labels"],
+        run["scores"],
+        "train",
+        settings,
+        [[run["folders"]["r0"]], [run["folders"]["r1"]]],
+        [run["folders"]["merged"]],
+        {"crf": [run["folders"]["crf"]], "pseudo_mask": [run["folders"]["pseudo"]]},
+        list(VOC_CLASSES),
+        0.5,
+        out,
+        "pseudo_mask",
+    )
+    files = sorted(out.glob("*/*.png"))
+    assert len(files) == 3
+    for path in files:
+        image_id = path.stem.split("__")[1]
+        panels = 1 + 2 * len(run["labels"][image_id]) + 4
+        rows = -(-panels // 4)
+        width, height = png_size(path)
+        assert width == pytest.approx(min(panels, 4) * 3.2 * DPI, abs=2)
+        assert height == pytest.approx((rows * 3.6 + 0.5) * DPI, abs=2)
+
+
 def test_val_gallery_files(demo_tree, fake_run, tmp_path):
     run = fake_run
     out = tmp_path / "val_gallery"

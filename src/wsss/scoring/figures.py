@@ -100,27 +100,39 @@ def save_figure(figure: Figure, path) -> None:
         figure.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
 
 
-def _panel_row(panels: list[tuple[str, np.ndarray]], title: str) -> Figure:
-    """One row of image panels, each with its title, under a figure title. Axes are placed by hand:
-    matplotlib's layout engines cost about a second per gallery figure."""
+def _panel_row(
+    panels: list[tuple[str, np.ndarray]], title: str, panel_inches: float = PANEL_INCHES, columns: int | None = None
+) -> Figure:
+    """Image panels, each with its title, under a figure title: one row, or rows of at most columns panels
+    (photos: panels large enough to read, in a figure a browser shows without shrinking them). Axes are placed
+    by hand: matplotlib's layout engines cost about a second per gallery figure."""
     title_inches, panel_title_inches, margin = 0.35, 0.4, 0.05
-    height = PANEL_INCHES + title_inches + panel_title_inches + 0.15
-    width = PANEL_INCHES * len(panels)
+    columns = len(panels) if not columns else min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    row_inches = panel_inches + panel_title_inches
+    height = rows * row_inches + title_inches + 0.15
+    width = panel_inches * columns
     figure = Figure(figsize=(width, height))
     figure.text(0.5, 1 - 0.05 / height, title, ha="center", va="top", fontsize=10)
     for k, (name, picture) in enumerate(panels):
+        column, bottom = k % columns, (rows - 1 - k // columns) * row_inches
         box = [
-            (k * PANEL_INCHES + margin) / width,
-            0.1 / height,
-            (PANEL_INCHES - 2 * margin) / width,
-            (PANEL_INCHES - margin) / height,
+            (column * panel_inches + margin) / width,
+            (bottom + 0.1) / height,
+            (panel_inches - 2 * margin) / width,
+            (panel_inches - margin) / height,
         ]
         ax = figure.add_axes(box)
         ax.imshow(picture, interpolation="nearest")
         ax.set_axis_off()
         # figure text, not ax.set_title: placing axes titles measures every axis (slow)
         figure.text(
-            (k + 0.5) * PANEL_INCHES / width, (PANEL_INCHES + 0.12) / height, name, ha="center", va="bottom", fontsize=8
+            (column + 0.5) * panel_inches / width,
+            (bottom + panel_inches + 0.12) / height,
+            name,
+            ha="center",
+            va="bottom",
+            fontsize=8,
         )
     return figure
 
@@ -141,10 +153,11 @@ def train_gallery_figure(
     class_names: list[str],
     bg_threshold: float,
     scores: dict[str, float],
+    layout: dict | None = None,
 ) -> Figure:
     """image | CAM heat-map per class and round | merged CAM (labels at the background threshold) | each
     label map (stage -> map, e.g. CRF, pseudo-mask; ignore white) | ground truth. scores: stage -> this
-    image's mIoU, shown in the titles."""
+    image's mIoU, shown in the titles. layout: _panel_row's panel_inches and columns (the report's)."""
     panels = [("image", image)]
     for round_index, cams in enumerate(round_cams):
         for channel, class_id in enumerate(class_ids):
@@ -162,7 +175,7 @@ def train_gallery_figure(
         ("ground truth", overlay_mask(image, truth)),
     ]
     names = ", ".join(class_names[c] for c in class_ids) or "no object"
-    return _panel_row(panels, f"{image_id}: {names}")
+    return _panel_row(panels, f"{image_id}: {names}", **(layout or {}))
 
 
 def val_gallery_figure(
@@ -173,6 +186,7 @@ def val_gallery_figure(
     fully_supervised: np.ndarray,
     class_names: list[str],
     scores: dict[str, float],
+    layout: dict | None = None,
 ) -> Figure:
     """image | segmentation (trained on pseudo-masks) | fully-supervised prediction | ground truth."""
     panels = [
@@ -182,7 +196,7 @@ def val_gallery_figure(
         ("ground truth", overlay_mask(image, truth)),
     ]
     present = [class_names[c] for c in np.unique(truth) if c not in (0, IGNORE)]
-    return _panel_row(panels, f"{image_id}: {', '.join(present) or 'no object'}")
+    return _panel_row(panels, f"{image_id}: {', '.join(present) or 'no object'}", **(layout or {}))
 
 
 # --- score plots --------------------------------------------------------------------------------------
@@ -312,6 +326,11 @@ def training_curves_figure(histories: list[pd.DataFrame]) -> Figure:
 # --- writing the galleries ----------------------------------------------------------------------------
 
 
+def panel_layout(settings: dict) -> dict:
+    """The report settings' panel size and columns (config report.panel_inches, report.columns)."""
+    return {"panel_inches": settings.get("panel_inches", PANEL_INCHES), "columns": settings.get("columns")}
+
+
 def _scores_by_image(image_scores: pd.DataFrame, split: str) -> dict[str, dict[str, float]]:
     """image id -> {stage: mIoU} for the stages scored on one split."""
     rows = image_scores[image_scores["split"] == split]
@@ -364,6 +383,7 @@ def write_train_gallery(
             class_names,
             bg_threshold,
             by_image[image_id],
+            panel_layout(settings),
         )
         name = gallery_file_name(
             row.rank, image_id, [class_names[c] for c in class_ids], {"iou": by_image[image_id][rank_stage]}
@@ -407,6 +427,7 @@ def write_val_gallery(
             ),
             class_names,
             by_image[image_id],
+            panel_layout(settings),
         )
         present = [class_names[c] for c in np.unique(truth) if c not in (0, IGNORE)]
         scores = {"seg": by_image[image_id][RESULT_STAGE], "fs": by_image[image_id][BOUND_STAGE]}
