@@ -34,4 +34,5 @@ train_classifier(
     checkpoint_every=snakemake.config["checkpoint_every"],
     weights=snakemake.input.weights[0] if snakemake.input.weights else None,
     hide_fill_rgb=mean_colour(snakemake.input.labels, image_ids),  # Hide-and-Seek fills like erasing does
+    class_names=params.classes,
 )

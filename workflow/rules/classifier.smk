@@ -14,6 +14,7 @@ rule train_classifier:
         erasing_threshold=lambda wc: settings(wc)["erasing"]["threshold"],
         split=SPLITS["train"],
         num_classes=len(config["classes"]),
+        classes=config["classes"],  # classifier.head_init: imagenet maps them to ImageNet's classes
         seed=lambda wc: settings(wc)["seed"],
     log:
         "logs/{expdir}train_classifier/r{round}.log",

@@ -9,6 +9,7 @@ import torch
 
 from wsss.data.voc import VOCTree
 from wsss.nets.expansion import make_classifier
+from wsss.nets.imagenet_head import init_head_from_imagenet
 from wsss.nets.models import Classifier, load_checkpoint, load_state
 from wsss.nets.training import ImageDataset, train_and_save
 from wsss.nets.transforms import augment, hide_patches, normalised_colour
@@ -81,12 +82,15 @@ def train_classifier(
     fingerprint: str = "",
     checkpoint_every: int = 1,
     hide_fill_rgb=None,
+    class_names: list[str] | None = None,
 ) -> pd.DataFrame:
     """Train one round's classifier; resumes from checkpoint_path when it holds a checkpoint of the same
     fingerprint (see training.fit), and removes it once the model and history are written.
 
     hide_fill_rgb: the dataset mean colour (RGB, 0-255) Hide-and-Seek fills hidden patches with, as
     erasing fills mined regions; required when settings["hide_and_seek"]["hide_prob"] > 0.
+    class_names: the config's classes (background first); settings["head_init"] imagenet starts the CAM head
+    of the named classes from the ImageNet classifier in the weights file (wsss.nets.imagenet_head).
     """
     num_foreground = num_classes - 1
     hiding = settings["hide_and_seek"]
@@ -116,6 +120,10 @@ def train_classifier(
         settings["frozen_stages"],
         method_settings=settings.get(method),
     )
+    if settings.get("head_init", "random") == "imagenet":
+        if not weights or class_names is None:
+            raise ValueError("classifier.head_init: imagenet needs classifier.pretrained weights and the class names")
+        init_head_from_imagenet(model.classifier, weights, list(class_names[1:]))
     backbone, head = model.param_groups()
     scores, targets = [], []
 
