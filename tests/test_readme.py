@@ -113,6 +113,15 @@ RUNNERS = {
     # demo-sized settings on an existing tree: dry run here (the option order); tests/test_voc_data.py's
     # `existing` fixture runs these settings for real on such a tree (voc_root from a config file)
     "snakemake --cores all results/miou.parquet --config voc_root=/data/my_dataset/VOC2012": (DRY_RUN, VOC),
+    # real photos: dry runs on the tiny tree here; tests/test_photos.py runs config/photos.yaml for real on a
+    # coco340 subset and the benchmark on its results
+    ".venv/bin/snakemake --cores all results/miou.parquet --configfile config/photos.yaml --config "
+    "voc_root=../shared/data/coco340-voc/VOC2012": (DRY_RUN, VOC),
+    ".venv/bin/snakemake --cores all --configfile config/photos.yaml config/demo-seeds.yaml --config "
+    "voc_root=../shared/data/coco340-voc/VOC2012": (DRY_RUN, VOC),
+    ".venv/bin/python benchmarks/photos.py results": NotRun(
+        "needs a finished run; tests/test_photos.py runs it on the photos run it makes"
+    ),
 }
 
 # placeholder -> its stand-in: a key of the test's `places` dict (paths and URLs of fixtures), else the text itself
@@ -126,6 +135,7 @@ SUBSTITUTIONS = {
     "/data/VOCdevkit/VOC2012": "voc_root",
     "/data/benchmark_RELEASE/dataset": "sbd_root",
     "/data/my_dataset/VOC2012": "voc_root",
+    "../shared/data/coco340-voc/VOC2012": "voc_root",
     # my_voc.yaml: a file of that name in VOC (config/voc2012.yaml + the fixture's voc_root/sbd_root);
     # my_account: kept (a dry run submits nothing)
 }

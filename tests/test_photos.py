@@ -1,0 +1,135 @@
+"""config/photos.yaml end to end on real photos: a 24-image subset of the coco340 development set (COCO JPEGs up
+to 640 px, masks with crowd regions at 255), read from ../shared and linked into a VOC-layout tree, one epoch per
+network. Checks the artefacts on real JPEGs, not their quality (benchmarks/photos.py and the closing notes measure
+that on the whole set over seeds)."""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from tests.workflow_helpers import REPO, copy_workflow, run
+from wsss.data.labels import load_labels
+from wsss.data.voc import IGNORE, load_npy, read_mask
+
+pytestmark = pytest.mark.workflow
+
+COCO340 = REPO.parent / "shared" / "data" / "coco340-voc" / "VOC2012"
+NUM_TRAIN, NUM_VAL = 16, 8
+# one epoch per network and one CAM scale pair: the profile's resolutions, CRF and walk stay as they are
+QUICK = {
+    "classifier": {"epochs": 1},
+    "cam": {"scales": [1.0, 2.0]},
+    "irn": {"epochs": 1},
+    "segmentation": {"epochs": 1},
+    "report": {"sample_size": 2, "best": 1, "worst": 1, "val_sample_size": 2},
+}
+
+
+def crowd_ids(root, ids):
+    return [i for i in ids if (np.array(Image.open(root / "SegmentationClass" / f"{i}.png")) == IGNORE).any()]
+
+
+def subset(root, split, count):
+    """The first count ids of a split, with up to two crowd images among them (255 regions in the masks)."""
+    ids = (root / "ImageSets" / "Segmentation" / f"{split}.txt").read_text().split()
+    crowd = crowd_ids(root, ids)[:2]
+    return sorted(crowd + [i for i in ids if i not in crowd][: count - len(crowd)])
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    if not COCO340.is_dir():
+        pytest.skip(f"the coco340 development set is not at {COCO340} (../shared/data/coco340-voc, outside the repo)")
+    base = tmp_path_factory.mktemp("photos")
+    tree = base / "coco24" / "VOC2012"
+    splits = {"train": subset(COCO340, "train", NUM_TRAIN), "val": subset(COCO340, "val", NUM_VAL)}
+    for folder, suffix in (("JPEGImages", ".jpg"), ("SegmentationClass", ".png")):
+        (tree / folder).mkdir(parents=True)
+        for image_id in splits["train"] + splits["val"]:
+            (tree / folder / f"{image_id}{suffix}").symlink_to(COCO340 / folder / f"{image_id}{suffix}")
+    (tree / "ImageSets" / "Segmentation").mkdir(parents=True)
+    for split, ids in splits.items():
+        (tree / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    workdir = copy_workflow(base / "w", {**QUICK, "voc_root": str(tree)})
+    run(workdir, "all", configfiles=("config/photos.yaml", "tiny.yaml"))
+    return workdir, tree, splits
+
+
+def test_photos_profile_runs_every_stage(photos):
+    workdir, _, splits = photos
+    summary = pd.read_parquet(workdir / "results/summary.parquet").set_index("stage")
+    for stage in ("cam", "crf", "pseudo_mask", "random_walk"):
+        assert summary.loc[stage, "num_images"] == len(splits["train"])
+    for stage in ("segmentation", "fully_supervised"):
+        assert summary.loc[stage, "num_images"] == len(splits["val"])
+    assert summary["miou"].between(0, 1).all()
+    assert not (workdir / "results/cams/r1").exists()  # one round: no erasing on photos
+
+
+def test_cams_and_labels_have_each_photos_size(photos):
+    workdir, tree, splits = photos
+    labels = load_labels(workdir / "results/labels/image_labels.parquet")
+    cams = {p.stem: p for p in (workdir / "results/cams/r0").glob("shard*/*.npy")}
+    masks = {p.stem: p for p in (workdir / "results/pseudo_masks").glob("shard*/*.png")}
+    walks = {p.stem: p for p in (workdir / "results/random_walk").glob("shard*/*.png")}
+    assert sorted(cams) == sorted(masks) == sorted(walks) == splits["train"]
+    for image_id in splits["train"]:
+        with Image.open(tree / "JPEGImages" / f"{image_id}.jpg") as jpeg:
+            width, height = jpeg.size
+        classes = labels[image_id]  # from the mask: every class it holds, ascending
+        cam = load_npy(cams[image_id])
+        assert cam.dtype == np.float16 and cam.shape == (len(classes), height, width)
+        for path in (masks[image_id], walks[image_id]):
+            with Image.open(path) as png:
+                assert png.mode == "P" and png.size == (width, height)
+                values = set(np.unique(np.array(png)).tolist())
+            assert values <= {0, IGNORE, *classes}, (path, values, classes)
+
+
+def test_crowd_regions_are_not_scored(photos):
+    """COCO's crowd regions are 255 in the masks: the val confusion matrix counts every other pixel, once."""
+    workdir, tree, splits = photos
+    assert any(
+        (read_mask(tree / "SegmentationClass" / f"{i}.png", 21) == IGNORE).any()
+        for i in splits["val"] + splits["train"]
+    )
+    scored = sum(int((read_mask(tree / "SegmentationClass" / f"{i}.png", 21) != IGNORE).sum()) for i in splits["val"])
+    with np.load(workdir / "results/metrics/fully_supervised.npz", allow_pickle=False) as metrics:
+        assert int(metrics["confusion"].sum()) == scored
+
+
+def test_gallery_panels_are_photo_sized(photos):
+    workdir, _, _ = photos
+    settings = yaml.safe_load((REPO / "config/photos.yaml").read_text())["report"]
+    panel = settings["panel_inches"] * 100
+    files = sorted((workdir / "results/report/train_gallery").glob("*/*.png"))
+    files += sorted((workdir / "results/report/val_gallery").glob("*.png"))
+    assert files
+    for path in files:
+        with Image.open(path) as png:
+            width, _ = png.size
+        assert width % round(panel) <= 2 and width <= settings["columns"] * panel + 2, (path, width)
+
+
+def test_benchmark_reads_the_runs_steps(photos):
+    """benchmarks/photos.py (README, "Your own photos") on the run: every step's time, memory and images/s."""
+    workdir, _, splits = photos
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/photos.py"), "results"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line and line[0].isalpha()}
+    for rule in ("train_classifier", "cams", "crf", "pseudo_masks", "train_irn", "random_walk", "train_segmentation"):
+        assert rule in rows, result.stdout
+    assert rows["cams"][1] == "2" and int(rows["cams"][5]) == len(splits["train"])  # 2 shard jobs, every image
+    assert int(rows["predict_segmentation"][5]) == 2 * len(splits["val"])  # two networks' predictions
+    assert re.search(r"== run: wall \d+\.\d min", result.stdout), result.stdout
