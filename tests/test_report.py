@@ -178,11 +178,9 @@ def test_image_scores_table(fake_run):
     assert pseudo["coverage"].min() < 1 and scores.loc[scores["stage"] == "crf", "coverage"].eq(1).all()
 
 
-def test_train_gallery_files(demo_tree, fake_run, tmp_path):
-    run = fake_run
-    settings = {"sample_size": 3, "best": 2, "worst": 2, "seed": 0}
-    out = tmp_path / "train_gallery"
-    chosen = write_train_gallery(
+def fake_train_gallery(demo_tree, run, settings, out):
+    """The fake run's train gallery: two rounds, CRF and pseudo-mask panels, ranked by pseudo-mask IoU."""
+    return write_train_gallery(
         demo_tree,
         run["labels"],
         run["scores"],
@@ -196,6 +194,13 @@ def test_train_gallery_files(demo_tree, fake_run, tmp_path):
         out,
         "pseudo_mask",
     )
+
+
+def test_train_gallery_files(demo_tree, fake_run, tmp_path):
+    run = fake_run
+    settings = {"sample_size": 3, "best": 2, "worst": 2, "seed": 0}
+    out = tmp_path / "train_gallery"
+    chosen = fake_train_gallery(demo_tree, run, settings, out)
     files = sorted(out.glob("*/*.png"))
     assert len(files) == len(chosen) == 7
     assert {p.parent.name for p in files} == {"sample", "best", "worst"}
@@ -220,20 +225,7 @@ def test_train_gallery_wraps_large_panels_into_rows(demo_tree, fake_run, tmp_pat
     run = fake_run
     settings = {"sample_size": 3, "best": 0, "worst": 0, "seed": 0, "panel_inches": 3.2, "columns": 4}
     out = tmp_path / "train_gallery"
-    write_train_gallery(
-        demo_tree,
-        run["labels"],
-        run["scores"],
-        "train",
-        settings,
-        [[run["folders"]["r0"]], [run["folders"]["r1"]]],
-        [run["folders"]["merged"]],
-        {"crf": [run["folders"]["crf"]], "pseudo_mask": [run["folders"]["pseudo"]]},
-        list(VOC_CLASSES),
-        0.5,
-        out,
-        "pseudo_mask",
-    )
+    fake_train_gallery(demo_tree, run, settings, out)
     files = sorted(out.glob("*/*.png"))
     assert len(files) == 3
     for path in files:
