@@ -7,7 +7,10 @@ a grid's experiments). Meant for config/photos.yaml on the coco340 development s
 but reads any run. Per rule: its jobs, their summed and longest seconds, the largest peak RSS, and for the
 per-image steps the images each second of job time covers (start-up included: a job's first ~4 s load torch).
 The run's wall time is from the first job's start (its benchmark file's mtime less its seconds) to the last
-job's end; jobs of one rule may have run side by side (shards), so wall < sum. Steps a run read from another
+job's end; jobs of one rule may have run side by side (shards), so wall < sum. Where several runs (seeds) were
+scheduled together their jobs interleave and that wall time means little: "alone" estimates a run by itself
+on --cores cores: each per-image rule's job time divided by min(its jobs, cores) (its jobs take one thread
+each), the training rules' job time as it is (each takes every core). Steps a run read from another
 run's folder (a grid's shared steps) have no benchmark file in it.
 """
 
@@ -66,6 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="?", default="results", type=Path)
     parser.add_argument("--runs", nargs="*", help="run folders under RESULTS (default: every one with benchmarks/)")
+    parser.add_argument("--cores", type=int, default=2, help="cores for the 'alone' estimate (default 2)")
     args = parser.parse_args()
     sizes = split_sizes(args.results)
     runs = args.runs or sorted(
@@ -78,7 +82,12 @@ def main() -> None:
             continue
         label = "run" if name == "." else name
         walls[label] = wall
-        print(f"\n== {label}: wall {wall / 60:.1f} min, job time {table['sum_s'].sum() / 60:.1f} min ==")
+        side_by_side = [table.loc[r, "jobs"] if r in PER_IMAGE else 1 for r in table.index]  # 1-thread jobs
+        alone = (table["sum_s"] / pd.Series(side_by_side, table.index).clip(upper=args.cores)).sum()
+        print(
+            f"\n== {label}: wall {wall / 60:.1f} min, job time {table['sum_s'].sum() / 60:.1f} min, "
+            f"alone on {args.cores} cores ~{alone / 60:.1f} min =="
+        )
         print(table.round({"sum_s": 1, "max_s": 1, "peak_rss_mb": 0, "images_per_s": 2}).to_string())
     if len(walls) > 1:
         minutes = [w / 60 for w in walls.values()]
