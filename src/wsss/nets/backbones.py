@@ -186,17 +186,21 @@ def efficientnet_lite0(output_stride: int, weights=None) -> Backbone:
     return Backbone(stem, stages, channels, LITE0_MEAN, LITE0_STD, stride2_channels=blocks[0][-1].conv_pw.out_channels)
 
 
-def load_weights(net: nn.Module, path, ignore=()) -> None:
-    """A state dict (torch.load weights_only) into net; keys starting with ignore (the ImageNet classifier,
-    not used) may be missing or extra. Anything else that does not fit raises WeightsError naming the file."""
+def read_weights(path) -> dict:
+    """A weights file's state dict (torch.load weights_only); WeightsError names a missing or unreadable file."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: pickle, zip and format errors alike
         raise WeightsError(f"cannot read weights file {path}: {error}") from error
-    state = {k: v for k, v in state.items() if not k.startswith(ignore)}
+
+
+def load_weights(net: nn.Module, path, ignore=()) -> None:
+    """A state dict (torch.load weights_only) into net; keys starting with ignore (the ImageNet classifier,
+    not used) may be missing or extra. Anything else that does not fit raises WeightsError naming the file."""
+    state = {k: v for k, v in read_weights(path).items() if not k.startswith(ignore)}
     try:
         missing, unexpected = net.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shape mismatches

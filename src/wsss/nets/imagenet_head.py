@@ -15,6 +15,8 @@ import logging
 import torch
 from torch import nn
 
+from wsss.nets.backbones import read_weights
+
 log = logging.getLogger(__name__)
 
 
@@ -54,7 +56,7 @@ CLASSIFIER_KEYS = ("classifier.weight", "fc.weight")
 
 def imagenet_classifier(weights_path) -> torch.Tensor:
     """The (1000, C) ImageNet classifier weight of a backbone weights file; a clear error when it has none."""
-    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    state = read_weights(weights_path)
     for key in CLASSIFIER_KEYS:
         if key in state and state[key].ndim == 2 and state[key].shape[0] == 1000:
             return state[key].float()
