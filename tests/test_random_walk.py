@@ -164,8 +164,8 @@ def test_edge_net_grid_and_frozen_backbone():
 
 # the classifier tests' small ResNet-18 run (tests/test_training.py), as IRN's settings
 IRN_SETTINGS = {
-    **{key: SETTINGS[key] for key in ("arch", "output_stride", "epochs", "batch_size", "momentum", "weight_decay")},
-    **{key: SETTINGS[key] for key in ("poly_power", "resize_long", "crop_size", "num_workers")},
+    **{key: SETTINGS[key] for key in ("arch", "output_stride", "optimizer", "epochs", "batch_size", "momentum")},
+    **{key: SETTINGS[key] for key in ("weight_decay", "poly_power", "resize_long", "crop_size", "num_workers")},
     "pretrained": None,
     "lr": 0.1,
     "radius": 5,

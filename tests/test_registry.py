@@ -13,6 +13,7 @@ import yaml
 from tests.workflow_helpers import REPO, snakemake_command
 from wsss.nets.backbones import ARCHS, OUTPUT_STRIDES
 from wsss.nets.models import ENCODER_DECODER_STRIDES, POOLINGS, SEGMENTATION_ARCHS, UPSAMPLINGS
+from wsss.nets.training import OPTIMIZERS
 from wsss.pipeline import registry
 from wsss.pipeline.experiments import Grid
 from wsss.seeds.cam import METHODS
@@ -27,6 +28,7 @@ def test_the_schema_enums_are_the_librarys():
     assert properties["rank_by"]["enum"] == list(registry.RANKED_STAGES)
     assert set(properties["experiments"]["additionalProperties"]["properties"]) == set(registry.OVERRIDABLE)
     assert SCHEMA["definitions"]["backbone"]["enum"] == list(ARCHS)
+    assert SCHEMA["definitions"]["optimizer"]["enum"] == list(OPTIMIZERS)
     assert SCHEMA["definitions"]["training"]["properties"]["output_stride"]["enum"] == list(OUTPUT_STRIDES)
     assert properties["cam"]["properties"]["method"]["enum"] == list(METHODS)
     assert properties["classifier"]["properties"]["pooling"]["enum"] == list(POOLINGS)

@@ -130,7 +130,7 @@ def test_mixed_precision_resume_restores_the_gradient_scaler(tmp_path):
     """The scaler path (CUDA's float16 + GradScaler) run on CPU with bfloat16: its state is checkpointed too."""
     generator = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(32, 3, 8, 8, generator=generator), torch.randint(0, 2, (32,), generator=generator))
-    settings = {"epochs": 4, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "poly_power": 0.9}
+    settings = {"optimizer": "sgd", "epochs": 4, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "poly_power": 0.9}
 
     def run(loss_fn, checkpoint):
         torch.manual_seed(0)

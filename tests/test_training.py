@@ -14,7 +14,7 @@ from wsss.data.voc import VOC_CLASSES, read_image
 from wsss.nets.classifier import ClassificationDataset, load_classifier, train_classifier, trainable_ids
 from wsss.nets.models import Classifier
 from wsss.nets.segmentation import load_segmentation, predict, train_segmentation
-from wsss.nets.training import fit, make_loader
+from wsss.nets.training import fit, make_loader, make_optimizer
 from wsss.nets.transforms import normalised_colour
 
 SETTINGS = {
@@ -22,6 +22,7 @@ SETTINGS = {
     "output_stride": 16,
     "epochs": 2,
     "batch_size": 4,
+    "optimizer": "sgd",
     "lr": 0.01,
     "head_lr_mult": 10,
     "momentum": 0.9,
@@ -163,7 +164,7 @@ def _train_one_epoch(frozen_bn, frozen_stages, tmp_path):
     torch.manual_seed(0)
     model = Classifier("resnet18", 3, 16, frozen_bn=frozen_bn, frozen_stages=frozen_stages)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    settings = {"epochs": 1, "lr": 0.1, "momentum": 1e-4, "weight_decay": 1e-4, "poly_power": 0.9}
+    settings = {"optimizer": "sgd", "epochs": 1, "lr": 0.1, "momentum": 1e-4, "weight_decay": 1e-4, "poly_power": 0.9}
     backbone, head = model.param_groups()
     fit(
         model,
@@ -220,3 +221,40 @@ def test_frozen_stages_are_bit_identical_and_the_rest_trains(tmp_path, frozen_st
     assert not trainable & {id(p) for p in frozen}  # the optimiser never sees them: no weight decay either
     with pytest.raises(ValueError, match="frozen_stages"):
         Classifier("resnet18", 3, 16, frozen_stages=5)
+
+
+def test_adamw_reads_the_learning_rates_and_momentum_and_fits_a_separable_problem(tmp_path):
+    """segmentation.optimizer adamw (config/photos.yaml): the groups' lrs, momentum as beta1, and a fit that learns."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    settings = {
+        "optimizer": "adamw",
+        "epochs": 20,
+        "lr": 0.01,
+        "momentum": 0.8,
+        "weight_decay": 1e-4,
+        "poly_power": 0.9,
+    }
+    groups = [{"params": list(model[0].parameters()), "lr": 0.01}, {"params": list(model[2].parameters()), "lr": 0.1}]
+    optimizer = make_optimizer(groups, settings)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.01, 0.1]
+    assert optimizer.param_groups[0]["betas"][0] == 0.8 and optimizer.param_groups[0]["weight_decay"] == 1e-4
+    with pytest.raises(ValueError, match="optimizer must be one of sgd, adamw, got 'adam'"):
+        make_optimizer(groups, {**settings, "optimizer": "adam"})
+
+    generator = torch.Generator().manual_seed(0)
+    points = torch.randn(64, 2, generator=generator)
+    data = TensorDataset(points, (points[:, 0] > 0).long())
+    history = fit(
+        model,
+        make_loader(data, 16, 0, 0),
+        F.cross_entropy,
+        [(list(model[0].parameters()), 1.0), (list(model[2].parameters()), 1.0)],
+        settings,
+        torch.device("cpu"),
+        tmp_path / "checkpoint.pt",
+        "adamw",
+    )
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    assert (model(points).argmax(1) == data.tensors[1]).float().mean() > 0.9

@@ -117,6 +117,25 @@ def load_resumable(checkpoint_path: Path, fingerprint: str) -> dict | None:
     return checkpoint
 
 
+# settings["optimizer"]: SGD with momentum (DeepLab's and IRN's) or AdamW (decoupled weight decay, Loshchilov &
+# Hutter), whose first-moment decay is settings["momentum"].
+OPTIMIZERS = {
+    "sgd": lambda groups, s: torch.optim.SGD(
+        groups, lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"]
+    ),
+    "adamw": lambda groups, s: torch.optim.AdamW(
+        groups, lr=s["lr"], betas=(s["momentum"], 0.999), weight_decay=s["weight_decay"]
+    ),
+}
+
+
+def make_optimizer(groups: list[dict], settings: dict) -> torch.optim.Optimizer:
+    name = settings["optimizer"]
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    return OPTIMIZERS[name](groups, settings)
+
+
 def fit(
     model: nn.Module,
     loader: DataLoader,
@@ -134,22 +153,18 @@ def fit(
 ) -> list[dict]:
     """Train for settings['epochs'] epochs; returns one record per epoch (loss, lr, seconds, extras).
 
-    param_groups: (parameters, lr multiplier) pairs. Every checkpoint_every epochs, model, optimiser,
+    param_groups: (parameters, lr multiplier) pairs, trained by settings["optimizer"] (OPTIMIZERS) with poly
+    decay. Every checkpoint_every epochs, model, optimiser,
     scheduler, gradient scaler, RNG states and history are written atomically to checkpoint_path, tagged
     with fingerprint (the job's settings and inputs). A call that finds a checkpoint with the same
     fingerprint resumes after its epoch; on CPU the result is bit-identical to an uninterrupted run.
     mixed_precision (default: on for CUDA) runs the forward pass under autocast with a gradient scaler.
     """
     # Frozen parameters (requires_grad False) stay out of the optimiser: no update, not even weight decay.
-    optimizer = torch.optim.SGD(
-        [
-            {"params": [p for p in params if p.requires_grad], "lr": settings["lr"] * mult}
-            for params, mult in param_groups
-        ],
-        lr=settings["lr"],
-        momentum=settings["momentum"],
-        weight_decay=settings["weight_decay"],
-    )
+    groups = [
+        {"params": [p for p in params if p.requires_grad], "lr": settings["lr"] * mult} for params, mult in param_groups
+    ]
+    optimizer = make_optimizer(groups, settings)
     total_steps = max(1, settings["epochs"] * len(loader))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: max(0.0, 1 - step / total_steps) ** settings["poly_power"]
