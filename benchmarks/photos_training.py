@@ -1,7 +1,7 @@
 """How config/photos.yaml's segmentation optimiser was chosen, on coco340's train split only (never val).
 
     .venv/bin/python benchmarks/photos_training.py [--voc-root ../shared/data/coco340-voc/VOC2012]
-        [--variants sgd adamw_5e-4 ...] [--fit-images 200] [--epochs 8] [--seed 0]
+        [--variants sgd adamw_5e-4 ...] [--fit-images 200] [--held-images N] [--epochs 8] [--seed 0]
 
 A network trained on the ground truth of a fixed --fit-images of the train photos (a seeded shuffle) is scored
 on the rest of the train split (held out): the fully-supervised bound's setting, without ever reading val.
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--voc-root", type=Path, default=COCO340)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--fit-images", type=int, default=200, help="train photos it trains on; the rest score it")
+    parser.add_argument("--held-images", type=int, help="score on this many of the others (default: all)")
     parser.add_argument("--epochs", type=int, help="default: the profile's segmentation.epochs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -75,7 +76,7 @@ def main() -> None:
     tree = VOCTree(args.voc_root)
     image_ids = sorted(tree.split_ids("train"))
     random.Random(args.seed).shuffle(image_ids)
-    fit_ids, held_ids = image_ids[: args.fit_images], image_ids[args.fit_images :]
+    fit_ids, held_ids = image_ids[: args.fit_images], image_ids[args.fit_images :][: args.held_images]
     if not held_ids:
         sys.exit(f"--fit-images {args.fit_images} leaves none of the {len(image_ids)} train photos to score on")
     print(f"{len(fit_ids)} train photos train, {len(held_ids)} other train photos score (val is never read)")

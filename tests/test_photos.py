@@ -133,3 +133,18 @@ def test_benchmark_reads_the_runs_steps(photos):
     assert rows["cams"][1] == "2" and int(rows["cams"][5]) == len(splits["train"])  # 2 shard jobs, every image
     assert int(rows["predict_segmentation"][5]) == 2 * len(splits["val"])  # two networks' predictions
     assert re.search(r"== run: wall \d+\.\d min", result.stdout), result.stdout
+
+
+def test_training_benchmark_scores_held_out_train_photos(photos):
+    """benchmarks/photos_training.py (config/README.md: the optimiser's choice) on the subset: one line per
+    variant, the network scored on train photos it did not train on."""
+    _, tree, splits = photos
+    command = [sys.executable, str(REPO / "benchmarks/photos_training.py"), "--voc-root", str(tree)]
+    options = ["--fit-images", "12", "--held-images", "2", "--epochs", "1", "--variants", "sgd", "adamw_2.5e-4"]
+    result = subprocess.run(command + options, capture_output=True, text=True, check=True)
+    assert "12 train photos train, 2 other train photos score" in result.stdout, result.stdout
+    lines = re.findall(r"(\S+): held-out train mIoU (\d\.\d+), on its own training photos (\d\.\d+)", result.stdout)
+    assert [name for name, *_ in lines] == ["sgd", "adamw_2.5e-4"], result.stdout
+    assert all(0 <= float(held) <= 1 and 0 <= float(own) <= 1 for _, held, own in lines)
+    leaves_none = subprocess.run(command + ["--fit-images", str(len(splits["train"]))], capture_output=True, text=True)
+    assert leaves_none.returncode != 0 and "leaves none of the 16 train photos" in leaves_none.stderr
