@@ -24,15 +24,18 @@ import numpy as np
 import torch
 import yaml
 
-from wsss.data.voc import VOC_CLASSES, VOCTree, read_image, read_mask
+from wsss.data.voc import VOC_CLASSES, VOCTree, read_image
 from wsss.nets.backbones import lite0_imagenet_state
 from wsss.nets.models import save_checkpoint
 from wsss.nets.segmentation import load_segmentation, predict, train_segmentation
-from wsss.scoring.metrics import confusion_matrix, mean_iou, per_class_scores
+from wsss.pipeline.experiments import deep_merge
+from wsss.scoring.evaluate import score_predictor
+from wsss.scoring.metrics import mean_iou, per_class_scores
 
 REPO = Path(__file__).resolve().parents[1]
 COCO340 = REPO.parent / "shared/data/coco340-voc/VOC2012"
 NUM_CLASSES = len(VOC_CLASSES)
+CONFIG_FILES = ("config.yaml", "photos.yaml")
 # the photos profile's segmentation section with these keys replaced
 VARIANTS = {
     "sgd": {"optimizer": "sgd", "lr": 0.01},
@@ -43,19 +46,20 @@ VARIANTS = {
 
 
 def profile_settings() -> dict:
-    settings = yaml.safe_load((REPO / "config/config.yaml").read_text())["segmentation"]
-    settings.update(yaml.safe_load((REPO / "config/photos.yaml").read_text())["segmentation"])
-    return settings
+    """config/photos.yaml over config/config.yaml, merged key by key as Snakemake merges config files."""
+    sections = [yaml.safe_load((REPO / "config" / name).read_text())["segmentation"] for name in CONFIG_FILES]
+    return deep_merge(*sections)
 
 
 def score(model, tree: VOCTree, image_ids, settings) -> np.ndarray:
-    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    """The confusion matrix of the model's predictions (the predict_segmentation rule's inference)."""
     inference = settings["inference"]
-    for image_id in image_ids:
+
+    def prediction(image_id):
         image = read_image(tree.image_path(image_id))
-        label = predict(model, image, "cpu", settings["long_side"], inference["scales"], inference["flip"])
-        confusion += confusion_matrix(read_mask(tree.mask_path(image_id), NUM_CLASSES), label, NUM_CLASSES)
-    return confusion
+        return predict(model, image, "cpu", settings["long_side"], *(inference[k] for k in ("scales", "flip", "crf")))
+
+    return score_predictor(tree, image_ids, NUM_CLASSES, prediction)["confusion"]
 
 
 def main() -> None:

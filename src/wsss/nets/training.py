@@ -154,10 +154,10 @@ def fit(
     """Train for settings['epochs'] epochs; returns one record per epoch (loss, lr, seconds, extras).
 
     param_groups: (parameters, lr multiplier) pairs, trained by settings["optimizer"] (OPTIMIZERS) with poly
-    decay. Every checkpoint_every epochs, model, optimiser,
-    scheduler, gradient scaler, RNG states and history are written atomically to checkpoint_path, tagged
-    with fingerprint (the job's settings and inputs). A call that finds a checkpoint with the same
-    fingerprint resumes after its epoch; on CPU the result is bit-identical to an uninterrupted run.
+    decay. Every checkpoint_every epochs, model, optimiser, scheduler, gradient scaler, RNG states and history
+    are written atomically to checkpoint_path, tagged with fingerprint (the job's settings and inputs). A call
+    that finds a checkpoint with the same fingerprint resumes after its epoch; on CPU the result is
+    bit-identical to an uninterrupted run.
     mixed_precision (default: on for CUDA) runs the forward pass under autocast with a gradient scaler.
     """
     # Frozen parameters (requires_grad False) stay out of the optimiser: no update, not even weight decay.

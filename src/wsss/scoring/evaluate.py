@@ -46,7 +46,8 @@ def confident_precision(counts: dict) -> float:
     return counts["labelled_correct"] / counts["labelled"] if counts["labelled"] else float("nan")
 
 
-def _score(tree: VOCTree, image_ids, num_classes: int, predict) -> dict[str, np.ndarray]:
+def score_predictor(tree: VOCTree, image_ids, num_classes: int, predict) -> dict[str, np.ndarray]:
+    """The confusion matrix and pixel counts (_compare) of predict (image id -> label map) over image_ids."""
     confusion = np.zeros((num_classes, num_classes), np.int64)
     totals = dict.fromkeys(PIXEL_COUNTS, 0)
     for _, image_confusion, counts in _compare(tree, image_ids, num_classes, predict):
@@ -79,7 +80,7 @@ def label_map_predictor(label_dirs, num_classes):
 
 def evaluate_cams(tree, image_ids, cam_dirs, labels, bg_threshold, num_classes) -> dict[str, np.ndarray]:
     """CAMs -> label maps with the fixed background threshold (from config), scored."""
-    return _score(tree, image_ids, num_classes, cam_predictor(cam_dirs, labels, bg_threshold))
+    return score_predictor(tree, image_ids, num_classes, cam_predictor(cam_dirs, labels, bg_threshold))
 
 
 def evaluate_cams_oracle(tree, image_ids, cam_dirs, labels, thresholds, num_classes) -> list[dict]:
@@ -87,13 +88,14 @@ def evaluate_cams_oracle(tree, image_ids, cam_dirs, labels, thresholds, num_clas
     index = index_files(cam_dirs, ".npy")
     cams = {i: load_npy(indexed_file(index, i, "CAM")) for i in image_ids}
     return [
-        _score(tree, image_ids, num_classes, lambda i, t=t: cam_to_label(cams[i], labels[i], t)) for t in thresholds
+        score_predictor(tree, image_ids, num_classes, lambda i, t=t: cam_to_label(cams[i], labels[i], t))
+        for t in thresholds
     ]
 
 
 def evaluate_label_maps(tree, image_ids, label_dirs, num_classes) -> dict[str, np.ndarray]:
     """PNG label maps scored (255 = not labelled: background in the mIoU, left out of the confident precision)."""
-    return _score(tree, image_ids, num_classes, label_map_predictor(label_dirs, num_classes))
+    return score_predictor(tree, image_ids, num_classes, label_map_predictor(label_dirs, num_classes))
 
 
 IMAGE_SCORES = ("miou", "pixel_accuracy", "coverage", "confident_precision")
