@@ -1,4 +1,4 @@
-"""How config/photos.yaml's segmentation optimiser was chosen, on coco340's train split only (never val).
+"""How config/photos.yaml's segmentation training was chosen, on coco340's train split only (never val).
 
     .venv/bin/python benchmarks/photos_training.py [--voc-root ../shared/data/coco340-voc/VOC2012]
         [--variants sgd adamw_5e-4 ...] [--fit-images 200] [--held-images N] [--epochs 8] [--seed 0]
@@ -42,6 +42,14 @@ VARIANTS = {
     "adamw_1e-3": {"optimizer": "adamw", "lr": 1e-3},
     "adamw_5e-4": {"optimizer": "adamw", "lr": 5e-4},
     "adamw_2.5e-4": {"optimizer": "adamw", "lr": 2.5e-4},
+    # the backbone's BatchNorm statistics kept (batches of 8 crops estimate them poorly) and its stem and
+    # stage 1 fixed: no backward pass through the stride-2 and stride-4 layers, so the same time buys more steps
+    "frozen_bn": {"optimizer": "adamw", "lr": 2.5e-4, "frozen_bn": True},
+    "frozen1": {"optimizer": "adamw", "lr": 2.5e-4, "frozen_bn": True, "frozen_stages": 1},
+    "frozen1_16ep": {"optimizer": "adamw", "lr": 2.5e-4, "frozen_bn": True, "frozen_stages": 1, "epochs": 16},
+    "frozen2_16ep": {"optimizer": "adamw", "lr": 2.5e-4, "frozen_bn": True, "frozen_stages": 2, "epochs": 16},
+    "frozen1_32ep": {"optimizer": "adamw", "lr": 2.5e-4, "frozen_bn": True, "frozen_stages": 1, "epochs": 32},
+    "frozen1_5e-4_16ep": {"optimizer": "adamw", "lr": 5e-4, "frozen_bn": True, "frozen_stages": 1, "epochs": 16},
 }
 
 
@@ -68,7 +76,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--fit-images", type=int, default=200, help="train photos it trains on; the rest score it")
     parser.add_argument("--held-images", type=int, help="score on this many of the others (default: all)")
-    parser.add_argument("--epochs", type=int, help="default: the profile's segmentation.epochs")
+    parser.add_argument("--epochs", type=int, help="default: the variant's, else the profile's segmentation.epochs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

@@ -62,6 +62,31 @@ def test_frozen_stages_of_efficientnet(frozen_stages):
         assert all(not m.training for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d))  # frozen_bn
 
 
+@pytest.mark.parametrize("arch, output_stride", [("deeplabv3", 16), ("deeplabv3plus", 16), ("unet", 32)])
+def test_a_segmentation_network_freezes_its_backbone_only(arch, output_stride):
+    """frozen_stages / frozen_bn reach the segmentation network's backbone through any wrapper, and leave the
+    new head's BatchNorm training (freezing every BatchNorm of the network would fix the decoder's too)."""
+    model = segmentation_model(arch, "efficientnet_lite0", 4, output_stride, frozen_stages=1, frozen_bn=True)
+    model.train()
+    net = next(m for m in model.modules() if isinstance(m, backbones.Backbone))
+    frozen = {id(p) for module in (net.stem, net.stages[0]) for p in module.parameters()}
+    assert frozen and all(p.requires_grad == (id(p) not in frozen) for p in model.parameters())
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    in_backbone = {id(m) for m in net.modules()}
+    assert all(m.training == (id(m) not in in_backbone) for m in norms)
+    assert any(m.training for m in norms)  # the head has BatchNorm, and it trains
+    x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 4, (2, 64, 64))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    F.cross_entropy(model(x)["out"], y).backward()
+    assert all(p.grad is None for p in model.parameters() if id(p) in frozen)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # running statistics kept
+
+
+def test_freezing_checks_the_stage_count():
+    with pytest.raises(ValueError, match="frozen_stages must be in -1..4, got 5"):
+        backbone("resnet18").freeze(5)
+
+
 def test_efficientnet_renormalises_imagenet_inputs_to_its_own():
     """Data arrive normalised with ImageNet's mean/std; EfficientNet-Lite0's weights expect [-1, 1]."""
     net = backbone("efficientnet_lite0")

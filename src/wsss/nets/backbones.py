@@ -68,6 +68,7 @@ class Backbone(nn.Module):
     ):
         super().__init__()
         self.stem, self.stages, self.channels = stem, nn.ModuleList(stages), list(channels)
+        self.frozen_stages, self.frozen_bn = -1, False  # freeze() sets them
         self.stride2_end = len(stem) if stride2_end is None else stride2_end
         self.stride2_channels = stride2_channels
         self.renormalise = tuple(input_mean) != IMAGENET_MEAN or tuple(input_std) != IMAGENET_STD
@@ -114,11 +115,39 @@ class Backbone(nn.Module):
     def pyramid_channels(self) -> list[int]:
         return [self.stride2_channels, *self.channels]
 
-    def frozen_modules(self, frozen_stages: int) -> list[nn.Module]:
-        """mmdetection's convention: -1 nothing, 0 the stem, k >= 1 the stem and stages 1..k."""
+    def freeze(self, frozen_stages: int = -1, frozen_bn: bool = False) -> Backbone:
+        """Fine-tuning with part of the ImageNet backbone fixed, in whichever network holds it.
+
+        frozen_stages (mmdetection's convention): -1 nothing frozen, 0 the stem, k >= 1 the stem and stages
+        1..k. Frozen parameters get no gradient (requires_grad False), so the optimiser never touches them,
+        not even with weight decay; frozen stages stay in eval mode, so their BatchNorm statistics do not
+        move either. frozen_bn: every BatchNorm of the backbone stays in eval mode, also under train(): its
+        running statistics are never updated (IRN's FixedBatchNorm); its weight and bias still train where
+        their stage trains. Layers outside the backbone (a decoder's new BatchNorm) train as usual.
+        """
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f"frozen_stages must be in -1..4, got {frozen_stages}")
-        return [] if frozen_stages < 0 else [self.stem, *self.stages[:frozen_stages]]
+        self.frozen_stages, self.frozen_bn = frozen_stages, frozen_bn
+        for module in self.frozen_modules():
+            module.requires_grad_(False)
+        return self.train(self.training)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The stem and stages 1..frozen_stages; none at -1."""
+        return [] if self.frozen_stages < 0 else [self.stem, *self.stages[: self.frozen_stages]]
+
+    def train(self, mode: bool = True) -> Backbone:
+        """nn.Module.train, but frozen stages, and with frozen_bn every BatchNorm, stay in eval mode; a parent
+        network's train() reaches this one, so the freeze holds in any network built on the backbone."""
+        super().train(mode)
+        if mode:
+            for module in self.frozen_modules():
+                module.eval()
+            if self.frozen_bn:
+                for module in self.modules():
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        module.eval()
+        return self
 
 
 def check_arch(arch: str, output_stride: int) -> None:

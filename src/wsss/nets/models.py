@@ -50,13 +50,8 @@ class Classifier(nn.Module):
     The backbone (wsss.nets.backbones) is not dilated: ResNet stages that keep resolution only lose their
     stride, as IRN's classifier (ResNet-50 with strides (2, 2, 2, 1)); EfficientNet-Lite0 dilates (timm).
 
-    frozen_bn: every BatchNorm layer stays in eval mode, also under model.train(): its running statistics
-    are never updated (IRN's FixedBatchNorm); its weight and bias still train where their stage trains.
-    frozen_stages (mmdetection's convention): -1 nothing frozen, 0 the stem, k >= 1 the stem and stages
-    1..k. Frozen parameters get no gradient (requires_grad False) and are left out of param_groups, so the
-    optimiser never touches them (not even weight decay); frozen stages are kept in eval mode too, so their
-    BatchNorm statistics do not move either. IRN = 2 (net/resnet50_cam.py: conv1 and bn1 do not require
-    grad, and layer2's output is detached).
+    frozen_bn, frozen_stages: the backbone's (Backbone.freeze); the head has no BatchNorm. IRN: frozen_bn and
+    frozen_stages 2 (net/resnet50_cam.py: conv1 and bn1 do not require grad, and layer2's output is detached).
 
     Subclasses (wsss.nets.expansion) expand the CAM inside the classifier: their forward may return a dict
     (with "logits") that their loss() reads.
@@ -84,25 +79,7 @@ class Classifier(nn.Module):
         self.classifier = nn.Conv2d(self.features.out_channels, num_foreground, 1, bias=False)
         self.pooling, self.tap_threshold = pooling, tap_threshold
         self.output_stride = output_stride  # CAMs align their upsampling to it (wsss.seeds.cam)
-        self.frozen_bn, self.frozen_stages = frozen_bn, frozen_stages
-        for module in self.frozen_modules():
-            module.requires_grad_(False)
-
-    def frozen_modules(self) -> list[nn.Module]:
-        """The stem and stages 1..frozen_stages; none at -1."""
-        return self.features.frozen_modules(self.frozen_stages)
-
-    def train(self, mode: bool = True):
-        """nn.Module.train, but frozen stages, and with frozen_bn every BatchNorm, stay in eval mode."""
-        super().train(mode)
-        if mode:
-            for module in self.frozen_modules():
-                module.eval()
-            if self.frozen_bn:
-                for module in self.modules():
-                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                        module.eval()
-        return self
+        self.features.freeze(frozen_stages, frozen_bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(self.features(x))
@@ -261,6 +238,8 @@ def segmentation_model(
     output_stride: int = 8,
     weights=None,
     upsampling: str = UNREAD_UPSAMPLING,
+    frozen_stages: int = -1,
+    frozen_bn: bool = False,
 ) -> nn.Module:
     """A segmentation network on a backbone of the registry (its ImageNet weights from a local file):
 
@@ -268,9 +247,10 @@ def segmentation_model(
     FCN head on the dilated backbone (DeepLab: ResNet-50/101 and EfficientNet-Lite0 dilate);
     fcn8s: FCN-8s's skip fusion (FCN8sHead); deeplabv3plus, unet, fpn: smp's decoders on the backbone's
     feature pyramid (EncoderDecoder). upsampling: U-Net's (UPSAMPLINGS); the other networks do not read it.
+    frozen_stages, frozen_bn: the backbone's only (Backbone.freeze); the new head trains in full.
     """
     check_segmentation_arch(arch, output_stride, upsampling)
-    net = backbone(backbone_arch, output_stride, weights, dilate=True)
+    net = backbone(backbone_arch, output_stride, weights, dilate=True).freeze(frozen_stages, frozen_bn)
     if arch == "deeplabv3":
         return DeepLabV3(Encoder(net), DeepLabHead(net.out_channels, num_classes, ASPP_RATES[output_stride]))
     if arch == "fcn":

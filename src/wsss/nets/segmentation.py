@@ -62,7 +62,14 @@ def train_segmentation(
     torch.manual_seed(seed)
     upsampling = settings.get("upsampling", UNREAD_UPSAMPLING)
     model = segmentation_model(
-        settings["arch"], settings["backbone"], num_classes, settings["output_stride"], weights, upsampling
+        settings["arch"],
+        settings["backbone"],
+        num_classes,
+        settings["output_stride"],
+        weights,
+        upsampling,
+        settings["frozen_stages"],
+        settings["frozen_bn"],
     )
     head = list(model.classifier.parameters())
     head_ids = {id(p) for p in head}
