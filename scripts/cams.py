@@ -8,18 +8,18 @@ from wsss.seeds.cam import compute_cams
 from wsss.seeds.erasing import eraser_for_round
 
 params = snakemake.params
+settings = params.settings  # registry Step.settings: cam and, from round 1 on, erasing
 setup(snakemake.log[0], snakemake.threads)
 tree = VOCTree.open(snakemake.input.data)
-eraser = eraser_for_round(
-    snakemake.input.earlier_cams, params.erasing_threshold, snakemake.input.labels, tree.split_ids(params.split)
-)
+threshold = settings["erasing"]["threshold"] if "erasing" in settings else None
+eraser = eraser_for_round(snakemake.input.earlier_cams, threshold, snakemake.input.labels, tree.split_ids(params.split))
 with shard_work_dir(snakemake.output[0], fingerprint(dict(params.items()), snakemake.input)) as work:
     compute_cams(
         load_classifier(snakemake.input.model),
         tree,
         tree.shard_ids(params.split, snakemake.wildcards.shard, params.num_shards),
         load_labels(snakemake.input.labels),
-        params.settings,
+        settings["cam"],
         work,
         device(),
         eraser,

@@ -9,5 +9,5 @@ write_index(
     params.splits,
     params.num_classes,
     sbd_root=snakemake.input.sbd or None,
-    expected_train_aug=params.expected_train_aug,
+    expected_train_aug=snakemake.config["expected_train_aug"],  # a check of the lists, no param
 )

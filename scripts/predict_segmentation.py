@@ -4,15 +4,17 @@ from wsss.nets.segmentation import load_segmentation, predict_images
 from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 from wsss.runtime import setup
 
+settings = snakemake.params.settings  # registry.PREDICTION_KEYS of the segmentation step's settings
+prediction = settings["segmentation"]
 setup(snakemake.log[0], snakemake.threads)
 tree = VOCTree.open(snakemake.input.data)
 with shard_work_dir(snakemake.output[0], fingerprint(dict(snakemake.params.items()), snakemake.input)) as work:
     predict_images(
         load_segmentation(snakemake.input.model),
         tree,
-        tree.split_ids(snakemake.params.split),
+        tree.split_ids(settings["splits"]["val"]),
         work,
         device(),
-        snakemake.params.long_side,
-        snakemake.params.inference,
+        prediction["long_side"],
+        prediction["inference"],
     )

@@ -5,5 +5,11 @@ from wsss.seeds.masks import label_cam_shard, pseudo_mask
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
-to_label = partial(pseudo_mask, fg_threshold=params.fg_threshold, bg_threshold=params.bg_threshold, params=params.crf)
+thresholds = params.settings["pseudo_mask"]  # registry Step.settings: crf and pseudo_mask
+to_label = partial(
+    pseudo_mask,
+    fg_threshold=thresholds["fg_threshold"],
+    bg_threshold=thresholds["bg_threshold"],
+    params=params.settings["crf"],
+)
 label_cam_shard(snakemake.input, snakemake.output[0], snakemake.wildcards.shard, dict(params.items()), to_label)

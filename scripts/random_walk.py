@@ -10,5 +10,7 @@ params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
 on = device()
 model = for_inference(load_irn(snakemake.input.model), on)
-to_label = partial(walk_label, edge_fn=partial(edge_map, model, device=on), settings=params.settings, device=on)
+to_label = partial(
+    walk_label, edge_fn=partial(edge_map, model, device=on), settings=params.settings["random_walk"], device=on
+)
 label_cam_shard(snakemake.input, snakemake.output[0], snakemake.wildcards.shard, dict(params.items()), to_label)

@@ -9,12 +9,14 @@ from wsss.runtime import setup
 from wsss.seeds.erasing import eraser_for_round
 
 params = snakemake.params
-setup(snakemake.log[0], snakemake.threads, params.seed)
+settings = params.settings  # registry Step.settings: seed, classifier and, from round 1 on, erasing
+setup(snakemake.log[0], snakemake.threads, settings["seed"])
 tree = VOCTree.open(snakemake.input.data)
 labels = load_labels(snakemake.input.labels)
 image_ids = tree.split_ids(params.split)
 round_index = int(snakemake.wildcards.round)
-eraser = eraser_for_round(snakemake.input.earlier_cams, params.erasing_threshold, snakemake.input.labels, image_ids)
+threshold = settings["erasing"]["threshold"] if round_index > 0 else None
+eraser = eraser_for_round(snakemake.input.earlier_cams, threshold, snakemake.input.labels, image_ids)
 # Not a declared output, so Snakemake keeps it when a killed job reruns; the job resumes from it.
 checkpoint = Path(snakemake.output.model).with_name("checkpoint.pt")
 train_classifier(
@@ -22,8 +24,8 @@ train_classifier(
     image_ids,
     labels,
     params.num_classes,
-    params.settings,
-    params.seed + round_index,
+    settings["classifier"],
+    settings["seed"] + round_index,
     device(),
     snakemake.output.model,
     snakemake.output.history,

@@ -7,7 +7,8 @@ from wsss.pipeline.partial_work import fingerprint
 from wsss.runtime import setup
 
 params = snakemake.params
-setup(snakemake.log[0], snakemake.threads, params.seed)
+settings = params.settings  # registry Step.settings: seed and irn
+setup(snakemake.log[0], snakemake.threads, settings["seed"])
 tree = VOCTree.open(snakemake.input.data)
 # Not a declared output, so Snakemake keeps it when a killed job reruns; the job resumes from it.
 checkpoint = Path(snakemake.output.model).with_name("checkpoint.pt")
@@ -16,8 +17,8 @@ train_irn(
     tree.split_ids(params.split),
     index_files(snakemake.input.masks, ".png"),
     params.num_classes,
-    params.settings,
-    params.seed,
+    settings["irn"],
+    settings["seed"],
     device(),
     (snakemake.output.model, snakemake.output.history, checkpoint),
     fingerprint=fingerprint(dict(params.items()), snakemake.input),

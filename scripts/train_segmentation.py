@@ -7,7 +7,8 @@ from wsss.pipeline.partial_work import fingerprint
 from wsss.runtime import setup
 
 params = snakemake.params
-setup(snakemake.log[0], snakemake.threads, params.seed)
+settings = params.settings  # registry Step.settings: seed and segmentation (training keys)
+setup(snakemake.log[0], snakemake.threads, settings["seed"])
 tree = VOCTree.open(snakemake.input.data)
 image_ids = tree.split_ids(params.split)
 supervision = snakemake.wildcards.supervision
@@ -22,8 +23,8 @@ train_segmentation(
     image_ids,
     mask_paths,
     params.num_classes,
-    params.settings,
-    params.seed,
+    settings["segmentation"],
+    settings["seed"],
     device(),
     snakemake.output.model,
     snakemake.output.history,

@@ -178,3 +178,25 @@ def test_dvc_stages_match_the_workflow_targets():
         deps = [Path(dep) for dep in stage["deps"]]
         missing = [str(f) for f in code if not any(dep == f or dep in f.parents for dep in deps)]
         assert not missing, f"dvc.yaml stage {name} does not depend on {missing}"
+
+
+def leaf_keys(value, prefix: str) -> set[str]:
+    """The dotted paths of a config value's leaves ("crf.bilateral.sxy"); a list is a leaf."""
+    if not isinstance(value, dict):
+        return {prefix}
+    return set().union(*(leaf_keys(v, f"{prefix}.{k}") for k, v in value.items())) if value else {prefix}
+
+
+def test_dvc_params_are_what_the_steps_read():
+    """A DVC stage's params cover every config value its steps read (registry Step.settings: a value left out
+    would leave DVC saying "up to date" when it is not) and name nothing they do not read (erasing.threshold
+    is no param of round 0's classifier and CAMs). A whole section may stand for its keys."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    for name, steps in registry.dvc_step_stages(config).items():
+        (listed,) = [entry["config/config.yaml"] for entry in stages[name]["params"]]
+        read = set().union(*(leaf_keys(v, k) for s, a in steps for k, v in registry.own_settings(config, s, a).items()))
+        covered = set().union(*(leaf_keys(registry.setting(config, key), key) for key in listed))
+        assert read <= covered, f"dvc.yaml stage {name} lacks params {sorted(read - covered)}"
+        unread = [key for key in listed if not any(r == key or r.startswith(f"{key}.") for r in read)]
+        assert not unread, f"dvc.yaml stage {name} lists params its steps do not read: {unread}"

@@ -27,6 +27,10 @@ def test_the_schema_enums_are_the_librarys():
     properties = SCHEMA["properties"]
     assert properties["rank_by"]["enum"] == list(registry.RANKED_STAGES)
     assert set(properties["experiments"]["additionalProperties"]["properties"]) == set(registry.OVERRIDABLE)
+    # an experiment may override what the steps read (with erasing rounds, the erasing threshold too), but
+    # not the data: the shards and the val split the predictions are made on are every run's
+    sections = registry.read_sections({**CONFIG, "erasing": {**CONFIG["erasing"], "rounds": 2}})
+    assert set(registry.OVERRIDABLE) == set(sections) - {"shards", "splits"}
     assert SCHEMA["definitions"]["backbone"]["enum"] == list(ARCHS)
     assert SCHEMA["definitions"]["optimizer"]["enum"] == list(OPTIMIZERS)
     assert SCHEMA["definitions"]["training"]["properties"]["output_stride"]["enum"] == list(OUTPUT_STRIDES)

@@ -1,6 +1,7 @@
 """The workflow through Snakemake's CLI on a tiny demo config, in a copy of the repository."""
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -10,9 +11,11 @@ from PIL import Image
 
 from wsss.data.voc import VOCTree, read_image, voc_palette
 from wsss.nets.irn import load_irn
+from wsss.pipeline import registry
+from wsss.pipeline.experiments import deep_merge, step_settings
 from wsss.pipeline.registry import stage_title
 
-from .workflow_helpers import copy_workflow, job_counts, planned_jobs, run
+from .workflow_helpers import REPO, TINY, copy_workflow, job_counts, planned_jobs, run
 
 pytestmark = pytest.mark.workflow  # Snakemake runs on a copy of the workflow
 
@@ -109,6 +112,157 @@ def test_segmentation_trains_on_random_walk_labels(workdir):
 def test_rerun_does_nothing(workdir):
     assert planned_jobs(workdir, "results/miou.parquet") == {}
     assert planned_jobs(workdir) == {}
+
+
+DEFAULT_CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
+
+
+def leaves(value, prefix=()):
+    """(path, value) of every leaf of a config mapping; a list or an empty mapping is a leaf."""
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            yield from leaves(item, (*prefix, key))
+    else:
+        yield prefix, value
+
+
+CRF = {"iterations": 5, "gaussian": {"sxy": 3, "compat": 3}, "bilateral": {"sxy": 50, "srgb": 5, "compat": 10}}
+# Another valid value for the keys where "the next number", "the other boolean", "the schema's next name" or
+# "the list less its last item" is not one
+OTHER_VALUES = {
+    "classes": DEFAULT_CONFIG["classes"][:-1],  # the demo has no tvmonitor
+    "download.voc.mirrors": ["http://127.0.0.1:9/"],
+    "download.sbd.mirrors": ["http://127.0.0.1:9/"],
+    "download.weights": ["http://127.0.0.1:9/"],
+    "download.voc.md5": "0" * 32,  # read by the download, which the demo does not run
+    "download.sbd.md5": "0" * 32,
+    "demo.max_objects": 2,
+    "expected_train_aug": 10582,
+    "demo.classes": ["aeroplane", "bird", "car", "cat"],
+    "demo.size_range": [40, 48],
+    "classifier.resize_long": [40, 48],
+    "irn.resize_long": [40, 48],
+    "segmentation.resize_long": [40, 48],
+    "splits.train": "val",
+    "splits.seed_eval": "val",
+    "splits.val": "train",
+    "classifier.output_stride": 8,
+    "irn.output_stride": 8,
+    "segmentation.output_stride": 8,
+    "classifier.pretrained": None,
+    "irn.pretrained": None,
+    "segmentation.pretrained": None,
+    "cam.pas_percentile": 50,
+    "cam.fused_stages": [3, 4],
+    "classifier.multi_dilation.rates": [1, 3, 6],
+    "pseudo_mask.fg_threshold": 0.8,
+    "pseudo_mask.bg_threshold": 0.5,
+    "segmentation.inference.scales": [1.0, 0.5],
+    "segmentation.inference.crf": CRF,
+    "report.columns": 3,
+    "rank_by": "crf",
+}
+# Keys that change which runs there are or where the data is, tested where those are
+UNPLANNED = {
+    "seeds": "replicates every run into seed<k>/ folders (tests/test_seeds.py)",
+    "experiments": "a grid of runs (tests/test_grid.py)",
+    "voc_root": "a directory of images (tests/test_photo_tree.py)",
+    "sbd_root": "a directory of SBD masks (tests/test_voc_data.py)",
+}
+# The dataset itself (its images, classes, the splits its index lists): every step reruns when it changes.
+# splits.val: val -> train leaves val out of the index (splits.seed_eval: train -> val does not change it).
+DATA_KEYS = ("classes", "demo", "splits.train", "splits.val", "download.voc.mirrors", "download.sbd.mirrors")
+STEP_RULES = {rule: name for name, s in registry.STEPS.items() for rule in s.rules}
+
+
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+
+
+def schema_of(key: str) -> dict:
+    """The schema of a dotted config key (through $ref and allOf)."""
+
+    def resolve(node):
+        while "$ref" in node:
+            node = SCHEMA["definitions"][node["$ref"].rsplit("/", 1)[1]]
+        properties = dict(node.get("properties", {}))
+        for part in node.get("allOf", []):
+            properties.update(resolve(part).get("properties", {}))
+        return {**node, "properties": properties}
+
+    node = SCHEMA
+    for part in key.split("."):
+        node = resolve(resolve(node)["properties"][part])
+    return node
+
+
+def other_value(key: str, value):
+    if key in OTHER_VALUES:
+        return OTHER_VALUES[key]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value / 2 if value else 0.1
+    if isinstance(value, str):
+        return next(name for name in schema_of(key)["enum"] if name != value)
+    if isinstance(value, list):
+        return value[:-1]
+    raise AssertionError(f"{key}: no other value for {value!r}; add one to OTHER_VALUES")
+
+
+def nested(path, value) -> dict:
+    """{"a": {"b": value}} of the path ("a", "b")."""
+    for part in reversed(path):
+        value = {part: value}
+    return value
+
+
+def expected_jobs(base: dict, changed: dict, key: str) -> dict[str, int]:
+    """The step rules' jobs a dry run plans when key changes from base to changed: every (step, arg) whose
+    settings (its own and its upstream steps', experiments.step_settings) differ, one job per shard of a
+    per-shard step; the network's training where only the keys of its predictions changed is kept. When the
+    data change, everything."""
+    everything = key.startswith(DATA_KEYS)
+    jobs: dict[str, int] = {}
+    for name, step in registry.STEPS.items():
+        for arg in step.args(changed):
+            before = step_settings(base, name, arg) if arg in step.args(base) else None
+            after = step_settings(changed, name, arg)
+            if before == after and not everything:
+                continue
+            rules = list(step.rules)
+            if "train_segmentation" in rules and before and not everything:
+                trained = [registry.settings_without(s, registry.PREDICTION_KEYS) for s in (before, after)]
+                if trained[0] == trained[1]:
+                    rules.remove("train_segmentation")
+            for rule in rules:
+                jobs[rule] = jobs.get(rule, 0) + (changed["shards"] if step.per_shard else 1)
+    return jobs
+
+
+def test_a_changed_value_reruns_exactly_the_steps_that_read_it(workdir):
+    """After a finished run, changing any one key of config/config.yaml plans the jobs of exactly the steps
+    whose settings hold it (registry Step.settings, through their upstream steps), and none where no step
+    reads it (threads, report, scoring thresholds, download mirrors). One dry run per key, two at a time."""
+    base = deep_merge(DEFAULT_CONFIG, TINY)
+
+    def mismatch(path):
+        key, value = ".".join(path), base
+        for part in path:
+            value = value[part]
+        override = nested(path, other_value(key, value))
+        (workdir / f"changed-{key}.yaml").write_text(yaml.safe_dump(override))
+        plan = job_counts(run(workdir, "-n", configfiles=("tiny.yaml", f"changed-{key}.yaml")).stdout)
+        planned = {rule: count for rule, count in plan.items() if rule in STEP_RULES}
+        expected = expected_jobs(base, deep_merge(base, override), key)
+        return None if planned == expected else f"{key} -> {override}: planned {planned}, expected {expected}"
+
+    keys = [path for path, _ in leaves(DEFAULT_CONFIG) if ".".join(path) not in UNPLANNED]
+    assert len(keys) > 100  # every key, not a few
+    with ThreadPoolExecutor(2) as pool:
+        mismatches = [m for m in pool.map(mismatch, keys) if m]
+    assert not mismatches, "\n".join(mismatches)
 
 
 def test_deleting_one_crf_shard_reruns_only_that_shard(workdir):

@@ -8,8 +8,7 @@ rule cams:
     output:
         directory(step_output("cams")),
     params:
-        settings=lambda wc: registry.cam_settings(settings(wc)),
-        erasing_threshold=lambda wc: settings(wc)["erasing"]["threshold"],
+        settings=step_params("cams"),  # cam (not its scoring keys) and, from round 1 on, the erasing threshold
         split=SPLITS["train"],
         num_shards=config["shards"],
     log:

@@ -9,13 +9,12 @@ rule train_classifier:
         model=step_output("classifier", "model.pt"),
         history=step_output("classifier", "history.parquet"),
     params:
-        # an expansion method's sub-section only when it is classifier.method (registry.own_settings)
-        settings=lambda wc: registry.own_settings(settings(wc), "classifier", wc.round)["classifier"],
-        erasing_threshold=lambda wc: settings(wc)["erasing"]["threshold"],
+        # seed, classifier (an expansion method's sub-section only when it is classifier.method) and, from
+        # round 1 on, the erasing threshold
+        settings=step_params("classifier"),
         split=SPLITS["train"],
         num_classes=len(config["classes"]),
         classes=config["classes"],  # classifier.head_init: imagenet maps them to ImageNet's classes
-        seed=lambda wc: settings(wc)["seed"],
     log:
         "logs/{expdir}train_classifier/r{round}.log",
     benchmark:

@@ -81,6 +81,18 @@ def job_arg(step, wildcards):
     return getattr(wildcards, arg) if arg else None
 
 
+def step_params(step, only=None, leave_out=()):
+    """Params function: the config values the job's step reads (registry Step.settings, their one statement),
+    so that a changed value reruns exactly the steps that read it. A step of two rules gives each its part:
+    only (the "section.key" entries one rule reads) or leave_out (those it does not)."""
+
+    def params(wildcards):
+        values = registry.own_settings(settings(wildcards), step, job_arg(step, wildcards))
+        return registry.settings_only(values, only) if only else registry.settings_without(values, leave_out)
+
+    return params
+
+
 def upstream(step, only=None):
     """Input function: the files of the step's upstream steps (registry) that the job reads, those of step
     `only` alone if given. A per-shard step reads its own shard of a per-shard upstream step."""

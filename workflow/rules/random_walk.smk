@@ -8,10 +8,9 @@ rule train_irn:
         model=step_output("irn", "model.pt"),
         history=step_output("irn", "history.parquet"),
     params:
-        settings=lambda wc: settings(wc)["irn"],
+        settings=step_params("irn"),  # seed and irn
         split=SPLITS["train"],
         num_classes=len(config["classes"]),
-        seed=lambda wc: settings(wc)["seed"],
     log:
         "logs/{expdir}train_irn.log",
     benchmark:
@@ -35,7 +34,7 @@ rule random_walk:
     output:
         directory(step_output("random_walk")),
     params:
-        settings=lambda wc: settings(wc)["random_walk"],
+        settings=step_params("random_walk"),
         split=SPLITS["train"],
         num_shards=config["shards"],
     log:

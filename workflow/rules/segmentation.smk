@@ -9,16 +9,11 @@ rule train_segmentation:
         model=step_output("segmentation", "model.pt"),
         history=step_output("segmentation", "history.parquet"),
     params:
-        # long_side and inference only decide the predictions: changing them re-predicts and does not retrain;
-        # the network on ground truth does not read labels, nor any but U-Net upsampling (registry.own_settings)
-        settings=lambda wc: {
-            k: v
-            for k, v in registry.own_settings(settings(wc), "segmentation", wc.supervision)["segmentation"].items()
-            if k not in ("long_side", "inference")
-        },
+        # long_side, inference and the val split only decide the predictions: changing them re-predicts and does
+        # not retrain; the network on ground truth does not read labels, nor any but U-Net upsampling
+        settings=step_params("segmentation", leave_out=registry.PREDICTION_KEYS),
         split=SPLITS["train"],
         num_classes=len(config["classes"]),
-        seed=lambda wc: settings(wc)["seed"],
     log:
         "logs/{expdir}train_segmentation/{supervision}.log",
     benchmark:
@@ -42,9 +37,7 @@ rule predict_segmentation:
     output:
         directory(step_output("segmentation", "predictions")),
     params:
-        split=config["splits"]["val"],
-        long_side=lambda wc: settings(wc)["segmentation"]["long_side"],
-        inference=lambda wc: settings(wc)["segmentation"]["inference"],
+        settings=step_params("segmentation", only=registry.PREDICTION_KEYS),  # long_side, inference, splits.val
     log:
         "logs/{expdir}predict_segmentation/{supervision}.log",
     benchmark:

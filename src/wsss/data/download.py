@@ -34,6 +34,15 @@ class ArchiveError(ValueError):
     """An archive that cannot be extracted safely or completely; the message names the archive and member."""
 
 
+# The config's download keys that say how patiently to fetch (download(...)'s keyword arguments)
+FETCH_KEYS = ("retries", "backoff_s", "timeout_s")
+
+
+def fetch_settings(download_config: dict) -> dict:
+    """download.retries / backoff_s / timeout_s of the config, as download()'s keyword arguments."""
+    return {key: download_config[key] for key in FETCH_KEYS}
+
+
 def mirror_urls(mirrors: list[str], file: str) -> list[str]:
     """Full URLs of file on each mirror: a mirror given as a directory URL gets the file name appended."""
     return [url if url.endswith(f"/{file}") else f"{url.rstrip('/')}/{file}" for url in mirrors]

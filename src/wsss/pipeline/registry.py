@@ -2,10 +2,12 @@
 
 A *step* is what one rule (or a rule pair) computes for a run: a round's classifier, its CAMs, the merged
 CAMs, the CRF maps, the pseudo-masks, a segmentation network and its predictions, a stage's scores. The
-registry names its folder under results/<run folder>/, the config keys that decide its files and the steps
-it reads (its upstream). From this one graph come the rules' inputs (workflow/rules/common.smk), which runs
-share a step (wsss.pipeline.experiments), what a grid's compute time is made of (wsss.scoring.tables) and
-the DVC stages (workflow/rules/dvc.smk, checked against dvc.yaml by tests/test_dvc.py).
+registry names its folder under results/<run folder>/, the config values that decide its files (its
+settings) and the steps it reads (its upstream). From this one graph come the rules' inputs and params
+(workflow/rules/common.smk: a changed value reruns exactly the steps whose settings hold it), the
+fingerprints of partial work, which runs share a step (wsss.pipeline.experiments), what a grid's compute
+time is made of (wsss.scoring.tables) and the DVC stages and their params (workflow/rules/dvc.smk, checked
+against dvc.yaml by tests/test_dvc.py).
 
 A *scored stage* is a step's output scored against ground truth: its name in every table, its title in the
 report, which step's files it scores, how (CAM + threshold, a threshold sweep, or label maps), on which
@@ -39,6 +41,10 @@ DATA, LABELS_FILE, METRICS, REPORT, BENCHMARKS = (
     "report",
     "benchmarks",
 )
+# classifier.method: classic CAM, or a CAM expansion trained into the classifier (wsss.nets.expansion); each
+# expansion method has its own settings sub-section classifier.<method>, read only when it is the method
+CLASSIFIER_METHODS = ("cam", "seam", "acol", "multi_dilation")
+CLASSIFIER_METHOD_SECTIONS = CLASSIFIER_METHODS[1:]
 # cam keys that only score or threshold CAMs; the rest decide the CAM files themselves.
 CAM_SCORING_KEYS = ("eval_threshold", "oracle_thresholds")
 
@@ -47,13 +53,69 @@ def _rounds(config: dict) -> range:
     return range(config["erasing"]["rounds"])
 
 
+def _without(section: dict, unread) -> dict:
+    return {k: v for k, v in section.items() if k not in unread}
+
+
+def _erasing(config: dict, r) -> dict:
+    """Round r > 0 erases the earlier rounds' CAM regions above the erasing threshold; round 0 erases nothing."""
+    return {"erasing": {"threshold": config["erasing"]["threshold"]}} if int(r) > 0 else {}
+
+
+def _classifier_settings(config: dict, r) -> dict:
+    # each expansion method reads its own sub-section only (classifier.<method>)
+    unread = set(CLASSIFIER_METHOD_SECTIONS) - {config["classifier"]["method"]}
+    return {"seed": config["seed"], "classifier": _without(config["classifier"], unread), **_erasing(config, r)}
+
+
+# The keys of the segmentation step that decide its predictions only (the predict_segmentation rule), not
+# the network (train_segmentation)
+PREDICTION_KEYS = ("segmentation.long_side", "segmentation.inference", "splits.val")
+
+
+def settings_only(settings: dict, keys) -> dict:
+    """The "section.key" entries of a step's settings that are among keys (sections left empty dropped)."""
+    picked = {}
+    for key in keys:
+        section, _, sub = key.partition(".")
+        if sub in settings.get(section, {}):
+            picked.setdefault(section, {})[sub] = settings[section][sub]
+    return picked
+
+
+def settings_without(settings: dict, keys) -> dict:
+    """A step's settings less the "section.key" entries among keys (sections left empty dropped)."""
+    rest = {}
+    for section, value in settings.items():
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if f"{section}.{k}" not in keys}
+            if not value:
+                continue
+        rest[section] = value
+    return rest
+
+
+def _segmentation_settings(config: dict, supervision) -> dict:
+    unread = set() if config["segmentation"]["arch"] == "unet" else {"upsampling"}  # U-Net's decoder only
+    if supervision == "ground_truth":  # labels picks the pseudo-labels; truth is truth
+        unread.add("labels")
+    return {
+        "seed": config["seed"],
+        "segmentation": _without(config["segmentation"], unread),
+        "splits": {"val": config["splits"]["val"]},  # the images it predicts
+    }
+
+
 @dataclass(frozen=True)
 class Step:
     """One step of a run.
 
     folder: where its files live under results/<run folder>/ ("{round}" / "{supervision}" filled in);
     per_shard: one output directory per shard (shard<k>) inside that folder, else files in it;
-    reads: config keys ("section" or "section.key") that decide its files, besides its upstream steps;
+    settings: (config, arg) -> the config values that decide its files, besides its upstream steps', as a
+    nested mapping of the config's own sections and keys: the one statement of what it reads, from which
+    its rules' params (workflow/rules/common.smk), the fingerprints of its partial work, which runs share it
+    (wsss.pipeline.experiments) and dvc.yaml's params (tests/test_dvc.py) follow;
     upstream: (config, arg) -> the (step, arg) pairs whose files it reads;
     files: its files in the folder (a per-shard step: none, the shard directories are its output), the
     first of them the one its consumers read;
@@ -65,7 +127,7 @@ class Step:
     folder: str
     arg: str | None = None
     per_shard: bool = False
-    reads: tuple[str, ...] = ()
+    settings: Callable[[dict, object], dict] = lambda config, arg: {}
     upstream: Callable[[dict, object], list[tuple[str, object]]] = lambda config, arg: []
     files: tuple[str, ...] = ()
     rules: tuple[str, ...] = ()
@@ -100,7 +162,7 @@ STEPS = {
             "classifier",
             "classifier/r{round}",
             arg=ROUND,
-            reads=("seed", "classifier"),
+            settings=_classifier_settings,
             # round r trains on images erased by every earlier round's CAMs
             upstream=lambda config, r: [("cams", k) for k in range(int(r))],
             files=("model.pt", "history.parquet"),
@@ -112,7 +174,7 @@ STEPS = {
             "cams/r{round}",
             arg=ROUND,
             per_shard=True,
-            reads=("cam",),
+            settings=lambda config, r: {"cam": cam_settings(config), **_erasing(config, r)},
             upstream=lambda config, r: [("classifier", int(r)), *(("cams", k) for k in range(int(r)))],
             rules=("cams",),
             cost="cams",
@@ -129,7 +191,11 @@ STEPS = {
             "crf",
             "crf",
             per_shard=True,
-            reads=("crf", "cam.eval_threshold"),
+            # the CRF's unary is the CAM with the background at cam.eval_threshold
+            settings=lambda config, arg: {
+                "crf": config["crf"],
+                "cam": {"eval_threshold": config["cam"]["eval_threshold"]},
+            },
             upstream=lambda config, arg: [("merged_cams", None)],
             rules=("crf",),
             cost="masks",
@@ -138,7 +204,7 @@ STEPS = {
             "pseudo_masks",
             "pseudo_masks",
             per_shard=True,
-            reads=("crf", "pseudo_mask"),
+            settings=lambda config, arg: {"crf": config["crf"], "pseudo_mask": config["pseudo_mask"]},
             upstream=lambda config, arg: [("merged_cams", None)],
             rules=("pseudo_masks",),
             cost="masks",
@@ -146,7 +212,7 @@ STEPS = {
         Step(
             "irn",
             "irn",
-            reads=("seed", "irn"),
+            settings=lambda config, arg: {"seed": config["seed"], "irn": config["irn"]},
             upstream=lambda config, arg: [("pseudo_masks", None)],
             files=("model.pt", "history.parquet"),
             rules=("train_irn",),
@@ -156,7 +222,7 @@ STEPS = {
             "random_walk",
             "random_walk",
             per_shard=True,
-            reads=("random_walk",),
+            settings=lambda config, arg: {"random_walk": config["random_walk"]},
             upstream=lambda config, arg: [("irn", None), ("merged_cams", None)],
             rules=("random_walk",),
             cost="masks",
@@ -165,7 +231,7 @@ STEPS = {
             "segmentation",
             "segmentation/{supervision}",
             arg=SUPERVISION,
-            reads=("seed", "segmentation"),
+            settings=_segmentation_settings,
             upstream=lambda config, supervision: (
                 [(LABEL_STEPS[config["segmentation"]["labels"]], None)] if supervision == "pseudo_mask" else []
             ),
@@ -175,12 +241,6 @@ STEPS = {
         ),
     )
 }
-# The erasing threshold matters from round 1 on: it is part of the classifier's settings there.
-ERASING_READS = ("erasing.threshold",)
-# classifier.method: classic CAM, or a CAM expansion trained into the classifier (wsss.nets.expansion); each
-# expansion method has its own settings sub-section classifier.<method>, read only when it is the method
-CLASSIFIER_METHODS = ("cam", "seam", "acol", "multi_dilation")
-CLASSIFIER_METHOD_SECTIONS = CLASSIFIER_METHODS[1:]
 
 
 def step(name: str) -> Step:
@@ -195,34 +255,27 @@ def cam_settings(config: dict) -> dict:
 
 
 def setting(config: dict, key: str):
-    """A config value by its registry key: "section" or "section.key" ("cam": the keys deciding CAM files)."""
-    if key == "cam":
-        return cam_settings(config)
+    """A config value by its key, "section" or "section.key" (what a kind of scoring reads: KIND_READS)."""
     section, _, sub = key.partition(".")
     return config[section][sub] if sub else config[section]
 
 
 def own_settings(config: dict, name: str, arg=None) -> dict:
-    """The config keys a step reads itself (not through its upstream steps)."""
-    reads = step(name).reads
-    if name == "classifier" and int(arg) > 0:
-        reads += ERASING_READS
-    settings = {key: setting(config, key) for key in reads}
-    if name == "classifier":  # each expansion method reads its own sub-section only (classifier.<method>)
-        method = settings["classifier"]["method"]
-        unread = set(CLASSIFIER_METHOD_SECTIONS) - {method}
-        settings["classifier"] = {k: v for k, v in settings["classifier"].items() if k not in unread}
-    if name == "segmentation":
-        unread = set() if settings["segmentation"]["arch"] == "unet" else {"upsampling"}  # U-Net's decoder only
-        if arg == "ground_truth":  # labels picks the pseudo-labels; truth is truth
-            unread.add("labels")
-        settings["segmentation"] = {k: v for k, v in settings["segmentation"].items() if k not in unread}
-    return settings
+    """The config values a step reads itself (not through its upstream steps): its Step.settings, and for a
+    per-shard step the number of shards its images are split into."""
+    spec = step(name)
+    return {**spec.settings(config, arg), **({"shards": config["shards"]} if spec.per_shard else {})}
 
 
-# Sections an experiment may override: the ones the steps read. The data (dataset, splits, shards) is the
-# same for every experiment, so their scores compare.
-OVERRIDABLE = tuple(dict.fromkeys(key.partition(".")[0] for s in STEPS.values() for key in s.reads + ERASING_READS))
+def read_sections(config: dict) -> list[str]:
+    """The config sections the steps of a run of config read (with every round's settings)."""
+    return list(dict.fromkeys(key for s in STEPS.values() for arg in s.args(config) for key in s.settings(config, arg)))
+
+
+# Sections an experiment may override: the ones the steps read (read_sections of the default config, checked
+# by tests/test_registry.py). The data (dataset, splits, shards) is the same for every experiment, so their
+# scores compare.
+OVERRIDABLE = ("seed", "classifier", "erasing", "cam", "crf", "pseudo_mask", "irn", "random_walk", "segmentation")
 # Names a run's folder must not take (it would shadow one of these).
 RESERVED = tuple(
     dict.fromkeys(

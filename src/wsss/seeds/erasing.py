@@ -53,9 +53,10 @@ class Eraser:
         return erase(image, mined_region(cams, self.threshold, image.shape[:2]), self.fill_rgb)
 
 
-def eraser_for_round(earlier_shard_dirs, threshold: float, labels_path, image_ids) -> Eraser | None:
-    """The eraser a round's classifier and CAMs see: none for round 0 (no earlier CAM shards), otherwise
-    every earlier round's mined regions filled with the mean colour of the given images."""
+def eraser_for_round(earlier_shard_dirs, threshold: float | None, labels_path, image_ids) -> Eraser | None:
+    """The eraser a round's classifier and CAMs see: none for round 0 (no earlier CAM shards, and no
+    threshold: round 0 does not read it), otherwise every earlier round's mined regions filled with the mean
+    colour of the given images."""
     if not earlier_shard_dirs:
         return None
     return Eraser.from_shard_dirs(earlier_shard_dirs, threshold, mean_colour(labels_path, image_ids))
