@@ -4,7 +4,8 @@ from wsss.nets.segmentation import load_segmentation, predict_images
 from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 from wsss.runtime import setup
 
-settings = snakemake.params.settings  # registry.PREDICTION_KEYS of the segmentation step's settings
+# registry Step.settings of "predictions": segmentation.long_side and .inference, splits.val
+settings = snakemake.params.settings
 prediction = settings["segmentation"]
 setup(snakemake.log[0], snakemake.threads)
 tree = VOCTree.open(snakemake.input.data)

@@ -75,6 +75,27 @@ def test_changing_the_cam_method_shares_the_classifier_only(base):
     assert g.owner("pp", "metrics", "fully_supervised") == "cam"
 
 
+def test_an_inference_experiment_shares_the_trained_networks(base):
+    """Test-time inference decides the predictions, not the networks: an experiment that changes only it
+    re-predicts with the networks (and the bound) another experiment trained. Other pseudo-labels are another
+    network, in the folder named for them."""
+    crf = {"iterations": 5, "gaussian": {"sxy": 1, "compat": 3}, "bilateral": {"sxy": 10, "srgb": 3, "compat": 4}}
+    g = grid(
+        base,
+        a={},
+        ms={"segmentation": {"inference": {"scales": [0.75, 1.0], "flip": True, "crf": crf}, "long_side": 96}},
+        walk={"segmentation": {"labels": "random_walk"}},
+    )
+    for supervision in ("pseudo_mask", "ground_truth"):
+        assert g.owner("ms", "segmentation", supervision) == "a"
+        assert g.owner("ms", "predictions", supervision) == "ms"
+    assert g.step_outputs("ms", "segmentation", "pseudo_mask") == ["results/a/segmentation/pseudo_mask/model.pt"]
+    assert g.scored_outputs("ms", "segmentation") == ["results/ms/segmentation/pseudo_mask/predictions"]
+    assert not g.runs("walk", "segmentation", "pseudo_mask")
+    assert g.scored_outputs("walk", "segmentation") == ["results/walk/segmentation/random_walk/predictions"]
+    assert g.owner("walk", "segmentation", "ground_truth") == "a"
+
+
 def test_a_method_reads_only_its_own_sub_section(base):
     """classifier.<method> decides the classifier only when it is classifier.method (registry.own_settings)."""
     g = grid(

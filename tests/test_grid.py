@@ -65,6 +65,22 @@ def test_the_plan_computes_shared_steps_once(workdir):
     assert jobs["miou_table"] == 5 and jobs["grid_table"] == 1
 
 
+def test_an_inference_only_experiment_trains_no_network(workdir):
+    """config/demo-archs.yaml: deeplabv3_ms_crf changes only the test-time inference of deeplabv3, so it
+    predicts with deeplabv3's two networks (pseudo-labels and bound): 7 networks x 2 trained, 8 x 2
+    predicted."""
+    jobs = job_counts(run(workdir, "-n", configfiles=("tiny.yaml", "config/demo-archs.yaml")).stdout)
+    assert jobs["train_segmentation"] == 14 and jobs["predict_segmentation"] == 16
+    detail = run(
+        workdir,
+        "-n",
+        "results/deeplabv3_ms_crf/metrics/fully_supervised.npz",
+        configfiles=("tiny.yaml", "config/demo-archs.yaml"),
+    ).stdout
+    assert "results/deeplabv3/segmentation/ground_truth/model.pt" in detail
+    assert "results/deeplabv3_ms_crf/segmentation/ground_truth/predictions" in detail
+
+
 @pytest.fixture(scope="module")
 def grid_run(workdir):
     return run(workdir, configfiles=GRID_FILES)

@@ -57,10 +57,10 @@ def test_stage_names_parse_back_and_carry_their_titles():
     names = registry.stage_names(CONFIG)
     assert names[: CONFIG["erasing"]["rounds"]] == [f"cam_r{r}" for r in range(CONFIG["erasing"]["rounds"])]
     assert names[-2:] == [registry.RESULT_STAGE, registry.BOUND_STAGE]
-    assert registry.stage("cam_r12") == (registry.STAGES[0], 12)
+    assert registry.stage("cam_r12", CONFIG) == (registry.STAGES[0], 12)
     assert registry.stage_title("cam_r3") == "CAM round 3" and registry.stage_title("pseudo_mask") == "pseudo-mask"
     with pytest.raises(ValueError, match="unknown stage 'cam_rx'"):
-        registry.stage("cam_rx")
+        registry.stage("cam_rx", CONFIG)
     without_oracle = {**CONFIG, "cam": {**CONFIG["cam"], "oracle_thresholds": []}}
     assert "cam_oracle" in names and "cam_oracle" not in registry.stage_names(without_oracle)
 
@@ -69,7 +69,7 @@ def test_label_sources_are_scored_stages_of_their_steps():
     """segmentation.labels names a stage, and LABEL_STEPS the step that stage scores (the report ranks the
     train gallery by that stage); the schema offers exactly these."""
     for name, step_name in registry.LABEL_STEPS.items():
-        assert registry.stage(name)[0].step == step_name
+        assert registry.stage_named(name).step == step_name
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     assert schema["properties"]["segmentation"]["properties"]["labels"]["enum"] == list(registry.LABEL_STEPS)
 
@@ -79,11 +79,17 @@ def test_every_step_reads_upstream_steps_of_the_registry():
     result needs every step except the CRF stage's (scored, not used further) and, on the confident
     pseudo-masks, IRN's two; on IRN's random-walk labels it needs those too."""
     on_masks = dict(CONFIG, segmentation=dict(CONFIG["segmentation"], labels="pseudo_mask"))
-    needed = {step for step, _ in registry.closure(on_masks, "segmentation", "pseudo_mask")}
+    needed = {step for step, _ in registry.closure(on_masks, "predictions", "pseudo_mask")}
     assert needed == set(registry.STEPS) - {"crf", "irn", "random_walk"}
     on_walk = dict(CONFIG, segmentation=dict(CONFIG["segmentation"], labels="random_walk"))
-    needed = {step for step, _ in registry.closure(on_walk, "segmentation", "pseudo_mask")}
+    needed = {step for step, _ in registry.closure(on_walk, "predictions", "random_walk")}
     assert needed == set(registry.STEPS) - {"crf"}
+    # the result stage scores the network on the run's own pseudo-labels; the bound's needs no CAM
+    assert registry.stage(registry.RESULT_STAGE, on_walk) == (registry.stage_named("segmentation"), "random_walk")
+    assert registry.closure(on_walk, "predictions", "ground_truth") == [
+        ("segmentation", "ground_truth"),
+        ("predictions", "ground_truth"),
+    ]
     grid = Grid(CONFIG)
     assert grid.step_outputs("default", "cams", 1) == [f"results/cams/r1/shard{k}" for k in range(CONFIG["shards"])]
     assert grid.step_outputs("default", "classifier", 0, files=True) == [

@@ -97,15 +97,16 @@ def test_irn_and_random_walk_artifacts(workdir):
 
 
 def test_segmentation_trains_on_random_walk_labels(workdir):
-    """segmentation.labels: random_walk retrains the segmentation network on the random walk's maps (its
-    settings changed), and nothing upstream."""
+    """segmentation.labels: random_walk trains a segmentation network on the random walk's maps, in the folder
+    named for them (the one on pseudo-masks stays where it is), and nothing upstream."""
     (workdir / "walk.yaml").write_text(yaml.safe_dump({"segmentation": {"labels": "random_walk"}}))
     configs = ("tiny.yaml", "walk.yaml")
     plan = job_counts(run(workdir, "-n", "results/miou.parquet", configfiles=configs).stdout)
     # the network on ground truth does not read labels: it stays
     assert plan == {"train_segmentation": 1, "predict_segmentation": 1, "evaluate_stage": 1, "miou_table": 1}
-    detail = run(workdir, "-n", "-p", "results/segmentation/pseudo_mask/model.pt", configfiles=configs).stdout
+    detail = run(workdir, "-n", "-p", "results/segmentation/random_walk/model.pt", configfiles=configs).stdout
     assert "results/random_walk/shard0" in detail and "results/pseudo_masks/shard0" not in detail
+    assert "results/segmentation/random_walk/predictions" in run(workdir, "-n", configfiles=configs).stdout
     (workdir / "walk.yaml").unlink()
 
 
@@ -221,8 +222,7 @@ def nested(path, value) -> dict:
 def expected_jobs(base: dict, changed: dict, key: str) -> dict[str, int]:
     """The step rules' jobs a dry run plans when key changes from base to changed: every (step, arg) whose
     settings (its own and its upstream steps', experiments.step_settings) differ, one job per shard of a
-    per-shard step; the network's training where only the keys of its predictions changed is kept. When the
-    data change, everything."""
+    per-shard step. When the data change, everything."""
     everything = key.startswith(DATA_KEYS)
     jobs: dict[str, int] = {}
     for name, step in registry.STEPS.items():
@@ -231,12 +231,7 @@ def expected_jobs(base: dict, changed: dict, key: str) -> dict[str, int]:
             after = step_settings(changed, name, arg)
             if before == after and not everything:
                 continue
-            rules = list(step.rules)
-            if "train_segmentation" in rules and before and not everything:
-                trained = [registry.settings_without(s, registry.PREDICTION_KEYS) for s in (before, after)]
-                if trained[0] == trained[1]:
-                    rules.remove("train_segmentation")
-            for rule in rules:
+            for rule in step.rules:
                 jobs[rule] = jobs.get(rule, 0) + (changed["shards"] if step.per_shard else 1)
     return jobs
 

@@ -81,16 +81,10 @@ def job_arg(step, wildcards):
     return getattr(wildcards, arg) if arg else None
 
 
-def step_params(step, only=None, leave_out=()):
+def step_params(step):
     """Params function: the config values the job's step reads (registry Step.settings, their one statement),
-    so that a changed value reruns exactly the steps that read it. A step of two rules gives each its part:
-    only (the "section.key" entries one rule reads) or leave_out (those it does not)."""
-
-    def params(wildcards):
-        values = registry.own_settings(settings(wildcards), step, job_arg(step, wildcards))
-        return registry.settings_only(values, only) if only else registry.settings_without(values, leave_out)
-
-    return params
+    so that a changed value reruns exactly the steps that read it."""
+    return lambda wildcards: registry.own_settings(settings(wildcards), step, job_arg(step, wildcards))
 
 
 def upstream(step, only=None):
@@ -127,7 +121,7 @@ def stages(name):
 
 def per_image_stages(name):
     """The stages scored image by image (an oracle is a threshold sweep over the whole split)."""
-    return [stage for stage in stages(name) if registry.stage(stage)[0].per_image]
+    return [stage for stage in stages(name) if registry.stage_named(stage).per_image]
 
 
 # Every image's own scores per stage (evaluate.smk), which the report's galleries choose from.
@@ -152,7 +146,7 @@ def all_artifacts():
 def stage_spec(name, stage):
     """What a stage of a run scores (registry.STAGES): its step's outputs, their kind, the split, the CAM
     thresholds."""
-    scored, _ = registry.stage(stage)
+    scored = registry.stage_named(stage)
     cam = GRID.configs[name]["cam"]
     thresholds = {registry.CAM: [cam["eval_threshold"]], registry.CAM_ORACLE: cam["oracle_thresholds"]}
     return dict(kind=scored.kind, inputs=GRID.scored_outputs(name, stage), split=config["splits"][scored.split],
@@ -163,7 +157,7 @@ def job_benchmarks(name):
     """(step, benchmark file) of every job that makes a run's WSSS result (the segmentation network on
     pseudo-masks) and everything upstream of it, shared jobs included: what the method costs from scratch
     (scoring and the fully-supervised bound aside)."""
-    result, arg = registry.stage(registry.RESULT_STAGE)
+    result, arg = registry.stage(registry.RESULT_STAGE, GRID.configs[name])
     jobs = []
     for step, step_arg in registry.closure(GRID.configs[name], result.step, arg):
         spec = registry.step(step)
@@ -178,6 +172,14 @@ def pretrained_weights(settings):
     """The ImageNet weights file a network starts from, or nothing for a random initialisation."""
     arch = settings.get("backbone", settings["arch"])
     return [f"resources/weights/{arch}.{settings['pretrained']}.pth"] if settings.get("pretrained") else []
+
+
+def gallery_title(selection, rank_stage):
+    """A train gallery's subcategory; best and worst are ranked by the run's own pseudo-labels (rank_stage)."""
+    shown = config["report"]  # (`report` is a Snakemake keyword)
+    if selection == "sample":
+        return f"random sample of {shown['sample_size']} (seed {shown['seed']})"
+    return f"{selection} {shown[selection]} by {registry.stage_title(rank_stage)} IoU"
 
 
 # Sections of the HTML report, in reading order (tables and figures: evaluate.smk, report.smk).

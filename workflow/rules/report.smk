@@ -3,11 +3,7 @@
 # the report shows as labels and captions (Snakemake report patterns).
 REPORT = config["report"]
 TRAIN_GALLERY_STAGES = registry.stages_where(gallery="train")
-GALLERY_TITLES = {
-    "sample": f"random sample of {REPORT['sample_size']} (seed {REPORT['seed']})",
-    "best": f"best {REPORT['best']} by {registry.stage_title(config['segmentation']['labels'])} IoU",
-    "worst": f"worst {REPORT['worst']} by {registry.stage_title(config['segmentation']['labels'])} IoU",
-}
+
 
 rule report_train_gallery:
     """Sample, best and worst train images: CAMs per class and round, merged CAM, CRF, pseudo-mask, truth."""
@@ -24,9 +20,10 @@ rule report_train_gallery:
             patterns=["{selection}/{rank}__{image}__{classes}__iou{iou}.png"],
             caption="../report/train_gallery.rst",
             category=TRAIN_GALLERY_CATEGORY,
-            subcategory=lambda wildcards: GALLERY_TITLES[wildcards.selection],
-            labels={"rank": "{rank}", "image": "{image}", "classes": "{classes}",
-                    f"{registry.stage_title(config['segmentation']['labels'])} IoU": "{iou}"},
+            # the report passes the file's own wildcards (selection, ...) and the job's params
+            subcategory=lambda wildcards, params: gallery_title(wildcards.selection, params.rank_stage),
+            labels=lambda wildcards, params: {"rank": "{rank}", "image": "{image}", "classes": "{classes}",
+                                              f"{registry.stage_title(params.rank_stage)} IoU": "{iou}"},
         ),
     params:
         settings=REPORT,

@@ -1,6 +1,7 @@
 rule train_segmentation:
-    """The segmentation network (segmentation.arch) on the pseudo-labels, or on the ground truth for the
-    fully-supervised bound."""
+    """The segmentation network (segmentation.arch) on the pseudo-labels of segmentation.labels
+    (segmentation/pseudo_mask/ or segmentation/random_walk/), or on the ground truth for the fully-supervised
+    bound (segmentation/ground_truth/)."""
     input:
         data=DATASET,
         masks=upstream("segmentation"),
@@ -9,9 +10,7 @@ rule train_segmentation:
         model=step_output("segmentation", "model.pt"),
         history=step_output("segmentation", "history.parquet"),
     params:
-        # long_side, inference and the val split only decide the predictions: changing them re-predicts and does
-        # not retrain; the network on ground truth does not read labels, nor any but U-Net upsampling
-        settings=step_params("segmentation", leave_out=registry.PREDICTION_KEYS),
+        settings=step_params("segmentation"),
         split=SPLITS["train"],
         num_classes=len(config["classes"]),
     log:
@@ -33,15 +32,16 @@ rule predict_segmentation:
     test-time scales, flip and CRF of segmentation.inference, resized to the images."""
     input:
         data=DATASET,
-        model=step_output("segmentation", "model.pt"),
+        # a network another run trained with the same settings is read from that run's folder
+        model=upstream_path("predictions"),
     output:
-        directory(step_output("segmentation", "predictions")),
+        directory(step_output("predictions", "predictions")),
     params:
-        settings=step_params("segmentation", only=registry.PREDICTION_KEYS),  # long_side, inference, splits.val
+        settings=step_params("predictions"),
     log:
         "logs/{expdir}predict_segmentation/{supervision}.log",
     benchmark:
-        step_benchmark("segmentation", "predict_segmentation")
+        step_benchmark("predictions", "predict_segmentation")
     conda:
         "../envs/wsss.yaml"
     threads: config["threads"]["infer"]

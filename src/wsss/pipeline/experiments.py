@@ -66,7 +66,7 @@ def step_settings(config: dict, step: str, arg=None) -> dict:
     """Everything that decides a step's files: the config keys it reads and its upstream steps' settings
     (wsss.pipeline.registry). step "metrics" with a stage name as arg: what decides that stage's scores."""
     if step == "metrics":
-        stage, scored_arg = registry.stage(arg)
+        stage, scored_arg = registry.stage(arg, config)
         reads = registry.KIND_READS[stage.kind]
         return {
             "stage": arg,
@@ -169,7 +169,7 @@ class Grid:
 
     def scored_outputs(self, name: str, stage: str) -> list[str]:
         """The files a stage scores: its step's outputs."""
-        scored, arg = registry.stage(stage)
+        scored, arg = registry.stage(stage, self.configs[name])
         return self.step_outputs(name, scored.step, arg)
 
 

@@ -1,7 +1,7 @@
 """The pipeline's vocabulary, defined once: its steps and its scored stages.
 
-A *step* is what one rule (or a rule pair) computes for a run: a round's classifier, its CAMs, the merged
-CAMs, the CRF maps, the pseudo-masks, a segmentation network and its predictions, a stage's scores. The
+A *step* is what one rule computes for a run: a round's classifier, its CAMs, the merged CAMs, the CRF
+maps, the pseudo-masks, a segmentation network, its predictions, a stage's scores. The
 registry names its folder under results/<run folder>/, the config values that decide its files (its
 settings) and the steps it reads (its upstream). From this one graph come the rules' inputs and params
 (workflow/rules/common.smk: a changed value reruns exactly the steps whose settings hold it), the
@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 
 # The arguments a step can take, by the wildcard that carries it in the rules.
 ROUND, SUPERVISION = "round", "supervision"
-# What a segmentation network is trained on: pseudo-labels (the WSSS result), or the ground truth (the
-# fully-supervised bound it is compared with).
-SUPERVISIONS = ("pseudo_mask", "ground_truth")
 # The steps whose label maps the pseudo-label network may train on, by their segmentation.labels value:
 # the confident pseudo-masks (255 where neither threshold is sure) or IRN's dense random-walk labels.
 LABEL_STEPS = {"pseudo_mask": "pseudo_masks", "random_walk": "random_walk"}
+# What a segmentation network is trained on, which names its folder (segmentation/<supervision>/): the
+# pseudo-labels of segmentation.labels (the WSSS result), or the ground truth (the fully-supervised bound
+# it is compared with).
+GROUND_TRUTH = "ground_truth"
+SUPERVISIONS = (*LABEL_STEPS, GROUND_TRUTH)
 # Folders of results/ besides the steps': the dataset index, the image labels, scores, figures, benchmarks.
 DATA, LABELS_FILE, METRICS, REPORT, BENCHMARKS = (
     "data",
@@ -68,40 +70,20 @@ def _classifier_settings(config: dict, r) -> dict:
     return {"seed": config["seed"], "classifier": _without(config["classifier"], unread), **_erasing(config, r)}
 
 
-# The keys of the segmentation step that decide its predictions only (the predict_segmentation rule), not
-# the network (train_segmentation)
-PREDICTION_KEYS = ("segmentation.long_side", "segmentation.inference", "splits.val")
-
-
-def settings_only(settings: dict, keys) -> dict:
-    """The "section.key" entries of a step's settings that are among keys (sections left empty dropped)."""
-    picked = {}
-    for key in keys:
-        section, _, sub = key.partition(".")
-        if sub in settings.get(section, {}):
-            picked.setdefault(section, {})[sub] = settings[section][sub]
-    return picked
-
-
-def settings_without(settings: dict, keys) -> dict:
-    """A step's settings less the "section.key" entries among keys (sections left empty dropped)."""
-    rest = {}
-    for section, value in settings.items():
-        if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if f"{section}.{k}" not in keys}
-            if not value:
-                continue
-        rest[section] = value
-    return rest
+# The segmentation keys that decide a network's predictions, not the network: changing them re-predicts
+# with the trained network (one network serves every inference experiment of a grid).
+PREDICTION_KEYS = ("long_side", "inference")
 
 
 def _segmentation_settings(config: dict, supervision) -> dict:
-    unread = set() if config["segmentation"]["arch"] == "unet" else {"upsampling"}  # U-Net's decoder only
-    if supervision == "ground_truth":  # labels picks the pseudo-labels; truth is truth
-        unread.add("labels")
+    # labels is the supervision (the folder and the upstream step); U-Net's decoder alone reads upsampling
+    unread = {"labels", *PREDICTION_KEYS} | (set() if config["segmentation"]["arch"] == "unet" else {"upsampling"})
+    return {"seed": config["seed"], "segmentation": _without(config["segmentation"], unread)}
+
+
+def _prediction_settings(config: dict, supervision) -> dict:
     return {
-        "seed": config["seed"],
-        "segmentation": _without(config["segmentation"], unread),
+        "segmentation": {key: config["segmentation"][key] for key in PREDICTION_KEYS},
         "splits": {"val": config["splits"]["val"]},  # the images it predicts
     }
 
@@ -151,7 +133,7 @@ class Step:
         if self.arg == ROUND:
             return list(_rounds(config))
         if self.arg == SUPERVISION:
-            return list(SUPERVISIONS)
+            return [config["segmentation"]["labels"], GROUND_TRUTH]
         return [None]
 
 
@@ -233,10 +215,20 @@ STEPS = {
             arg=SUPERVISION,
             settings=_segmentation_settings,
             upstream=lambda config, supervision: (
-                [(LABEL_STEPS[config["segmentation"]["labels"]], None)] if supervision == "pseudo_mask" else []
+                [] if supervision == GROUND_TRUTH else [(LABEL_STEPS[supervision], None)]
             ),
-            files=("predictions", "model.pt", "history.parquet"),
-            rules=("train_segmentation", "predict_segmentation"),
+            files=("model.pt", "history.parquet"),
+            rules=("train_segmentation",),
+            cost="segmentation",
+        ),
+        Step(
+            "predictions",
+            "segmentation/{supervision}",
+            arg=SUPERVISION,
+            settings=_prediction_settings,
+            upstream=lambda config, supervision: [("segmentation", supervision)],
+            files=("predictions",),
+            rules=("predict_segmentation",),
             cost="segmentation",
         ),
     )
@@ -314,7 +306,8 @@ RESULT, BOUND = "result", "bound"
 class Stage:
     """A scored stage (one per round for a step with a round argument: name "cam_r{round}").
 
-    step / arg: the step whose files it scores (arg: its argument, unless the stage is per round);
+    step / arg: the step whose files it scores (arg: its argument, or (config) -> its argument, unless the
+    stage is per round);
     kind: CAM (label maps at cam.eval_threshold), CAM_ORACLE (the best of cam.oracle_thresholds, chosen on
     ground truth) or LABELS (PNG label maps); split: the config["splits"] key it is scored on;
     ranked: a column of a grid's ranking and a choice of rank_by; gallery: "train" or "val" when the
@@ -365,10 +358,10 @@ STAGES = (
     Stage(
         "segmentation",
         "segmentation",
-        "segmentation",
+        "predictions",
         LABELS,
         "val",
-        arg="pseudo_mask",
+        arg=lambda config: config["segmentation"]["labels"],  # the network on the run's pseudo-labels
         ranked=True,
         gallery="val",
         role=RESULT,
@@ -377,10 +370,10 @@ STAGES = (
     Stage(
         "fully_supervised",
         "fully supervised",
-        "segmentation",
+        "predictions",
         LABELS,
         "val",
-        arg="ground_truth",
+        arg=GROUND_TRUTH,
         gallery="val",
         role=BOUND,
         note=segmentation_note,
@@ -389,13 +382,26 @@ STAGES = (
 STAGE_PATTERN = "|".join(stage.pattern.replace("(", "(?:") for stage in STAGES)  # the rules' {stage} wildcard
 
 
-def stage(name: str) -> tuple[Stage, object]:
-    """(the Stage, the argument of the step it scores) of a stage name such as "crf" or "cam_r1"."""
+def _match(name: str) -> tuple[Stage, re.Match]:
     for candidate in STAGES:
         match = re.fullmatch(candidate.pattern, name)
         if match:
-            return candidate, int(match[1]) if candidate.per_round else candidate.arg
+            return candidate, match
     raise ValueError(f"unknown stage {name!r}; the stages are {', '.join(s.name for s in STAGES)}")
+
+
+def stage(name: str, config: dict) -> tuple[Stage, object]:
+    """(the Stage, the argument of the step it scores in a run of config) of a stage name such as "crf" or
+    "cam_r1"."""
+    candidate, match = _match(name)
+    if candidate.per_round:
+        return candidate, int(match[1])
+    return candidate, candidate.arg(config) if callable(candidate.arg) else candidate.arg
+
+
+def stage_named(name: str) -> Stage:
+    """The Stage of a stage name such as "crf" or "cam_r1"."""
+    return _match(name)[0]
 
 
 def stage_names(config: dict) -> list[str]:
@@ -409,16 +415,16 @@ def stage_names(config: dict) -> list[str]:
 
 
 def stage_note(config: dict, name: str) -> str:
-    return stage(name)[0].note(config)
+    return stage_named(name).note(config)
 
 
 def stage_title(name: str) -> str:
     """The report's title of a stage ("CAM round 1", "pseudo-mask"); an unknown name is its own title."""
     try:
-        candidate, arg = stage(name)
+        candidate, match = _match(name)
     except ValueError:
         return name
-    return candidate.title.format(round=arg) if candidate.per_round else candidate.title
+    return candidate.title.format(round=match[1]) if candidate.per_round else candidate.title
 
 
 def stages_where(**attributes) -> list[str]:
@@ -450,7 +456,7 @@ DVC_STEP_STAGES = {
     "cams_r{round}": ("classifier", "cams"),
     "pseudo_masks": ("merged_cams", "crf", "pseudo_masks"),
     "random_walk": ("irn", "random_walk"),
-    "segmentation": ("segmentation",),
+    "segmentation": ("segmentation", "predictions"),
 }
 
 
