@@ -50,10 +50,12 @@ test: install
 unit: install
 	$(BIN)/python -m pytest -m "not workflow"
 
-# ruff's rules and format (pyproject.toml, [tool.ruff]), then Snakemake's own lint of the workflow.
+# ruff's rules and format (pyproject.toml, [tool.ruff]), the library's import layers ([tool.importlinter]),
+# then Snakemake's own lint of the workflow.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/snakemake --lint
 
 # DVC (see README, "Share and reuse results"). The dvc.yaml stages call snakemake: the venv goes on PATH.

@@ -41,7 +41,7 @@ from timing import interleaved_medians  # benchmarks/timing.py
 from wsss.data.voc import read_image, save_npy
 from wsss.nets.models import Classifier
 from wsss.nets.transforms import resize_image, to_tensor
-from wsss.pipeline.experiments import cam_settings
+from wsss.pipeline.registry import cam_settings
 from wsss.seeds.cam import DEFAULT_SETTINGS, image_cams
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"

@@ -26,11 +26,11 @@ import yaml
 
 from wsss.data.voc import VOC_CLASSES, VOCTree, read_image
 from wsss.nets.backbones import lite0_imagenet_state
-from wsss.nets.models import save_checkpoint
-from wsss.nets.segmentation import load_segmentation, predict, train_segmentation
+from wsss.nets.checkpoints import save_checkpoint
 from wsss.pipeline.experiments import deep_merge
 from wsss.scoring.evaluate import score_predictor
 from wsss.scoring.metrics import mean_iou, per_class_scores
+from wsss.training.segmentation import load_segmentation, predict, train_segmentation
 
 REPO = Path(__file__).resolve().parents[1]
 COCO340 = REPO.parent / "shared/data/coco340-voc/VOC2012"

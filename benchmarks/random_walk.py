@@ -34,9 +34,9 @@ import torch
 import yaml
 
 from wsss.nets.hardware import for_inference
-from wsss.nets.irn import EdgeNet, edge_map
 from wsss.nets.transforms import long_side_size
 from wsss.seeds.random_walk import random_walk, to_grid, walk_label
+from wsss.training.irn import EdgeNet, edge_map
 
 ROOT = Path(__file__).resolve().parents[1]
 HEIGHT, WIDTH = 375, 500

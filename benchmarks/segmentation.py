@@ -24,8 +24,8 @@ from timing import interleaved_medians  # benchmarks/timing.py
 
 from wsss.data.voc import IGNORE
 from wsss.nets.models import ENCODER_DECODER_STRIDES, SEGMENTATION_ARCHS, UPSAMPLINGS, segmentation_model
-from wsss.nets.segmentation import predict
 from wsss.seeds.masks import crf_inference_prob
+from wsss.training.segmentation import predict
 
 DEEPLAB_SCALES = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 CRF = {"iterations": 10, "gaussian": {"sxy": 1, "compat": 3}, "bilateral": {"sxy": 67, "srgb": 3, "compat": 4}}

@@ -1,11 +1,11 @@
 from wsss.data.labels import load_labels
 from wsss.data.voc import VOCTree
-from wsss.nets.classifier import load_classifier
 from wsss.nets.hardware import device
 from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 from wsss.runtime import setup
 from wsss.seeds.cam import compute_cams
 from wsss.seeds.erasing import eraser_for_round
+from wsss.training.classifier import load_classifier
 
 params = snakemake.params
 settings = params.settings  # registry Step.settings: cam and, from round 1 on, erasing

@@ -1,8 +1,8 @@
 from wsss.data.voc import VOCTree
 from wsss.nets.hardware import device
-from wsss.nets.segmentation import load_segmentation, predict_images
 from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 from wsss.runtime import setup
+from wsss.training.segmentation import load_segmentation, predict_images
 
 # registry Step.settings of "predictions": segmentation.long_side and .inference, splits.val
 settings = snakemake.params.settings

@@ -1,10 +1,10 @@
 from functools import partial
 
 from wsss.nets.hardware import device, for_inference
-from wsss.nets.irn import edge_map, load_irn
 from wsss.runtime import setup
 from wsss.seeds.masks import label_cam_shard
 from wsss.seeds.random_walk import walk_label
+from wsss.training.irn import edge_map, load_irn
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)

@@ -2,11 +2,11 @@ from pathlib import Path
 
 from wsss.data.labels import load_labels, mean_colour
 from wsss.data.voc import VOCTree
-from wsss.nets.classifier import train_classifier
 from wsss.nets.hardware import device
 from wsss.pipeline.partial_work import fingerprint
 from wsss.runtime import setup
 from wsss.seeds.erasing import eraser_for_round
+from wsss.training.classifier import train_classifier
 
 params = snakemake.params
 settings = params.settings  # registry Step.settings: seed, classifier and, from round 1 on, erasing

@@ -2,9 +2,9 @@ from pathlib import Path
 
 from wsss.data.voc import VOCTree, index_files
 from wsss.nets.hardware import device
-from wsss.nets.irn import train_irn
 from wsss.pipeline.partial_work import fingerprint
 from wsss.runtime import setup
+from wsss.training.irn import train_irn
 
 params = snakemake.params
 settings = params.settings  # registry Step.settings: seed and irn

@@ -2,10 +2,10 @@ from pathlib import Path
 
 from wsss.data.voc import VOCTree, index_files
 from wsss.nets.hardware import device
-from wsss.nets.segmentation import train_segmentation
 from wsss.pipeline.partial_work import fingerprint
 from wsss.pipeline.registry import GROUND_TRUTH
 from wsss.runtime import setup
+from wsss.training.segmentation import train_segmentation
 
 params = snakemake.params
 settings = params.settings  # registry Step.settings: seed and segmentation (training keys)

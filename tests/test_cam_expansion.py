@@ -13,7 +13,7 @@ from tests.test_training import SETTINGS, train
 from tests.workflow_helpers import REPO
 from wsss.data.labels import image_labels, load_labels
 from wsss.data.voc import VOC_CLASSES
-from wsss.nets.classifier import load_classifier
+from wsss.nets.checkpoints import save_model
 from wsss.nets.expansion import (
     CLASSES,
     ACoLClassifier,
@@ -24,9 +24,10 @@ from wsss.nets.expansion import (
     pcm_input,
     seam_losses,
 )
-from wsss.nets.models import Classifier, save_model
+from wsss.nets.models import Classifier
 from wsss.pipeline.registry import CLASSIFIER_METHODS
 from wsss.seeds.cam import DEFAULT_SETTINGS, image_cams, multiscale_cam
+from wsss.training.classifier import load_classifier
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 METHOD_SETTINGS = {

@@ -10,8 +10,8 @@ from torch import nn
 
 import wsss.nets.hardware
 import wsss.seeds.cam
-from wsss.nets.classifier import load_classifier
-from wsss.nets.models import Classifier, save_model, tap
+from wsss.nets.checkpoints import save_model
+from wsss.nets.models import Classifier, tap
 from wsss.nets.transforms import hide_patches, normalised_colour, to_tensor
 from wsss.seeds.cam import (
     DEFAULT_SETTINGS,
@@ -22,6 +22,7 @@ from wsss.seeds.cam import (
     upsample,
     weighted_map,
 )
+from wsss.training.classifier import load_classifier
 
 HEAD = torch.tensor([[1.0, -2.0, 0.5, 0.0], [-1.0, 0.25, 2.0, -0.5]])  # 2 classes x 4 channels, mixed signs
 

@@ -12,8 +12,8 @@ import torch
 from tests.test_random_walk import WALK, train_killed_and_resumed
 from wsss.data.voc import read_image
 from wsss.nets.hardware import for_inference
-from wsss.nets.irn import EdgeNet, edge_map
 from wsss.seeds.random_walk import random_walk, walk_label
+from wsss.training.irn import EdgeNet, edge_map
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
 

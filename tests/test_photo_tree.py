@@ -18,10 +18,10 @@ from wsss.data.labels import image_labels
 from wsss.data.voc import DataError, VOCTree, read_image, read_mask, write_mask
 from wsss.nets.hardware import autocast, memory_format
 from wsss.nets.models import Classifier, segmentation_model
-from wsss.nets.segmentation import predict
 from wsss.nets.transforms import long_side_size, resize_image, to_tensor
 from wsss.pipeline.experiments import Grid, deep_merge
 from wsss.seeds.cam import DEFAULT_SETTINGS, aligned_size, image_cams, method_maps, multiscale_cam, normalise, upsample
+from wsss.training.segmentation import predict
 
 SCALES = [1.0, 0.5, 1.5, 2.0]  # the default config's
 

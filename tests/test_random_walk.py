@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-import wsss.nets.irn as irn
+import wsss.training.irn as irn
 from tests.test_resume import Killed, killing_after
 from tests.test_training import SETTINGS
 from wsss.data.labels import image_labels, load_labels
 from wsss.data.voc import IGNORE, VOC_CLASSES, read_image
-from wsss.nets.irn import EdgeNet, edge_map, grid_labels, load_irn, train_irn
 from wsss.seeds.random_walk import (
     affinity_loss,
     affinity_targets,
@@ -22,6 +21,7 @@ from wsss.seeds.random_walk import (
     walk_label,
     walk_to_label,
 )
+from wsss.training.irn import EdgeNet, edge_map, grid_labels, load_irn, train_irn
 
 WALK = {"long_side": None, "radius": 5, "beta": 10, "exp_times": 8, "bg_threshold": 0.25}
 

@@ -13,10 +13,10 @@ import yaml
 from tests.workflow_helpers import REPO, snakemake_command
 from wsss.nets.backbones import ARCHS, OUTPUT_STRIDES
 from wsss.nets.models import ENCODER_DECODER_STRIDES, POOLINGS, SEGMENTATION_ARCHS, UPSAMPLINGS
-from wsss.nets.training import OPTIMIZERS
 from wsss.pipeline import registry
 from wsss.pipeline.experiments import Grid
 from wsss.seeds.cam import METHODS
+from wsss.training.loop import OPTIMIZERS
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())

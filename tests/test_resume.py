@@ -15,9 +15,9 @@ from tests.test_training import train as train_on_cpu
 from wsss.data.labels import image_labels, load_labels
 from wsss.data.voc import VOC_CLASSES
 from wsss.nets.models import Classifier
-from wsss.nets.training import fit, make_loader
 from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 from wsss.seeds.cam import DEFAULT_SETTINGS, compute_cams
+from wsss.training.loop import fit, make_loader
 
 SETTINGS = {**TRAINING_SETTINGS, "epochs": 3, "resize_long": [40, 56], "crop_size": 40}
 # Thresholded pooling and Hide-and-Seek patches (torch's generator, in the loader's workers) resume exactly too.

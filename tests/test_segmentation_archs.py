@@ -18,10 +18,10 @@ from tests.workflow_helpers import REPO
 from wsss.data.voc import read_image
 from wsss.nets.backbones import ARCHS
 from wsss.nets.models import ENCODER_DECODER_STRIDES, SEGMENTATION_ARCHS, UPSAMPLINGS, segmentation_model
-from wsss.nets.segmentation import load_segmentation, predict, predict_logits, train_segmentation
 from wsss.nets.transforms import resize_long_side, to_tensor
 from wsss.pipeline import resources
 from wsss.seeds.masks import crf_inference_prob
+from wsss.training.segmentation import load_segmentation, predict, predict_logits, train_segmentation
 
 HEIGHT, WIDTH = 97, 131  # odd: every stride-2 step rounds
 

@@ -11,11 +11,12 @@ from torch.utils.data import TensorDataset
 
 from wsss.data.labels import image_labels, load_labels, mean_colour
 from wsss.data.voc import VOC_CLASSES, read_image
-from wsss.nets.classifier import ClassificationDataset, load_classifier, train_classifier, trainable_ids
 from wsss.nets.models import Classifier
-from wsss.nets.segmentation import load_segmentation, predict, train_segmentation
-from wsss.nets.training import fit, make_loader, make_optimizer
 from wsss.nets.transforms import normalised_colour
+from wsss.training.classifier import load_classifier, train_classifier, trainable_ids
+from wsss.training.datasets import ClassificationDataset
+from wsss.training.loop import fit, make_loader, make_optimizer
+from wsss.training.segmentation import load_segmentation, predict, train_segmentation
 
 SETTINGS = {
     "arch": "resnet18",

@@ -10,10 +10,10 @@ import yaml
 from PIL import Image
 
 from wsss.data.voc import VOCTree, read_image, voc_palette
-from wsss.nets.irn import load_irn
 from wsss.pipeline import registry
 from wsss.pipeline.experiments import deep_merge, step_settings
 from wsss.pipeline.registry import stage_title
+from wsss.training.irn import load_irn
 
 from .workflow_helpers import REPO, TINY, copy_workflow, job_counts, planned_jobs, run
 

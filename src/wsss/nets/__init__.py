@@ -1,1 +1,2 @@
-"""The networks and their training: backbones and their ImageNet weights, classifier, segmentation."""
+"""The networks: backbones and their ImageNet weights, the classifier and its CAM expansions, the segmentation
+networks, checkpoints, transforms, devices."""

@@ -16,6 +16,7 @@ import torchvision
 from torch import nn
 
 from wsss.data.download import download, file_digest, mirror_urls
+from wsss.nets.checkpoints import save_checkpoint
 from wsss.nets.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
@@ -312,8 +313,6 @@ def imagenet_weights(arch: str, tag: str, dest, mirrors: list[str] = (), **downl
     check_tag(arch, tag)
     dest = Path(dest)
     if arch == "efficientnet_lite0":
-        from wsss.nets.models import save_checkpoint  # models builds on this module: imported here, not at the top
-
         save_checkpoint(dest, lite0_imagenet_state())
         return dest
     urls, sha256_prefix = torchvision_source(arch, tag, mirrors)

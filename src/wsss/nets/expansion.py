@@ -21,11 +21,15 @@ from torch import nn
 
 from wsss.nets.models import Classifier, head_weight
 from wsss.pipeline.registry import CLASSIFIER_METHODS
-from wsss.seeds.cam import peak_normalised
 
 # SEAM's equivariant cross regularisation averages the hardest 20 % of its entries (train_SEAM.py)
 ECR_TOP = 0.2
 EPS = 1e-5
+
+
+def peak_normalised(maps: torch.Tensor) -> torch.Tensor:
+    """Each (N, C, H, W) map divided by its own max (+1e-5), so stages (or heads) of any magnitude weigh alike."""
+    return maps / (maps.amax((2, 3), keepdim=True) + 1e-5)
 
 
 def max_norm(maps: torch.Tensor, eps: float = EPS) -> torch.Tensor:

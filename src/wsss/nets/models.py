@@ -4,7 +4,6 @@ FCN, FCN-8s, smp's DeepLabV3+, U-Net and FPN decoders), on any backbone of wsss.
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +11,6 @@ from torch import nn
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
 from torchvision.models.segmentation.fcn import FCN, FCNHead
 
-from wsss.files import atomic_write
 from wsss.nets.backbones import Backbone, backbone
 
 POOLINGS = ("gap", "tap")
@@ -272,33 +270,3 @@ def segmentation_model(
 
     decoder = FPNDecoder([3, *net.pyramid_channels], 5, 256, 128, 0.2, "add")
     return EncoderDecoder(net, decoder, SegmentationHead(128, num_classes, kernel_size=1))
-
-
-def save_checkpoint(path, checkpoint: dict) -> None:
-    """torch.save to a temporary name, then rename: a kill never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as tmp:
-        torch.save(checkpoint, tmp)
-
-
-def save_model(path, model: nn.Module, **meta) -> None:
-    """Weights plus plain metadata, loadable with torch.load(weights_only=True)."""
-    save_checkpoint(path, {"state_dict": model.state_dict(), "meta": meta})
-
-
-def load_checkpoint(path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def load_state(model: nn.Module, checkpoint: dict, path) -> nn.Module:
-    """The checkpoint's weights into model; a model.pt whose weights do not fit (saved by an older version of
-    this package, before the backbone registry) gets an error naming the file, not a key dump."""
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
-        raise ValueError(
-            f"{path} does not fit the network its metadata describes ({checkpoint['meta']}); it was "
-            f"probably saved by an older version of wsss: delete it and rerun its step"
-        ) from error
-    return model

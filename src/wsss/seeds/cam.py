@@ -17,6 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from wsss.data.voc import VOCTree, pending_ids, read_image, save_npy
+from wsss.nets.expansion import peak_normalised
 from wsss.nets.hardware import autocast, flipped_pair, for_inference
 from wsss.nets.models import Classifier
 from wsss.nets.transforms import resize_image, resize_long_side, to_tensor
@@ -96,11 +97,6 @@ def gradient_maps(model: Classifier, batch: torch.Tensor, indices: list[int], me
                 weights = gradcampp_weights(activations, gradients)
             maps.append(weighted_map(activations, weights))
     return torch.stack(maps, 1)
-
-
-def peak_normalised(maps: torch.Tensor) -> torch.Tensor:
-    """Each (N, C, H, W) map divided by its own max (+1e-5), so stages of any magnitude weigh alike."""
-    return maps / (maps.amax((2, 3), keepdim=True) + 1e-5)
 
 
 def fused_maps(model: Classifier, batch: torch.Tensor, indices: list[int], stages, size) -> torch.Tensor:

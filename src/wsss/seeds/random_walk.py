@@ -176,7 +176,7 @@ def walk_label(
 ) -> np.ndarray:
     """One image's dense label map (uint8 H x W) from its CAMs (C, H, W) and a boundary map.
 
-    edge_fn(image, long_side) gives the (h, w) boundary map of the image resized to long_side (wsss.nets.irn
+    edge_fn(image, long_side) gives the (h, w) boundary map of the image resized to long_side (wsss.training.irn
     .edge_map with a model); settings: the random_walk config section (long_side, radius, beta, exp_times,
     bg_threshold)."""
     image_size = image.shape[:2]

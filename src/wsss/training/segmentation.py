@@ -12,30 +12,16 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from wsss.data.voc import IGNORE, VOCTree, pending_ids, read_image, read_mask, write_mask
+from wsss.data.voc import IGNORE, VOCTree, pending_ids, read_image, write_mask
+from wsss.nets.checkpoints import load_checkpoint, load_state
 from wsss.nets.hardware import autocast, flipped_pair, for_inference, memory_format
-from wsss.nets.models import UNREAD_UPSAMPLING, load_checkpoint, load_state, segmentation_model
-from wsss.nets.training import ImageDataset, train_and_save
-from wsss.nets.transforms import augment, resize_long_side, to_tensor
+from wsss.nets.models import UNREAD_UPSAMPLING, segmentation_model
+from wsss.nets.transforms import resize_long_side, to_tensor
 from wsss.seeds.masks import crf_inference_prob
+from wsss.training.datasets import SegmentationDataset
+from wsss.training.loop import train_and_save
 
 log = logging.getLogger(__name__)
-
-
-class SegmentationDataset(ImageDataset):
-    def __init__(self, tree: VOCTree, image_ids, mask_paths: dict[str, Path], num_classes, resize_long, crop_size):
-        missing = [i for i in image_ids if i not in mask_paths]
-        if missing:
-            raise ValueError(f"{len(missing)} training images have no mask, e.g. {missing[0]}")
-        super().__init__(tree, image_ids)
-        self.mask_paths, self.num_classes = mask_paths, num_classes
-        self.resize_long, self.crop_size = resize_long, crop_size
-
-    def __getitem__(self, index):
-        image_id, image = self.image(index)
-        mask = read_mask(self.mask_paths[image_id], self.num_classes)
-        x, y = augment(image, mask, self.resize_long, self.crop_size)
-        return x, y
 
 
 def train_segmentation(

@@ -13,12 +13,12 @@ from torch import nn
 
 from wsss.data.voc import VOCTree
 from wsss.nets.backbones import Backbone, backbone
+from wsss.nets.checkpoints import load_checkpoint, load_state
 from wsss.nets.hardware import autocast, flipped_pair
-from wsss.nets.models import load_checkpoint, load_state
-from wsss.nets.segmentation import SegmentationDataset
-from wsss.nets.training import train_and_save
 from wsss.nets.transforms import resize_long_side, to_tensor
 from wsss.seeds.random_walk import affinity_loss
+from wsss.training.datasets import SegmentationDataset
+from wsss.training.loop import train_and_save
 
 BRANCH_WIDTH = 32  # channels each backbone stage contributes to the boundary map (IRN's fc_edge1-5)
 
@@ -82,7 +82,7 @@ def train_irn(
 ) -> pd.DataFrame:
     """Train the boundary branch on confident pseudo-masks (255 = not confident, never trained on), with the
     segmentation network's augmentation; settings: the irn config section. paths: (model, history,
-    checkpoint); resumes like every training step (wsss.nets.training.fit)."""
+    checkpoint); resumes like every training step (wsss.training.loop.fit)."""
     dataset = SegmentationDataset(
         tree, image_ids, mask_paths, num_classes, settings["resize_long"], settings["crop_size"]
     )

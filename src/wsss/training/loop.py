@@ -15,26 +15,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from wsss.data.voc import VOCTree, read_image
+from wsss.nets.checkpoints import load_checkpoint, save_checkpoint, save_model
 from wsss.nets.hardware import memory_format
-from wsss.nets.models import load_checkpoint, save_checkpoint, save_model
 
 log = logging.getLogger(__name__)
-
-
-class ImageDataset(Dataset):
-    """The images of a VOC tree, by index; a subclass turns each into a training sample."""
-
-    def __init__(self, tree: VOCTree, image_ids):
-        self.tree, self.image_ids = tree, list(image_ids)
-
-    def __len__(self):
-        return len(self.image_ids)
-
-    def image(self, index) -> tuple[str, np.ndarray]:
-        """(image id, RGB image) of a sample."""
-        image_id = self.image_ids[index]
-        return image_id, read_image(self.tree.image_path(image_id))
 
 
 def make_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int, pin_memory: bool = False) -> DataLoader:

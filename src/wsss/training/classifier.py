@@ -8,53 +8,17 @@ import pandas as pd
 import torch
 
 from wsss.data.voc import VOCTree
+from wsss.nets.checkpoints import load_checkpoint, load_state
 from wsss.nets.expansion import make_classifier
 from wsss.nets.imagenet_head import init_head_from_imagenet
-from wsss.nets.models import Classifier, load_checkpoint, load_state
-from wsss.nets.training import ImageDataset, train_and_save
-from wsss.nets.transforms import augment, hide_patches, normalised_colour
+from wsss.nets.models import Classifier
+from wsss.nets.transforms import normalised_colour
 from wsss.scoring.metrics import average_precision
 from wsss.seeds.erasing import Eraser
+from wsss.training.datasets import ClassificationDataset
+from wsss.training.loop import train_and_save
 
 log = logging.getLogger(__name__)
-
-
-class ClassificationDataset(ImageDataset):
-    """Augmented images (optionally with earlier rounds' regions erased, and Hide-and-Seek patches hidden)
-    and multi-hot foreground targets.
-
-    hide_fill: the normalised (3, 1, 1) colour hidden patches get; needed only when hide_prob > 0.
-    """
-
-    def __init__(
-        self,
-        tree: VOCTree,
-        image_ids,
-        labels,
-        num_foreground,
-        resize_long,
-        crop_size,
-        eraser=None,
-        hide_prob: float = 0.0,
-        patch_size: int = 16,
-        hide_fill: torch.Tensor | None = None,
-    ):
-        if hide_prob > 0 and hide_fill is None:
-            raise ValueError("Hide-and-Seek needs the colour of hidden patches (hide_fill)")
-        super().__init__(tree, image_ids)
-        self.labels, self.num_foreground, self.eraser = labels, num_foreground, eraser
-        self.resize_long, self.crop_size = resize_long, crop_size
-        self.hide_prob, self.patch_size, self.hide_fill = hide_prob, patch_size, hide_fill
-
-    def __getitem__(self, index):
-        image_id, image = self.image(index)
-        if self.eraser is not None:
-            image = self.eraser(image_id, image)
-        x, _ = augment(image, None, self.resize_long, self.crop_size)
-        x = hide_patches(x, self.hide_prob, self.patch_size, self.hide_fill)
-        target = torch.zeros(self.num_foreground)
-        target[[c - 1 for c in self.labels[image_id]]] = 1
-        return x, target
 
 
 def trainable_ids(image_ids, labels) -> list[str]:

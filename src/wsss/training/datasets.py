@@ -1,0 +1,82 @@
+"""The training samples of the three trained networks: augmented images with multi-hot targets (the
+classifier) or with label maps (the segmentation network, IRN's boundary branch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from wsss.data.voc import VOCTree, read_image, read_mask
+from wsss.nets.transforms import augment, hide_patches
+
+
+class ImageDataset(Dataset):
+    """The images of a VOC tree, by index; a subclass turns each into a training sample."""
+
+    def __init__(self, tree: VOCTree, image_ids):
+        self.tree, self.image_ids = tree, list(image_ids)
+
+    def __len__(self):
+        return len(self.image_ids)
+
+    def image(self, index) -> tuple[str, np.ndarray]:
+        """(image id, RGB image) of a sample."""
+        image_id = self.image_ids[index]
+        return image_id, read_image(self.tree.image_path(image_id))
+
+
+class ClassificationDataset(ImageDataset):
+    """Augmented images (optionally with earlier rounds' regions erased, and Hide-and-Seek patches hidden)
+    and multi-hot foreground targets.
+
+    hide_fill: the normalised (3, 1, 1) colour hidden patches get; needed only when hide_prob > 0.
+    """
+
+    def __init__(
+        self,
+        tree: VOCTree,
+        image_ids,
+        labels,
+        num_foreground,
+        resize_long,
+        crop_size,
+        eraser=None,
+        hide_prob: float = 0.0,
+        patch_size: int = 16,
+        hide_fill: torch.Tensor | None = None,
+    ):
+        if hide_prob > 0 and hide_fill is None:
+            raise ValueError("Hide-and-Seek needs the colour of hidden patches (hide_fill)")
+        super().__init__(tree, image_ids)
+        self.labels, self.num_foreground, self.eraser = labels, num_foreground, eraser
+        self.resize_long, self.crop_size = resize_long, crop_size
+        self.hide_prob, self.patch_size, self.hide_fill = hide_prob, patch_size, hide_fill
+
+    def __getitem__(self, index):
+        image_id, image = self.image(index)
+        if self.eraser is not None:
+            image = self.eraser(image_id, image)
+        x, _ = augment(image, None, self.resize_long, self.crop_size)
+        x = hide_patches(x, self.hide_prob, self.patch_size, self.hide_fill)
+        target = torch.zeros(self.num_foreground)
+        target[[c - 1 for c in self.labels[image_id]]] = 1
+        return x, target
+
+
+class SegmentationDataset(ImageDataset):
+    def __init__(self, tree: VOCTree, image_ids, mask_paths: dict[str, Path], num_classes, resize_long, crop_size):
+        missing = [i for i in image_ids if i not in mask_paths]
+        if missing:
+            raise ValueError(f"{len(missing)} training images have no mask, e.g. {missing[0]}")
+        super().__init__(tree, image_ids)
+        self.mask_paths, self.num_classes = mask_paths, num_classes
+        self.resize_long, self.crop_size = resize_long, crop_size
+
+    def __getitem__(self, index):
+        image_id, image = self.image(index)
+        mask = read_mask(self.mask_paths[image_id], self.num_classes)
+        x, y = augment(image, mask, self.resize_long, self.crop_size)
+        return x, y
