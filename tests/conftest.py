@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 
 from tests import workflow_helpers
+from tests.helpers import DEMO_CLASSES
+from tests.workflow_helpers import WORKFLOW_FIXTURES
 from wsss.data.demo import make_demo_dataset
 from wsss.data.voc import VOC_CLASSES, VOCTree
-
-DEMO_CLASSES = ["aeroplane", "bird", "car", "cat", "person"]
-
-# Fixtures that run the workflow, DVC, or a server -> the marker they also imply (besides `workflow`). A test
-# that depends on one, directly or through another fixture, is a workflow test, whatever its own marks say.
-WORKFLOW_FIXTURES = {"tiny_reference": None, "dvc_origin": None, "s3_server": "s3", "slurm_cluster": "slurm"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
@@ -112,8 +108,8 @@ def s3_server():
 def dvc_origin(tmp_path_factory):
     """The README's demo project after `make run` and the DVC section's commands (git repository, dvc repro,
     a local remote, push, commit): one tiny run, shared by tests/test_readme.py and tests/test_dvc.py (see
-    test_readme.make_dvc_origin). Tests clone it or work on a copy: none changes its tracked files or results
+    readme_runner.make_dvc_origin). Tests clone it or work on a copy: none changes its tracked files or results
     (test_dvc.py adds an S3 remote in the git-ignored .dvc/config.local)."""
-    from tests.test_readme import make_dvc_origin
+    from tests.readme_runner import make_dvc_origin
 
     return make_dvc_origin(tmp_path_factory.mktemp("dvc-origin"))

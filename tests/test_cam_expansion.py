@@ -7,9 +7,7 @@ import torch.nn.functional as F
 import yaml
 from snakemake.utils import validate
 
-from tests.test_photo_tree import config_with
-from tests.test_resume import assert_same_weights
-from tests.test_training import SETTINGS, train
+from tests.helpers import SETTINGS, assert_same_weights, config_with, train
 from tests.workflow_helpers import REPO
 from wsss.data.labels import image_labels, load_labels
 from wsss.data.voc import VOC_CLASSES

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_random_walk import WALK, train_killed_and_resumed
+from tests.helpers import WALK, train_killed_and_resumed
 from wsss.data.voc import read_image
 from wsss.nets.hardware import for_inference
 from wsss.seeds.random_walk import random_walk, walk_label

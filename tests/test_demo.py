@@ -2,10 +2,9 @@ import hashlib
 
 import numpy as np
 
+from tests.helpers import DEMO_CLASSES
 from wsss.data.demo import make_demo_dataset
 from wsss.data.voc import IGNORE, VOC_CLASSES, read_image, read_mask
-
-from .conftest import DEMO_CLASSES
 
 
 def _digest(root):

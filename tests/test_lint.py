@@ -1,7 +1,9 @@
 """The code base passes ruff's lint and is formatted as ruff formats it (pyproject.toml, [tool.ruff]), and the
 library's imports keep the layers of docs/architecture.md ([tool.importlinter])."""
 
+import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,3 +52,20 @@ def test_a_broken_layer_is_named(tmp_path, module, line, contract):
     result = lint_imports(tmp_path, tmp_path / "src")
     assert result.returncode != 0
     assert any(contract in text and "BROKEN" in text for text in result.stdout.splitlines()), result.stdout[-3000:]
+
+
+def test_no_test_module_imports_another():
+    """Shared helpers live in helper modules (tests/helpers.py, workflow_helpers.py, readme_runner.py, ...),
+    never in a test module or conftest.py, so each test module can be run, moved or deleted alone."""
+    offenders = []
+    for path in sorted((REPO / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{'.' * node.level}{node.module or ''}"] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if any(re.search(r"(^|\.)(test_\w+|conftest)($|\.)", name) for name in names):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert not offenders, offenders

@@ -10,7 +10,7 @@ Two guards (pyproject.toml registers the marks, --strict-markers refuses unknown
 import pytest
 
 from tests import workflow_helpers
-from tests.conftest import WORKFLOW_FIXTURES
+from tests.workflow_helpers import WORKFLOW_FIXTURES
 
 
 def test_an_unmarked_test_cannot_copy_or_run_the_workflow(tmp_path):

@@ -12,6 +12,9 @@ import yaml
 from PIL import Image
 from snakemake.utils import validate
 
+from tests.helpers import (
+    config_with,
+)
 from tests.voc_data import make_photo_tree
 from tests.workflow_helpers import DEFAULT_WEIGHTS, REPO, TINY, copy_workflow, job_counts, resource_files, run
 from wsss.data.labels import image_labels
@@ -19,7 +22,7 @@ from wsss.data.voc import DataError, VOCTree, read_image, read_mask, write_mask
 from wsss.nets.hardware import autocast, memory_format
 from wsss.nets.models import Classifier, segmentation_model
 from wsss.nets.transforms import long_side_size, resize_image, to_tensor
-from wsss.pipeline.experiments import Grid, deep_merge
+from wsss.pipeline.experiments import Grid
 from wsss.seeds.cam import DEFAULT_SETTINGS, aligned_size, image_cams, method_maps, multiscale_cam, normalise, upsample
 from wsss.training.segmentation import predict
 
@@ -226,13 +229,6 @@ def test_a_mask_of_another_size_names_both_files(tmp_path, orientation):
     height, width = image.height, image.width
     assert f"mask {mask_path} is {width}x{height}" in message and f"image {image_path} is {height}x{width}" in message
     assert ("EXIF orientation 6" in message) == (orientation == 6)
-
-
-def config_with(*overrides):
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    for override in overrides:
-        config = deep_merge(config, override)
-    return config
 
 
 def test_default_config_infers_at_128_and_voc2012_at_full_size():

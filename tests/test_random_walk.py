@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-import wsss.training.irn as irn
-from tests.test_resume import Killed, killing_after
-from tests.test_training import SETTINGS
+from tests.helpers import (
+    IRN_SETTINGS,
+    WALK,
+    train_killed_and_resumed,
+)
 from wsss.data.labels import image_labels, load_labels
 from wsss.data.voc import IGNORE, VOC_CLASSES, read_image
 from wsss.seeds.random_walk import (
@@ -22,8 +24,6 @@ from wsss.seeds.random_walk import (
     walk_to_label,
 )
 from wsss.training.irn import EdgeNet, edge_map, grid_labels, load_irn, train_irn
-
-WALK = {"long_side": None, "radius": 5, "beta": 10, "exp_times": 8, "bg_threshold": 0.25}
 
 
 def test_directions_are_irns_half_disc():
@@ -162,16 +162,6 @@ def test_edge_net_grid_and_frozen_backbone():
     assert grid_labels(torch.zeros(2, 96, 96, dtype=torch.long), (24, 24)).shape == (2, 24, 24)
 
 
-# the classifier tests' small ResNet-18 run (tests/test_training.py), as IRN's settings
-IRN_SETTINGS = {
-    **{key: SETTINGS[key] for key in ("arch", "output_stride", "optimizer", "epochs", "batch_size", "momentum")},
-    **{key: SETTINGS[key] for key in ("weight_decay", "poly_power", "resize_long", "crop_size", "num_workers")},
-    "pretrained": None,
-    "lr": 0.1,
-    "radius": 5,
-}
-
-
 def test_train_irn_is_deterministic_and_its_labels_are_dense(demo_tree, tmp_path):
     ids = demo_tree.split_ids("train")
     masks = {i: demo_tree.mask_path(i) for i in ids}
@@ -202,28 +192,6 @@ def test_train_irn_is_deterministic_and_its_labels_are_dense(demo_tree, tmp_path
         assert label.dtype == np.uint8 and label.shape == image.shape[:2]
         assert set(np.unique(label)) <= {0, *labels[image_id]} and IGNORE not in label
     assert not walk_label(image, cams[:0], [], edges, WALK, "cpu").any()  # no class: all background
-
-
-def train_killed_and_resumed(tree, out, monkeypatch, device) -> tuple:
-    """train_irn for 3 epochs straight, and again killed in epoch 3 (after the checkpoint of epoch 2) and
-    rerun: (straight history, resumed history, the checkpoint the kill left, straight model, resumed model)."""
-    ids = tree.split_ids("train")
-    masks = {i: tree.mask_path(i) for i in ids}
-    settings = dict(IRN_SETTINGS, epochs=3)
-
-    def train(name):
-        files = (out / f"{name}.pt", out / f"{name}.parquet", out / "checkpoint.pt")
-        return train_irn(tree, ids, masks, 21, settings, 0, device, files)
-
-    straight = train("straight")
-    batches_per_epoch = len(ids) // settings["batch_size"]
-    with monkeypatch.context() as patch:
-        patch.setattr(irn, "affinity_loss", killing_after(2 * batches_per_epoch + 1, irn.affinity_loss))
-        with pytest.raises(Killed):
-            train("resumed")
-    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
-    resumed = train("resumed")
-    return straight, resumed, checkpoint, load_irn(out / "straight.pt"), load_irn(out / "resumed.pt")
 
 
 def test_killed_irn_training_resumes_bit_identical(demo_tree, tmp_path, monkeypatch):

@@ -10,8 +10,13 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 import wsss.seeds.cam
-from tests.test_training import SETTINGS as TRAINING_SETTINGS
-from tests.test_training import train as train_on_cpu
+from tests.helpers import SETTINGS as TRAINING_SETTINGS
+from tests.helpers import (
+    Killed,
+    assert_same_weights,
+    killing_after,
+)
+from tests.helpers import train as train_on_cpu
 from wsss.data.labels import image_labels, load_labels
 from wsss.data.voc import VOC_CLASSES
 from wsss.nets.models import Classifier
@@ -27,28 +32,6 @@ IRN_FREEZING = {"frozen_bn": True, "frozen_stages": 2, "momentum": 1e-4}
 # SEAM's two branches with its PCM, and ACoL's two heads: two classification losses per step each.
 SEAM = {"method": "seam", "seam": {"scale": 0.5, "er_weight": 1.0, "ecr_weight": 1.0, "min_pool_weight": 1.0}}
 ACOL = {"method": "acol", "acol": {"threshold": 0.6}}
-
-
-class Killed(Exception):
-    """Stands in for SIGKILL: the training process stops mid-epoch, after some checkpoints."""
-
-
-def killing_after(calls, function):
-    count = {"calls": 0}
-
-    def wrapped(*args, **kwargs):
-        count["calls"] += 1
-        if count["calls"] > calls:
-            raise Killed
-        return function(*args, **kwargs)
-
-    return wrapped
-
-
-def assert_same_weights(a: dict, b: dict):
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,8 @@ import yaml
 from snakemake.utils import validate
 from torch import nn
 
-from tests.test_photo_tree import config_with
-from tests.test_resume import Killed, assert_same_weights, killing_after
-from tests.test_training import SETTINGS as TRAINING_SETTINGS
+from tests.helpers import SETTINGS as TRAINING_SETTINGS
+from tests.helpers import Killed, assert_same_weights, config_with, killing_after
 from tests.workflow_helpers import REPO
 from wsss.data.voc import read_image
 from wsss.nets.backbones import ARCHS

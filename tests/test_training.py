@@ -9,43 +9,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from tests.helpers import (
+    SETTINGS,
+    train,
+)
 from wsss.data.labels import image_labels, load_labels, mean_colour
 from wsss.data.voc import VOC_CLASSES, read_image
 from wsss.nets.models import Classifier
 from wsss.nets.transforms import normalised_colour
-from wsss.training.classifier import load_classifier, train_classifier, trainable_ids
+from wsss.training.classifier import load_classifier, trainable_ids
 from wsss.training.datasets import ClassificationDataset
 from wsss.training.loop import fit, make_loader, make_optimizer
 from wsss.training.segmentation import load_segmentation, predict, train_segmentation
-
-SETTINGS = {
-    "arch": "resnet18",
-    "output_stride": 16,
-    "epochs": 2,
-    "batch_size": 4,
-    "optimizer": "sgd",
-    "lr": 0.01,
-    "head_lr_mult": 10,
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "poly_power": 0.9,
-    "resize_long": [40, 64],
-    "crop_size": 48,
-    "num_workers": 0,
-    "pooling": "gap",
-    "tap_threshold": 0.0,
-    "hide_and_seek": {"hide_prob": 0.0, "patch_size": 16},
-    "frozen_bn": False,
-    "frozen_stages": -1,
-    "method": "cam",
-}
-
-
-def train(tree, ids, labels, settings, seed, out, name="m", checkpoint=None, **options):
-    """train_classifier on CPU over VOC's 21 classes; model, history and checkpoint are <out>/<name>.*"""
-    checkpoint = checkpoint or out / f"{name}.ckpt"
-    files = (out / f"{name}.pt", out / f"{name}.parquet", checkpoint)
-    return train_classifier(tree, ids, labels, 21, settings, seed, "cpu", *files, **options)
 
 
 def _labels(tree, tmp_path):

@@ -31,6 +31,9 @@ TINY = {
     "segmentation": {"epochs": 1, "batch_size": 4, "resize_long": [40, 56], "crop_size": 40, "long_side": 56},
     "report": {"sample_size": 3, "best": 1, "worst": 1, "val_sample_size": 2},
 }
+# Fixtures that run the workflow, DVC, or a server -> the marker they also imply (besides `workflow`). A test
+# that depends on one, directly or through another fixture, is a workflow test, whatever its own marks say.
+WORKFLOW_FIXTURES = {"tiny_reference": None, "dvc_origin": None, "s3_server": "s3", "slurm_cluster": "slurm"}
 WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config")
 # The default networks' ImageNet weights: written from the installed package, never downloaded
 DEFAULT_WEIGHTS = "resources/weights/efficientnet_lite0.IMAGENET1K_V1.pth"
