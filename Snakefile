@@ -1,6 +1,6 @@
 # Weakly-supervised semantic segmentation on PASCAL VOC layout data.
 # Usage: snakemake --cores all   then   snakemake --report results/report.html   (see README.md)
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -8,13 +8,10 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
-
-
 report: "workflow/report/workflow.rst"
 
 
-include: "workflow/rules/common.smk"
+include: "workflow/rules/common.smk"  # validates the config first
 
 
 wildcard_constraints:
@@ -25,10 +22,7 @@ wildcard_constraints:
 
 # Each experiment of a grid is a full config of its own: check it too, naming the experiment.
 for name, experiment_config in GRID.configs.items() if GRID.is_grid else ():
-    try:
-        validate(experiment_config, "workflow/schemas/config.schema.yaml")
-    except WorkflowError as error:
-        raise WorkflowError(f"experiments.{GRID.experiment_of(name)}: {error}")
+    check_config(experiment_config, f"experiments.{GRID.experiment_of(name)}: ")
 
 
 # {expdir}: the run's folder in results/ and logs/ ("" for a single run, "<run name>/" otherwise).

@@ -69,7 +69,7 @@ def default_config_step(repeats: int, threads: list[int]) -> None:
     config = yaml.safe_load(CONFIG.read_text())
     classifier, cam = config["classifier"], config["cam"]
     torch.manual_seed(0)
-    model = Classifier(classifier["arch"], len(config["classes"]) - 1, classifier["output_stride"]).eval()
+    model = Classifier(classifier["backbone"], len(config["classes"]) - 1, classifier["output_stride"]).eval()
     settings = cam_settings(config)  # what the cams rule passes
     image = np.random.default_rng(0).integers(0, 256, size=(HEIGHT, WIDTH, 3)).astype(np.uint8)
     variants = {f"long_side {cam['long_side']}": cam["long_side"], "long_side null (full size)": None}

@@ -62,7 +62,7 @@ def inputs(seed: int = 0):
 
 def model_for(irn: dict, device) -> EdgeNet:
     torch.manual_seed(0)
-    return for_inference(EdgeNet(irn["arch"], irn["output_stride"]), device)
+    return for_inference(EdgeNet(irn["backbone"], irn["output_stride"]), device)
 
 
 def sync(device):

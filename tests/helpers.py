@@ -15,7 +15,7 @@ from wsss.training.irn import load_irn, train_irn
 DEMO_CLASSES = ["aeroplane", "bird", "car", "cat", "person"]
 
 SETTINGS = {
-    "arch": "resnet18",
+    "backbone": "resnet18",
     "output_stride": 16,
     "epochs": 2,
     "batch_size": 4,
@@ -71,7 +71,7 @@ WALK = {"long_side": None, "radius": 5, "beta": 10, "exp_times": 8, "bg_threshol
 
 # the classifier tests' small ResNet-18 run (tests/test_training.py), as IRN's settings
 IRN_SETTINGS = {
-    **{key: SETTINGS[key] for key in ("arch", "output_stride", "optimizer", "epochs", "batch_size", "momentum")},
+    **{key: SETTINGS[key] for key in ("backbone", "output_stride", "optimizer", "epochs", "batch_size", "momentum")},
     **{key: SETTINGS[key] for key in ("weight_decay", "poly_power", "resize_long", "crop_size", "num_workers")},
     "pretrained": None,
     "lr": 0.1,

@@ -65,6 +65,19 @@ def test_the_plan_computes_shared_steps_once(workdir):
     assert jobs["miou_table"] == 5 and jobs["grid_table"] == 1
 
 
+def test_config_mistakes_are_said_in_words(workdir):
+    """An old key name and an output stride the network cannot have stop the run with a sentence that names
+    the experiment and the fix, not jsonschema's bare message."""
+    bad = {"experiments": {"mine": {"classifier": {"arch": "resnet18"}}, "u": {"segmentation": {"arch": "unet"}}}}
+    (workdir / "words.yaml").write_text(yaml.safe_dump(bad))
+    result = run(workdir, "-n", check=False, configfiles=("tiny.yaml", "words.yaml"))
+    assert result.returncode != 0
+    assert "experiments.mine: classifier.arch is now called classifier.backbone" in result.stdout + result.stderr
+    (workdir / "words.yaml").write_text(yaml.safe_dump({"segmentation": {"arch": "unet"}}))
+    result = run(workdir, "-n", check=False, configfiles=("tiny.yaml", "words.yaml"))
+    assert "segmentation.arch: unet needs segmentation.output_stride: 32 (it is 16)" in result.stdout + result.stderr
+
+
 def test_an_inference_only_experiment_trains_no_network(workdir):
     """config/demo-archs.yaml: deeplabv3_ms_crf changes only the test-time inference of deeplabv3, so it
     predicts with deeplabv3's two networks (pseudo-labels and bound): 7 networks x 2 trained, 8 x 2

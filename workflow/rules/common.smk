@@ -4,16 +4,36 @@
 import os
 import re
 
+import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
+from snakemake.utils import validate
 
 from wsss.pipeline import registry
+from wsss.pipeline.config_checks import config_errors
 from wsss.pipeline.resources import segmentation_train_mem_mb
 from wsss.pipeline.experiments import DEFAULT, ExperimentError, Grid
 
 # torch/torchvision cache here, inside the project, should anything try to download in a job.
 os.environ.setdefault("TORCH_HOME", os.path.abspath("resources/torch"))
 
+SCHEMA = os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+
+
+def check_config(values, where=""):
+    """The schema's validation, after the mistakes wsss.pipeline.config_checks says in words (renamed keys,
+    impossible combinations); where names an experiment."""
+    with open(SCHEMA) as schema:
+        errors = config_errors(values, yaml.safe_load(schema), where)
+    if errors:
+        raise WorkflowError("\n".join(errors))
+    try:
+        validate(values, SCHEMA)
+    except WorkflowError as error:
+        raise WorkflowError(f"{where}{error}") if where else error
+
+
+check_config(config)
 SHARDS = list(range(config["shards"]))
 
 
@@ -170,8 +190,7 @@ def job_benchmarks(name):
 
 def pretrained_weights(settings):
     """The ImageNet weights file a network starts from, or nothing for a random initialisation."""
-    arch = settings.get("backbone", settings["arch"])
-    return [f"resources/weights/{arch}.{settings['pretrained']}.pth"] if settings.get("pretrained") else []
+    return [f"resources/weights/{settings['backbone']}.{settings['pretrained']}.pth"] if settings.get("pretrained") else []
 
 
 def gallery_title(selection, rank_stage):

@@ -74,7 +74,7 @@ def train_classifier(
     method = settings["method"]
     model = make_classifier(
         method,
-        settings["arch"],
+        settings["backbone"],
         num_foreground,
         settings["output_stride"],
         weights,
@@ -102,7 +102,7 @@ def train_classifier(
         return result
 
     meta = dict(
-        arch=settings["arch"],
+        arch=settings["backbone"],
         output_stride=settings["output_stride"],
         num_foreground=num_foreground,
         pooling=model.pooling,

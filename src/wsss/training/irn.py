@@ -87,13 +87,13 @@ def train_irn(
         tree, image_ids, mask_paths, num_classes, settings["resize_long"], settings["crop_size"]
     )
     torch.manual_seed(seed)
-    model = EdgeNet(settings["arch"], settings["output_stride"], weights)
+    model = EdgeNet(settings["backbone"], settings["output_stride"], weights)
     radius = settings["radius"]
 
     def loss_fn(logits, masks):
         return affinity_loss(torch.sigmoid(logits[:, 0].float()), grid_labels(masks, logits.shape[-2:]), radius)
 
-    meta = dict(arch=settings["arch"], output_stride=settings["output_stride"])
+    meta = dict(arch=settings["backbone"], output_stride=settings["output_stride"])
     # the whole network trainable here is new: one learning rate (no head multiplier)
     return train_and_save(
         model,
