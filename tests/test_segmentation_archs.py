@@ -15,6 +15,7 @@ from tests.helpers import SETTINGS as TRAINING_SETTINGS
 from tests.helpers import Killed, assert_same_weights, config_with, killing_after
 from tests.workflow_helpers import REPO
 from wsss.data.voc import read_image
+from wsss.nets import models
 from wsss.nets.backbones import ARCHS
 from wsss.nets.models import ENCODER_DECODER_STRIDES, SEGMENTATION_ARCHS, UPSAMPLINGS, segmentation_model
 from wsss.nets.transforms import resize_long_side, to_tensor
@@ -223,3 +224,28 @@ def test_every_network_and_backbone_has_a_memory_figure():
     assert resources.segmentation_train_mem_mb(demo) < resources.segmentation_train_mem_mb(voc) == 26200
     assert resources.segmentation_train_mem_mb({**voc, "output_stride": 8}) > 26200
     assert resources.segmentation_train_mem_mb({**voc, "arch": "unet", "output_stride": 32}) > 26200
+
+
+def test_a_network_is_one_registered_entry(monkeypatch):
+    """A segmentation network is its builder registered under its name (wsss.nets.models.SEGMENTATION_NETWORKS):
+    segmentation_model then builds it, on any backbone, with its output strides checked. (The schema's enum,
+    its stride rules and the memory table are checked against the entries: tests/test_registry.py and
+    test_every_network_has_a_memory_figure below.)"""
+    monkeypatch.setattr(models, "SEGMENTATION_NETWORKS", dict(models.SEGMENTATION_NETWORKS))
+
+    @models.register_segmentation_network("linear", output_strides=(16,))
+    def linear(net, num_classes, output_stride, upsampling):  # a 1x1 class conv on the last features
+        return models.EncoderDecoder(net, LastFeatures(), nn.Conv2d(net.out_channels, num_classes, 1))
+
+    model = segmentation_model("linear", "resnet18", 5, 16).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, HEIGHT, WIDTH))["out"].shape == (1, 5, HEIGHT, WIDTH)
+    with pytest.raises(ValueError, match=r"linear needs segmentation.output_stride in \[16\], got 32"):
+        segmentation_model("linear", "resnet18", 5, 32)
+    with pytest.raises(ValueError, match="segmentation.arch must be one of"):
+        segmentation_model("linear2", "resnet18", 5, 16)
+
+
+class LastFeatures(nn.Module):
+    def forward(self, features):
+        return features[-1]

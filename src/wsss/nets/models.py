@@ -4,6 +4,8 @@ FCN, FCN-8s, smp's DeepLabV3+, U-Net and FPN decoders), on any backbone of wsss.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +16,6 @@ from torchvision.models.segmentation.fcn import FCN, FCNHead
 from wsss.nets.backbones import Backbone, backbone
 
 POOLINGS = ("gap", "tap")
-SEGMENTATION_ARCHS = ("deeplabv3", "fcn")
 
 
 def tap(features: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -127,11 +128,6 @@ class Classifier(nn.Module):
 # DeepLabV3's ASPP rates scale with the output stride: (6, 12, 18) at 16 (Chen et al. 2017), doubled at 8
 # (torchvision's DeepLabHead default, (12, 24, 36), is the output-stride-8 setting), halved at 32.
 ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
-# Encoder-decoder networks: smp's decoders on the backbone's feature pyramid. U-Net and FPN upsample by 2 from
-# skip to skip, so they need every stride (an undilated backbone, output stride 32); DeepLabV3+'s decoder
-# reads the stride-4 skip and the ASPP output at 8 or 16.
-ENCODER_DECODER_STRIDES = {"deeplabv3plus": (8, 16), "unet": (32,), "fpn": (32,), "fcn8s": (32,)}
-SEGMENTATION_ARCHS = ("deeplabv3", "fcn", "fcn8s", "deeplabv3plus", "unet", "fpn")
 # How U-Net's decoder doubles the resolution before each skip: a learned 2x2 transposed convolution (Ronneberger
 # et al.'s up-convolution) or fixed bilinear / nearest interpolation (smp's UnetDecoder).
 UPSAMPLINGS = ("transpose", "bilinear", "nearest")
@@ -217,10 +213,87 @@ class EncoderDecoder(nn.Module):
         return OrderedDict(out=out[..., :height, :width])
 
 
+@dataclass(frozen=True)
+class SegmentationNetwork:
+    """An entry of SEGMENTATION_NETWORKS: build(backbone, num_classes, output_stride, upsampling) -> the network
+    on that (dilated) backbone, returning {"out": logits} at the input size; output_strides: the strides it
+    works at (None: any); reads_upsampling: whether segmentation.upsampling changes it."""
+
+    build: Callable[[Backbone, int, int, str], nn.Module]
+    output_strides: tuple[int, ...] | None = None
+    reads_upsampling: bool = False
+
+
+# segmentation.arch -> its entry, in the schema's order (tests/test_registry.py checks the schema's enum and
+# output-stride rules, tests/test_segmentation_archs.py pipeline/resources.STEP_MB, against this table)
+SEGMENTATION_NETWORKS: dict[str, SegmentationNetwork] = {}
+
+
+def register_segmentation_network(name: str, output_strides: tuple[int, ...] | None = None, reads_upsampling=False):
+    """Decorator: the builder it decorates is segmentation.arch `name`."""
+
+    def register(build):
+        SEGMENTATION_NETWORKS[name] = SegmentationNetwork(build, output_strides, reads_upsampling)
+        return build
+
+    return register
+
+
+@register_segmentation_network("deeplabv3")
+def _deeplabv3(net: Backbone, num_classes: int, output_stride: int, upsampling: str) -> nn.Module:
+    """torchvision's DeepLabV3: the ASPP head, rates following the output stride (ASPP_RATES)."""
+    return DeepLabV3(Encoder(net), DeepLabHead(net.out_channels, num_classes, ASPP_RATES[output_stride]))
+
+
+@register_segmentation_network("fcn")
+def _fcn(net: Backbone, num_classes: int, output_stride: int, upsampling: str) -> nn.Module:
+    """torchvision's FCN head on the last features."""
+    return FCN(Encoder(net), FCNHead(net.out_channels, num_classes))
+
+
+# Encoder-decoder networks: skips from the backbone's feature pyramid. U-Net, FPN and FCN-8s step from skip to
+# skip, so they need every stride (an undilated backbone, output stride 32); DeepLabV3+'s decoder reads the
+# stride-4 skip and the ASPP output at 8 or 16.
+@register_segmentation_network("fcn8s", output_strides=(32,))
+def _fcn8s(net: Backbone, num_classes: int, output_stride: int, upsampling: str) -> nn.Module:
+    return EncoderDecoder(net, FCN8sHead(net.pyramid_channels, num_classes))
+
+
+@register_segmentation_network("deeplabv3plus", output_strides=(8, 16))
+def _deeplabv3plus(net: Backbone, num_classes: int, output_stride: int, upsampling: str) -> nn.Module:
+    from segmentation_models_pytorch.base import SegmentationHead
+    from segmentation_models_pytorch.decoders.deeplabv3.decoder import DeepLabV3PlusDecoder
+
+    decoder = DeepLabV3PlusDecoder(
+        [3, *net.pyramid_channels], 5, 256, ASPP_RATES[output_stride], output_stride, True, 0.5
+    )
+    return EncoderDecoder(net, decoder, SegmentationHead(256, num_classes, kernel_size=1))
+
+
+@register_segmentation_network("unet", output_strides=(32,), reads_upsampling=True)
+def _unet(net: Backbone, num_classes: int, output_stride: int, upsampling: str) -> nn.Module:
+    from segmentation_models_pytorch.base import SegmentationHead
+
+    return EncoderDecoder(net, unet_decoder(net.pyramid_channels, upsampling), SegmentationHead(16, num_classes))
+
+
+@register_segmentation_network("fpn", output_strides=(32,))
+def _fpn(net: Backbone, num_classes: int, output_stride: int, upsampling: str) -> nn.Module:
+    from segmentation_models_pytorch.base import SegmentationHead
+    from segmentation_models_pytorch.decoders.fpn.decoder import FPNDecoder
+
+    decoder = FPNDecoder([3, *net.pyramid_channels], 5, 256, 128, 0.2, "add")
+    return EncoderDecoder(net, decoder, SegmentationHead(128, num_classes, kernel_size=1))
+
+
+SEGMENTATION_ARCHS = tuple(SEGMENTATION_NETWORKS)
+ENCODER_DECODER_STRIDES = {name: n.output_strides for name, n in SEGMENTATION_NETWORKS.items() if n.output_strides}
+
+
 def check_segmentation_arch(arch: str, output_stride: int, upsampling: str = UNREAD_UPSAMPLING) -> None:
-    if arch not in SEGMENTATION_ARCHS:
-        raise ValueError(f"segmentation.arch must be one of {', '.join(SEGMENTATION_ARCHS)}, got {arch!r}")
-    strides = ENCODER_DECODER_STRIDES.get(arch)
+    if arch not in SEGMENTATION_NETWORKS:
+        raise ValueError(f"segmentation.arch must be one of {', '.join(SEGMENTATION_NETWORKS)}, got {arch!r}")
+    strides = SEGMENTATION_NETWORKS[arch].output_strides
     if strides is not None and output_stride not in strides:
         raise ValueError(
             f"segmentation.arch {arch} needs segmentation.output_stride in {list(strides)}, got {output_stride}"
@@ -241,32 +314,11 @@ def segmentation_model(
 ) -> nn.Module:
     """A segmentation network on a backbone of the registry (its ImageNet weights from a local file):
 
-    deeplabv3 / fcn: torchvision's DeepLabV3 (ASPP head, rates following the output stride: ASPP_RATES) and
-    FCN head on the dilated backbone (DeepLab: ResNet-50/101 and EfficientNet-Lite0 dilate);
-    fcn8s: FCN-8s's skip fusion (FCN8sHead); deeplabv3plus, unet, fpn: smp's decoders on the backbone's
-    feature pyramid (EncoderDecoder). upsampling: U-Net's (UPSAMPLINGS); the other networks do not read it.
+    arch: an entry of SEGMENTATION_NETWORKS (DeepLabV3 and FCN on the dilated backbone, DeepLab: ResNet-50/101
+    and EfficientNet-Lite0 dilate; FCN-8s, smp's DeepLabV3+, U-Net and FPN decoders on the backbone's
+    feature pyramid). upsampling: U-Net's (UPSAMPLINGS); the other networks do not read it.
     frozen_stages, frozen_bn: the backbone's only (Backbone.freeze); the new head trains in full.
     """
     check_segmentation_arch(arch, output_stride, upsampling)
     net = backbone(backbone_arch, output_stride, weights, dilate=True).freeze(frozen_stages, frozen_bn)
-    if arch == "deeplabv3":
-        return DeepLabV3(Encoder(net), DeepLabHead(net.out_channels, num_classes, ASPP_RATES[output_stride]))
-    if arch == "fcn":
-        return FCN(Encoder(net), FCNHead(net.out_channels, num_classes))
-    if arch == "fcn8s":
-        return EncoderDecoder(net, FCN8sHead(net.pyramid_channels, num_classes))
-    from segmentation_models_pytorch.base import SegmentationHead
-
-    if arch == "deeplabv3plus":
-        from segmentation_models_pytorch.decoders.deeplabv3.decoder import DeepLabV3PlusDecoder
-
-        decoder = DeepLabV3PlusDecoder(
-            [3, *net.pyramid_channels], 5, 256, ASPP_RATES[output_stride], output_stride, True, 0.5
-        )
-        return EncoderDecoder(net, decoder, SegmentationHead(256, num_classes, kernel_size=1))
-    if arch == "unet":
-        return EncoderDecoder(net, unet_decoder(net.pyramid_channels, upsampling), SegmentationHead(16, num_classes))
-    from segmentation_models_pytorch.decoders.fpn.decoder import FPNDecoder
-
-    decoder = FPNDecoder([3, *net.pyramid_channels], 5, 256, 128, 0.2, "add")
-    return EncoderDecoder(net, decoder, SegmentationHead(128, num_classes, kernel_size=1))
+    return SEGMENTATION_NETWORKS[arch].build(net, num_classes, output_stride, upsampling)
