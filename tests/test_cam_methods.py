@@ -13,6 +13,7 @@ import wsss.seeds.cam
 from wsss.nets.checkpoints import save_model
 from wsss.nets.models import Classifier, tap
 from wsss.nets.transforms import hide_patches, normalised_colour, to_tensor
+from wsss.seeds import cam
 from wsss.seeds.cam import (
     DEFAULT_SETTINGS,
     gradcampp_weights,
@@ -348,3 +349,19 @@ def test_methods_run_under_autocast_and_channels_last(rng, monkeypatch, method):
     mixed = image_cams(model, image, [3, 9], settings(method=method, scales=[1.0, 0.5]), "cpu")
     assert mixed.dtype == np.float16 and np.isfinite(mixed).all()
     np.testing.assert_allclose(mixed, exact, atol=0.03)
+
+
+def test_a_cam_method_is_one_registered_entry(monkeypatch):
+    """A CAM method is its entry in wsss.seeds.cam.CAM_METHODS (its maps and facts): the multi-scale CAM then
+    computes it like the others (here: CAM with every map doubled gives exactly twice CAM's figures)."""
+    monkeypatch.setitem(
+        cam.CAM_METHODS,
+        "doubled",
+        cam.CamMethod(lambda *args: 2 * cam.CAM_METHODS["cam"].maps(*args), all_classes=True, any_classifier=True),
+    )
+    model, image = resnet(), np.random.default_rng(0).integers(0, 256, (37, 45, 3), dtype=np.uint8)
+    plain = cam.multiscale_cam(model, image, [3, 7], settings(scales=[1.0, 0.5]), "cpu")
+    doubled = cam.multiscale_cam(model, image, [3, 7], settings(method="doubled", scales=[1.0, 0.5]), "cpu")
+    torch.testing.assert_close(doubled, 2 * plain)
+    with pytest.raises(ValueError, match="unknown CAM method 'tripled'"):
+        cam.multiscale_cam(model, image, [3], settings(method="tripled"), "cpu")

@@ -8,6 +8,8 @@ expand their maps themselves, classifier.method: wsss.nets.expansion); options f
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,6 @@ from wsss.nets.transforms import resize_image, resize_long_side, to_tensor
 log = logging.getLogger(__name__)
 
 
-METHODS = ("cam", "gradcam", "gradcampp", "layer_fused")
 # Classic CAM, max-normalised, at the image's own size (long_side None) as IRN computes it: the settings
 # tests and benchmarks start from (the pipeline's come from the config's cam section; scales added).
 DEFAULT_SETTINGS = {"method": "cam", "nwc": False, "pas_percentile": None, "fused_stages": [2, 3, 4], "long_side": None}
@@ -128,26 +129,61 @@ def upsample(maps: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+@dataclass(frozen=True)
+class CamMethod:
+    """An entry of CAM_METHODS. maps(model, batch, indices, settings, size) -> float32 (N, channels, h, w);
+    all_classes: it gives every head channel (one pass computes them all), not only indices; at_image_size:
+    its maps are already at size (not at feature resolution, so neither aligned nor cropped); any_classifier:
+    it works with every classifier.method (the others differentiate the one linear head of a plain
+    classifier)."""
+
+    maps: Callable[..., torch.Tensor]
+    all_classes: bool = False
+    at_image_size: bool = False
+    any_classifier: bool = False
+
+
+# cam.method -> its entry, in the schema's order (tests/test_registry.py checks the schema's enum against it)
+CAM_METHODS = {
+    "cam": CamMethod(
+        lambda model, batch, indices, settings, size: plain_maps(model, batch, settings["nwc"]),
+        all_classes=True,
+        any_classifier=True,
+    ),
+    "gradcam": CamMethod(
+        lambda model, batch, indices, settings, size: gradient_maps(model, batch, indices, "gradcam", settings["nwc"])
+    ),
+    "gradcampp": CamMethod(
+        lambda model, batch, indices, settings, size: gradient_maps(model, batch, indices, "gradcampp", settings["nwc"])
+    ),
+    "layer_fused": CamMethod(
+        lambda model, batch, indices, settings, size: fused_maps(model, batch, indices, settings["fused_stages"], size),
+        at_image_size=True,
+    ),
+}
+METHODS = tuple(CAM_METHODS)
+
+
+def cam_method(name: str) -> CamMethod:
+    if name not in CAM_METHODS:
+        raise ValueError(f"unknown CAM method {name!r}; choose one of {', '.join(CAM_METHODS)}")
+    return CAM_METHODS[name]
+
+
 def method_maps(model: Classifier, batch: torch.Tensor, indices: list[int], settings: dict, size) -> torch.Tensor:
-    """The maps of settings["method"], float32 (N, channels, h, w) at feature resolution, or at size for
-    layer_fused (its stages differ in resolution).
+    """The maps of settings["method"] (CAM_METHODS), float32 (N, channels, h, w) at feature resolution, or at
+    size for a method at_image_size (layer_fused: its stages differ in resolution).
 
     Classic CAM gives every class (one pass computes them all anyway); the gradient methods, which pay a
     backward per class, give only the head channels in indices.
     """
-    method = settings["method"]
-    if method != "cam" and model.method != "cam":
+    method = cam_method(settings["method"])
+    if not method.any_classifier and model.method != "cam":
         raise ValueError(
-            f"cam.method {method} differentiates the classifier's one linear head, which a classifier.method "
-            f"{model.method} model does not end in: use cam.method cam with it"
+            f"cam.method {settings['method']} differentiates the classifier's one linear head, which a "
+            f"classifier.method {model.method} model does not end in: use cam.method cam with it"
         )
-    if method == "cam":
-        return plain_maps(model, batch, settings["nwc"])
-    if method in ("gradcam", "gradcampp"):
-        return gradient_maps(model, batch, indices, method, settings["nwc"])
-    if method == "layer_fused":
-        return fused_maps(model, batch, indices, settings["fused_stages"], size)
-    raise ValueError(f"unknown CAM method {method!r}; choose one of {METHODS}")
+    return method.maps(model, batch, indices, settings, size)
 
 
 def aligned_size(height: int, width: int, stride: int) -> tuple[int, int]:
@@ -184,8 +220,8 @@ def _multiscale_cam(model: Classifier, image: np.ndarray, class_ids: list[int], 
     device = torch.device(device)
     height, width = image.shape[:2]
     indices = [c - 1 for c in sorted(class_ids)]
-    method = settings["method"]
-    if method == "layer_fused":
+    method = cam_method(settings["method"])
+    if method.at_image_size:
         size = (height, width)
     else:
         size = aligned_size(height, width, model.output_stride)
@@ -199,7 +235,7 @@ def _multiscale_cam(model: Classifier, image: np.ndarray, class_ids: list[int], 
         pair = flipped_pair(x, device)
         with torch.no_grad():
             cams = method_maps(model, pair, indices, settings, (height, width))
-            if method == "cam":
+            if method.all_classes:
                 cams = cams[:, indices]  # classic CAM gives every class; upsample only the image's
             # classes as a batch of one-channel maps, as IRN: bit-identical to upsampling every class, which
             # a (1, classes, h, w) tensor is not on CPU (its kernel vectorises over channels)
