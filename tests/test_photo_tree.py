@@ -246,7 +246,7 @@ def test_default_config_infers_at_128_and_voc2012_at_full_size():
             validate(config_with({"segmentation": {"long_side": bad}}), schema)
 
 
-def test_runs_with_another_long_side_share_no_cams_or_predictions():
+def test_runs_with_another_long_side_share_the_networks_not_their_cams_or_predictions():
     grid = Grid(
         dict(
             config_with(),
@@ -260,8 +260,9 @@ def test_runs_with_another_long_side_share_no_cams_or_predictions():
     assert grid.owner("cam_full", "classifier", 0) == "a"
     assert grid.owner("cam_full", "cams", 0) == "cam_full" and grid.owner("cam_full", "cams", 1) == "cam_full"
     assert grid.owner("seg_full", "cams", 1) == "a" and grid.owner("seg_full", "pseudo_masks") == "a"
-    for supervision in ("pseudo_mask", "ground_truth"):  # predictions live with their model
-        assert grid.owner("seg_full", "segmentation", supervision) == "seg_full"
+    for supervision in ("pseudo_mask", "ground_truth"):  # the same networks, predicting at another size
+        assert grid.owner("seg_full", "segmentation", supervision) == "a"
+        assert grid.owner("seg_full", "predictions", supervision) == "seg_full"
 
 
 # The tiny config's training on the photo tree, one shard and one round (fewer jobs: each pays for its start);
