@@ -18,13 +18,14 @@ from wsss.pipeline.experiments import DEFAULT, ExperimentError, Grid
 os.environ.setdefault("TORCH_HOME", os.path.abspath("resources/torch"))
 
 SCHEMA = os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+with open(SCHEMA) as schema_file:
+    SCHEMA_RULES = yaml.safe_load(schema_file)  # read once: the config and every experiment are checked
 
 
 def check_config(values, where=""):
     """The schema's validation, after the mistakes wsss.pipeline.config_checks says in words (renamed keys,
     impossible combinations); where names an experiment."""
-    with open(SCHEMA) as schema:
-        errors = config_errors(values, yaml.safe_load(schema), where)
+    errors = config_errors(values, SCHEMA_RULES, where)
     if errors:
         raise WorkflowError("\n".join(errors))
     try:

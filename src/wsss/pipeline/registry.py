@@ -70,14 +70,19 @@ def _classifier_settings(config: dict, r) -> dict:
     return {"seed": config["seed"], "classifier": _without(config["classifier"], unread), **_erasing(config, r)}
 
 
+# The networks whose decoder reads segmentation.upsampling (nets.models: reads_upsampling, checked by
+# tests/test_registry.py); the others neither read it nor name it
+UPSAMPLING_ARCHS = ("unet",)
 # The segmentation keys that decide a network's predictions, not the network: changing them re-predicts
 # with the trained network (one network serves every inference experiment of a grid).
 PREDICTION_KEYS = ("long_side", "inference")
 
 
 def _segmentation_settings(config: dict, supervision) -> dict:
-    # labels is the supervision (the folder and the upstream step); U-Net's decoder alone reads upsampling
-    unread = {"labels", *PREDICTION_KEYS} | (set() if config["segmentation"]["arch"] == "unet" else {"upsampling"})
+    # labels is the supervision (the folder and the upstream step); upsampling: UPSAMPLING_ARCHS only
+    unread = {"labels", *PREDICTION_KEYS} | (
+        set() if config["segmentation"]["arch"] in UPSAMPLING_ARCHS else {"upsampling"}
+    )
     return {"seed": config["seed"], "segmentation": _without(config["segmentation"], unread)}
 
 
@@ -284,7 +289,7 @@ def segmentation_note(config: dict) -> str:
     inference = settings["inference"]
     scales = [f"{scale:g}" for scale in inference["scales"]]
     scales = f"scales {scales[0]}-{scales[-1]} ({len(scales)})" if len(scales) > 2 else f"scale {', '.join(scales)}"
-    arch = settings["arch"] + (f" ({settings['upsampling']})" if settings["arch"] == "unet" else "")
+    arch = settings["arch"] + (f" ({settings['upsampling']})" if settings["arch"] in UPSAMPLING_ARCHS else "")
     return (
         f"{arch} on {settings['backbone']}; {scales}"
         + " + flip" * inference["flip"]
