@@ -30,6 +30,8 @@ from wsss.nets.checkpoints import save_checkpoint
 from wsss.pipeline.experiments import deep_merge
 from wsss.scoring.evaluate import score_predictor
 from wsss.scoring.metrics import mean_iou, per_class_scores
+from wsss.training.datasets import TrainingImages
+from wsss.training.loop import TrainingJob
 from wsss.training.segmentation import load_segmentation, predict, train_segmentation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,20 +103,9 @@ def main() -> None:
             if args.epochs:
                 settings["epochs"] = args.epochs
             started = time.time()
-            train_segmentation(
-                tree,
-                fit_ids,
-                {i: tree.mask_path(i) for i in fit_ids},
-                NUM_CLASSES,
-                settings,
-                args.seed,
-                "cpu",
-                work / f"{name}.pt",
-                work / f"{name}.parquet",
-                work / f"{name}.checkpoint.pt",
-                desc=name,
-                weights=weights,
-            )
+            images = TrainingImages(tree, fit_ids, {i: tree.mask_path(i) for i in fit_ids}, NUM_CLASSES)
+            paths = (work / f"{name}.pt", work / f"{name}.parquet", work / f"{name}.checkpoint.pt")
+            train_segmentation(images, settings, TrainingJob(*paths, args.seed, "cpu", weights), desc=name)
             seconds = time.time() - started
             model = load_segmentation(work / f"{name}.pt")
             held = score(model, tree, held_ids, settings)

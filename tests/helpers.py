@@ -9,7 +9,9 @@ import wsss.training.irn as irn
 from tests.workflow_helpers import REPO
 from wsss.pipeline.experiments import deep_merge
 from wsss.training.classifier import train_classifier
+from wsss.training.datasets import TrainingImages
 from wsss.training.irn import load_irn, train_irn
+from wsss.training.loop import TrainingJob
 
 # The demo dataset of the session fixtures (conftest.py): its classes
 DEMO_CLASSES = ["aeroplane", "bird", "car", "cat", "person"]
@@ -37,11 +39,17 @@ SETTINGS = {
 }
 
 
-def train(tree, ids, labels, settings, seed, out, name="m", checkpoint=None, **options):
-    """train_classifier on CPU over VOC's 21 classes; model, history and checkpoint are <out>/<name>.*"""
+def cpu_job(out, name, seed=0, checkpoint=None, **options) -> TrainingJob:
+    """A CPU training job whose model, history and (unless given) checkpoint are <out>/<name>.pt/.parquet/.ckpt;
+    options: TrainingJob's other fields (fingerprint, checkpoint_every, weights)."""
     checkpoint = checkpoint or out / f"{name}.ckpt"
-    files = (out / f"{name}.pt", out / f"{name}.parquet", checkpoint)
-    return train_classifier(tree, ids, labels, 21, settings, seed, "cpu", *files, **options)
+    return TrainingJob(out / f"{name}.pt", out / f"{name}.parquet", checkpoint, seed, "cpu", **options)
+
+
+def train(tree, ids, labels, settings, seed, out, name="m", checkpoint=None, fingerprint="", **options):
+    """train_classifier on CPU over VOC's 21 classes (cpu_job's files); options: train_classifier's."""
+    job = cpu_job(out, name, seed, checkpoint, fingerprint=fingerprint)
+    return train_classifier(TrainingImages(tree, ids, labels, 21), settings, job, **options)
 
 
 class Killed(Exception):
@@ -87,8 +95,8 @@ def train_killed_and_resumed(tree, out, monkeypatch, device) -> tuple:
     settings = dict(IRN_SETTINGS, epochs=3)
 
     def train(name):
-        files = (out / f"{name}.pt", out / f"{name}.parquet", out / "checkpoint.pt")
-        return train_irn(tree, ids, masks, 21, settings, 0, device, files)
+        job = TrainingJob(out / f"{name}.pt", out / f"{name}.parquet", out / "checkpoint.pt", 0, device)
+        return train_irn(TrainingImages(tree, ids, masks, 21), settings, job)
 
     straight = train("straight")
     batches_per_epoch = len(ids) // settings["batch_size"]

@@ -8,6 +8,7 @@ import torch
 from tests.helpers import (
     IRN_SETTINGS,
     WALK,
+    cpu_job,
     train_killed_and_resumed,
 )
 from wsss.data.labels import image_labels, load_labels
@@ -23,6 +24,7 @@ from wsss.seeds.random_walk import (
     walk_label,
     walk_to_label,
 )
+from wsss.training.datasets import TrainingImages
 from wsss.training.irn import EdgeNet, edge_map, grid_labels, load_irn, train_irn
 
 
@@ -167,10 +169,10 @@ def test_train_irn_is_deterministic_and_its_labels_are_dense(demo_tree, tmp_path
     masks = {i: demo_tree.mask_path(i) for i in ids}
     runs = []
     for name in ("a", "b"):
-        files = (tmp_path / f"{name}.pt", tmp_path / f"{name}.parquet", tmp_path / f"{name}.ckpt")
-        history = train_irn(demo_tree, ids, masks, 21, IRN_SETTINGS, 0, "cpu", files)
-        assert not files[2].exists()  # a finished run leaves no checkpoint
-        runs.append((history, load_irn(files[0])))
+        job = cpu_job(tmp_path, name)
+        history = train_irn(TrainingImages(demo_tree, ids, masks, 21), IRN_SETTINGS, job)
+        assert not job.checkpoint_path.exists()  # a finished run leaves no checkpoint
+        runs.append((history, load_irn(job.model_path)))
     (history, model), (other_history, other) = runs
     assert len(history) == 2 and np.isfinite(history["loss"]).all()
     assert history["loss"].tolist() == other_history["loss"].tolist()

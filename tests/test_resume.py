@@ -22,7 +22,7 @@ from wsss.data.voc import VOC_CLASSES
 from wsss.nets.models import Classifier
 from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 from wsss.seeds.cam import DEFAULT_SETTINGS, compute_cams
-from wsss.training.loop import fit, make_loader
+from wsss.training.loop import TrainingJob, fit, make_loader
 
 SETTINGS = {**TRAINING_SETTINGS, "epochs": 3, "resize_long": [40, 56], "crop_size": 40}
 # Thresholded pooling and Hide-and-Seek patches (torch's generator, in the loader's workers) resume exactly too.
@@ -131,11 +131,8 @@ def test_mixed_precision_resume_restores_the_gradient_scaler(tmp_path):
             loss_fn,
             [(list(model.parameters()), 1.0)],
             settings,
-            torch.device("cpu"),
-            checkpoint,
+            TrainingJob(tmp_path / "model.pt", tmp_path / "history", checkpoint, fingerprint="toy", checkpoint_every=2),
             "toy",
-            fingerprint="toy",
-            checkpoint_every=2,
             mixed_precision=True,
         )
         return model.state_dict(), history

@@ -11,6 +11,7 @@ from torch.utils.data import TensorDataset
 
 from tests.helpers import (
     SETTINGS,
+    cpu_job,
     train,
 )
 from wsss.data.labels import image_labels, load_labels, mean_colour
@@ -18,8 +19,8 @@ from wsss.data.voc import VOC_CLASSES, read_image
 from wsss.nets.models import Classifier
 from wsss.nets.transforms import normalised_colour
 from wsss.training.classifier import load_classifier, trainable_ids
-from wsss.training.datasets import ClassificationDataset
-from wsss.training.loop import fit, make_loader, make_optimizer
+from wsss.training.datasets import ClassificationDataset, TrainingImages
+from wsss.training.loop import TrainingJob, fit, make_loader, make_optimizer
 from wsss.training.segmentation import load_segmentation, predict, train_segmentation
 
 
@@ -70,19 +71,8 @@ def test_classifier_training_is_deterministic(demo_tree, tmp_path):
 def test_segmentation_trains_and_predicts(demo_tree, tmp_path):
     ids = demo_tree.split_ids("train")
     settings = {**SETTINGS, "arch": "deeplabv3", "backbone": "resnet18", "epochs": 1}
-    train_segmentation(
-        demo_tree,
-        ids,
-        {i: demo_tree.mask_path(i) for i in ids},
-        21,
-        settings,
-        0,
-        torch.device("cpu"),
-        tmp_path / "seg.pt",
-        tmp_path / "seg.parquet",
-        tmp_path / "seg.ckpt",
-        desc="test",
-    )
+    images = TrainingImages(demo_tree, ids, {i: demo_tree.mask_path(i) for i in ids}, 21)
+    train_segmentation(images, settings, cpu_job(tmp_path, "seg"), desc="test")
     image = read_image(demo_tree.image_path(ids[0]))
     prediction = predict(load_segmentation(tmp_path / "seg.pt"), image, "cpu")
     assert prediction.shape == image.shape[:2] and prediction.dtype == np.uint8 and prediction.max() < 21
@@ -148,8 +138,7 @@ def _train_one_epoch(frozen_bn, frozen_stages, tmp_path):
         F.multilabel_soft_margin_loss,
         [(backbone, 1.0), (head, 10.0)],
         settings,
-        torch.device("cpu"),
-        tmp_path / "checkpoint.pt",
+        TrainingJob(tmp_path / "m.pt", tmp_path / "m.parquet", tmp_path / "checkpoint.pt"),
         "freeze",
     )
     return model, before, model.state_dict()
@@ -228,8 +217,7 @@ def test_adamw_reads_the_learning_rates_and_momentum_and_fits_a_separable_proble
         F.cross_entropy,
         [(list(model[0].parameters()), 1.0), (list(model[2].parameters()), 1.0)],
         settings,
-        torch.device("cpu"),
-        tmp_path / "checkpoint.pt",
+        TrainingJob(tmp_path / "m.pt", tmp_path / "m.parquet", tmp_path / "checkpoint.pt"),
         "adamw",
     )
     assert history[-1]["loss"] < 0.5 * history[0]["loss"]

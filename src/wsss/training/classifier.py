@@ -7,7 +7,6 @@ import logging
 import pandas as pd
 import torch
 
-from wsss.data.voc import VOCTree
 from wsss.nets.checkpoints import load_checkpoint, load_state
 from wsss.nets.expansion import make_classifier
 from wsss.nets.imagenet_head import init_head_from_imagenet
@@ -15,8 +14,8 @@ from wsss.nets.models import Classifier
 from wsss.nets.transforms import normalised_colour
 from wsss.scoring.metrics import average_precision
 from wsss.seeds.erasing import Eraser
-from wsss.training.datasets import ClassificationDataset
-from wsss.training.loop import train_and_save
+from wsss.training.datasets import ClassificationDataset, TrainingImages
+from wsss.training.loop import TrainingJob, train_and_save
 
 log = logging.getLogger(__name__)
 
@@ -30,37 +29,29 @@ def trainable_ids(image_ids, labels) -> list[str]:
 
 
 def train_classifier(
-    tree: VOCTree,
-    image_ids,
-    labels,
-    num_classes: int,
+    images: TrainingImages,
     settings: dict,
-    seed: int,
-    device,
-    model_path,
-    history_path,
-    checkpoint_path,
+    job: TrainingJob,
     eraser: Eraser | None = None,
     round_index: int = 0,
-    weights=None,
-    fingerprint: str = "",
-    checkpoint_every: int = 1,
     hide_fill_rgb=None,
     class_names: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Train one round's classifier; resumes from checkpoint_path when it holds a checkpoint of the same
-    fingerprint (see training.fit), and removes it once the model and history are written.
+    """Train one round's classifier on images' image-level labels (settings: the classifier section); resumes
+    from the job's checkpoint when it is of the same fingerprint (see training.fit), and removes it once the
+    model and history are written.
 
     hide_fill_rgb: the dataset mean colour (RGB, 0-255) Hide-and-Seek fills hidden patches with, as
     erasing fills mined regions; required when settings["hide_and_seek"]["hide_prob"] > 0.
     class_names: the config's classes (background first); settings["head_init"] imagenet starts the CAM head
     of the named classes from the ImageNet classifier in the weights file (wsss.nets.imagenet_head).
     """
-    num_foreground = num_classes - 1
+    tree, labels, weights = images.tree, images.targets, job.weights
+    num_foreground = images.num_classes - 1
     hiding = settings["hide_and_seek"]
     dataset = ClassificationDataset(
         tree,
-        trainable_ids(image_ids, labels),
+        trainable_ids(images.image_ids, labels),
         labels,
         num_foreground,
         settings["resize_long"],
@@ -70,7 +61,7 @@ def train_classifier(
         hiding["patch_size"],
         None if hide_fill_rgb is None else normalised_colour(hide_fill_rgb),
     )
-    torch.manual_seed(seed)
+    torch.manual_seed(job.seed)
     method = settings["method"]
     model = make_classifier(
         method,
@@ -117,16 +108,12 @@ def train_classifier(
         backbone,
         head,
         settings,
-        seed,
-        device,
-        (model_path, history_path, checkpoint_path),
+        job,
         meta,
         {"round": round_index},
         desc=f"classifier r{round_index}",
         on_batch=on_batch,
         on_epoch_end=on_epoch_end,
-        fingerprint=fingerprint,
-        checkpoint_every=checkpoint_every,
     )
 
 

@@ -3,7 +3,7 @@ classifier) or with label maps (the segmentation network, IRN's boundary branch)
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -11,6 +11,17 @@ from torch.utils.data import Dataset
 
 from wsss.data.voc import VOCTree, read_image, read_mask
 from wsss.nets.transforms import augment, hide_patches
+
+
+@dataclass(frozen=True)
+class TrainingImages:
+    """What a network is trained on: images of a VOC tree and, per image id, its target: the image-level
+    labels (class ids, for the classifier) or the path of its label map (the segmentation network, IRN)."""
+
+    tree: VOCTree
+    image_ids: list[str]
+    targets: dict
+    num_classes: int  # background included
 
 
 class ImageDataset(Dataset):
@@ -67,12 +78,14 @@ class ClassificationDataset(ImageDataset):
 
 
 class SegmentationDataset(ImageDataset):
-    def __init__(self, tree: VOCTree, image_ids, mask_paths: dict[str, Path], num_classes, resize_long, crop_size):
-        missing = [i for i in image_ids if i not in mask_paths]
+    """Augmented images and their label maps (images.targets: the mask file of each image id)."""
+
+    def __init__(self, images: TrainingImages, resize_long, crop_size):
+        missing = [i for i in images.image_ids if i not in images.targets]
         if missing:
             raise ValueError(f"{len(missing)} training images have no mask, e.g. {missing[0]}")
-        super().__init__(tree, image_ids)
-        self.mask_paths, self.num_classes = mask_paths, num_classes
+        super().__init__(images.tree, images.image_ids)
+        self.mask_paths, self.num_classes = images.targets, images.num_classes
         self.resize_long, self.crop_size = resize_long, crop_size
 
     def __getitem__(self, index):

@@ -11,14 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsss.data.voc import VOCTree
 from wsss.nets.backbones import Backbone, backbone
 from wsss.nets.checkpoints import load_checkpoint, load_state
 from wsss.nets.hardware import autocast, flipped_pair
 from wsss.nets.transforms import resize_long_side, to_tensor
 from wsss.seeds.random_walk import affinity_loss
-from wsss.training.datasets import SegmentationDataset
-from wsss.training.loop import train_and_save
+from wsss.training.datasets import SegmentationDataset, TrainingImages
+from wsss.training.loop import TrainingJob, train_and_save
 
 BRANCH_WIDTH = 32  # channels each backbone stage contributes to the boundary map (IRN's fc_edge1-5)
 
@@ -67,27 +66,13 @@ def grid_labels(masks: torch.Tensor, grid) -> torch.Tensor:
     return F.interpolate(masks[:, None].float(), size=tuple(grid), mode="nearest")[:, 0].long()
 
 
-def train_irn(
-    tree: VOCTree,
-    image_ids,
-    mask_paths,
-    num_classes,
-    settings,
-    seed,
-    device,
-    paths,
-    fingerprint: str = "",
-    checkpoint_every: int = 1,
-    weights=None,
-) -> pd.DataFrame:
-    """Train the boundary branch on confident pseudo-masks (255 = not confident, never trained on), with the
-    segmentation network's augmentation; settings: the irn config section. paths: (model, history,
-    checkpoint); resumes like every training step (wsss.training.loop.fit)."""
-    dataset = SegmentationDataset(
-        tree, image_ids, mask_paths, num_classes, settings["resize_long"], settings["crop_size"]
-    )
-    torch.manual_seed(seed)
-    model = EdgeNet(settings["backbone"], settings["output_stride"], weights)
+def train_irn(images: TrainingImages, settings: dict, job: TrainingJob) -> pd.DataFrame:
+    """Train the boundary branch on images' confident pseudo-masks (255 = not confident, never trained on),
+    with the segmentation network's augmentation; settings: the irn config section. Resumes like every
+    training step (wsss.training.loop.fit)."""
+    dataset = SegmentationDataset(images, settings["resize_long"], settings["crop_size"])
+    torch.manual_seed(job.seed)
+    model = EdgeNet(settings["backbone"], settings["output_stride"], job.weights)
     radius = settings["radius"]
 
     def loss_fn(logits, masks):
@@ -95,21 +80,8 @@ def train_irn(
 
     meta = dict(arch=settings["backbone"], output_stride=settings["output_stride"])
     # the whole network trainable here is new: one learning rate (no head multiplier)
-    return train_and_save(
-        model,
-        dataset,
-        loss_fn,
-        [],
-        model.head_parameters(),
-        dict(settings, head_lr_mult=1.0),
-        seed,
-        device,
-        paths,
-        meta,
-        desc="IRN",
-        fingerprint=fingerprint,
-        checkpoint_every=checkpoint_every,
-    )
+    head_settings = dict(settings, head_lr_mult=1.0)
+    return train_and_save(model, dataset, loss_fn, [], model.head_parameters(), head_settings, job, meta, desc="IRN")
 
 
 def load_irn(path) -> EdgeNet:

@@ -6,6 +6,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,43 @@ from tqdm import tqdm
 
 from wsss.nets.checkpoints import load_checkpoint, save_checkpoint, save_model
 from wsss.nets.hardware import memory_format
+from wsss.pipeline.partial_work import fingerprint
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """What a training step is told besides its settings, the same for every trained network: where it
+    writes, its seed and device, the ImageNet weights file its backbone starts from, and how it resumes
+    (a checkpoint every checkpoint_every epochs, continued only by a job of the same fingerprint)."""
+
+    model_path: Path
+    history_path: Path
+    checkpoint_path: Path
+    seed: int = 0
+    device: str | torch.device = "cpu"
+    weights: str | Path | None = None
+    fingerprint: str = ""
+    checkpoint_every: int = 1
+
+    @classmethod
+    def for_rule(cls, smk, seed: int, device, **fingerprinted) -> TrainingJob:
+        """The job of a Snakemake training rule (its snakemake object: outputs model and history, inputs,
+        params, config), with the partial-work fingerprint of its params plus fingerprinted and its inputs.
+        The checkpoint lies beside the model but is not a declared output, so Snakemake keeps it when a
+        killed job reruns, which then resumes from it."""
+        weights = smk.input.get("weights", [])
+        return cls(
+            Path(smk.output.model),
+            Path(smk.output.history),
+            Path(smk.output.model).with_name("checkpoint.pt"),
+            seed,
+            device,
+            weights[0] if weights else None,
+            fingerprint(dict(smk.params.items(), **fingerprinted), smk.input),
+            smk.config["checkpoint_every"],
+        )
 
 
 def make_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int, pin_memory: bool = False) -> DataLoader:
@@ -126,22 +162,19 @@ def fit(
     loss_fn: Callable[[object, torch.Tensor], torch.Tensor],
     param_groups: list[tuple[list, float]],
     settings: dict,
-    device: torch.device,
-    checkpoint_path: Path,
+    job: TrainingJob,
     desc: str,
     on_batch: Callable[[object, torch.Tensor], None] | None = None,
     on_epoch_end: Callable[[], dict] | None = None,
-    fingerprint: str = "",
-    checkpoint_every: int = 1,
     mixed_precision: bool | None = None,
 ) -> list[dict]:
     """Train for settings['epochs'] epochs; returns one record per epoch (loss, lr, seconds, extras).
 
     param_groups: (parameters, lr multiplier) pairs, trained by settings["optimizer"] (OPTIMIZERS) with poly
-    decay. Every checkpoint_every epochs, model, optimiser, scheduler, gradient scaler, RNG states and history
-    are written atomically to checkpoint_path, tagged with fingerprint (the job's settings and inputs). A call
-    that finds a checkpoint with the same fingerprint resumes after its epoch; on CPU the result is
-    bit-identical to an uninterrupted run.
+    decay, on job.device. Every job.checkpoint_every epochs, model, optimiser, scheduler, gradient scaler, RNG
+    states and history are written atomically to job.checkpoint_path, tagged with job.fingerprint (its settings
+    and inputs). A call that finds a checkpoint with the same fingerprint resumes after its epoch; on CPU the
+    result is bit-identical to an uninterrupted run.
     mixed_precision (default: on for CUDA) runs the forward pass under autocast with a gradient scaler.
     """
     # Frozen parameters (requires_grad False) stay out of the optimiser: no update, not even weight decay.
@@ -153,7 +186,7 @@ def fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: max(0.0, 1 - step / total_steps) ** settings["poly_power"]
     )
-    device = torch.device(device)
+    device = torch.device(job.device)
     if mixed_precision is None:
         mixed_precision = device.type == "cuda"
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
@@ -169,7 +202,7 @@ def fit(
     )
 
     history, start = [], 1
-    checkpoint = load_resumable(checkpoint_path, fingerprint)
+    checkpoint = load_resumable(job.checkpoint_path, job.fingerprint)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -178,7 +211,7 @@ def fit(
             scaler.load_state_dict(checkpoint["scaler"])
         set_rng_state(loader, checkpoint["rng"])
         history, start = list(checkpoint["history"]), checkpoint["epoch"] + 1
-        log.info("%s: resumed from checkpoint %s after epoch %d", desc, checkpoint_path, checkpoint["epoch"])
+        log.info("%s: resumed from checkpoint %s after epoch %d", desc, job.checkpoint_path, checkpoint["epoch"])
 
     for epoch in range(start, settings["epochs"] + 1):
         model.train()
@@ -206,12 +239,12 @@ def fit(
             record.update(on_epoch_end())
         history.append(record)
         log.info("%s epoch %d: %s", desc, epoch, {k: round(v, 5) for k, v in record.items()})
-        if epoch % checkpoint_every == 0 and epoch < settings["epochs"]:
+        if epoch % job.checkpoint_every == 0 and epoch < settings["epochs"]:
             save_checkpoint(
-                checkpoint_path,
+                job.checkpoint_path,
                 {
                     "epoch": epoch,
-                    "fingerprint": fingerprint,
+                    "fingerprint": job.fingerprint,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
@@ -220,7 +253,7 @@ def fit(
                     "history": history,
                 },
             )
-            log.info("%s: checkpoint after epoch %d: %s", desc, epoch, checkpoint_path)
+            log.info("%s: checkpoint after epoch %d: %s", desc, epoch, job.checkpoint_path)
     return history
 
 
@@ -236,23 +269,20 @@ def train_and_save(
     backbone: list,
     head: list,
     settings: dict,
-    seed: int,
-    device,
-    paths: tuple[Path, Path, Path],
+    job: TrainingJob,
     meta: dict,
     history_columns: dict | None = None,
     **fit_options,
 ) -> pd.DataFrame:
-    """fit() on dataset with the settings' loader (batch size, workers; seeded) and two learning rates (the
-    head's x settings["head_lr_mult"]); then the model with its meta and the per-epoch history (plus
-    history_columns) are written and the checkpoint removed. paths: (model, history, checkpoint)."""
-    model_path, history_path, checkpoint_path = paths
-    cuda = torch.device(device).type == "cuda"
-    loader = make_loader(dataset, settings["batch_size"], settings["num_workers"], seed, cuda)
+    """fit() on dataset with the settings' loader (batch size, workers; seeded by job.seed) and two learning
+    rates (the head's x settings["head_lr_mult"]); then the model with its meta and the per-epoch history
+    (plus history_columns) are written to the job's paths and its checkpoint removed."""
+    cuda = torch.device(job.device).type == "cuda"
+    loader = make_loader(dataset, settings["batch_size"], settings["num_workers"], job.seed, cuda)
     groups = [(backbone, 1.0), (head, settings["head_lr_mult"])]
-    history = fit(model, loader, loss_fn, groups, settings, device, checkpoint_path, **fit_options)
-    save_model(model_path, model.cpu(), **meta)
+    history = fit(model, loader, loss_fn, groups, settings, job, **fit_options)
+    save_model(job.model_path, model.cpu(), **meta)
     frame = pd.DataFrame(history).assign(**(history_columns or {}))
-    frame.to_parquet(history_path, index=False)
-    discard_checkpoint(checkpoint_path)
+    frame.to_parquet(job.history_path, index=False)
+    discard_checkpoint(job.checkpoint_path)
     return frame

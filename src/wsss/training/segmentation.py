@@ -18,41 +18,25 @@ from wsss.nets.hardware import autocast, flipped_pair, for_inference, memory_for
 from wsss.nets.models import UNREAD_UPSAMPLING, segmentation_model
 from wsss.nets.transforms import resize_long_side, to_tensor
 from wsss.seeds.masks import crf_inference_prob
-from wsss.training.datasets import SegmentationDataset
-from wsss.training.loop import train_and_save
+from wsss.training.datasets import SegmentationDataset, TrainingImages
+from wsss.training.loop import TrainingJob, train_and_save
 
 log = logging.getLogger(__name__)
 
 
-def train_segmentation(
-    tree: VOCTree,
-    image_ids,
-    mask_paths,
-    num_classes,
-    settings,
-    seed,
-    device,
-    model_path,
-    history_path,
-    checkpoint_path,
-    desc,
-    fingerprint: str = "",
-    checkpoint_every: int = 1,
-    weights=None,
-) -> pd.DataFrame:
-    """Train the segmentation network; resumes from checkpoint_path when it holds a checkpoint of the same
-    fingerprint (see training.fit), and removes it once the model and history are written."""
-    dataset = SegmentationDataset(
-        tree, image_ids, mask_paths, num_classes, settings["resize_long"], settings["crop_size"]
-    )
-    torch.manual_seed(seed)
+def train_segmentation(images: TrainingImages, settings: dict, job: TrainingJob, desc: str) -> pd.DataFrame:
+    """Train the segmentation network on images' label maps (settings: the segmentation section); resumes from
+    the job's checkpoint when it is of the same fingerprint (see training.fit), and removes it once the model
+    and history are written."""
+    dataset = SegmentationDataset(images, settings["resize_long"], settings["crop_size"])
+    torch.manual_seed(job.seed)
     upsampling = settings.get("upsampling", UNREAD_UPSAMPLING)
     model = segmentation_model(
         settings["arch"],
         settings["backbone"],
-        num_classes,
+        images.num_classes,
         settings["output_stride"],
-        weights,
+        job.weights,
         upsampling,
         settings["frozen_stages"],
         settings["frozen_bn"],
@@ -69,24 +53,9 @@ def train_segmentation(
         backbone=settings["backbone"],
         output_stride=settings["output_stride"],
         upsampling=upsampling,
-        num_classes=num_classes,
+        num_classes=images.num_classes,
     )
-    paths = (model_path, history_path, checkpoint_path)
-    return train_and_save(
-        model,
-        dataset,
-        loss_fn,
-        backbone,
-        head,
-        settings,
-        seed,
-        device,
-        paths,
-        meta,
-        desc=desc,
-        fingerprint=fingerprint,
-        checkpoint_every=checkpoint_every,
-    )
+    return train_and_save(model, dataset, loss_fn, backbone, head, settings, job, meta, desc=desc)
 
 
 def load_segmentation(path) -> torch.nn.Module:
