@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from timing import interleaved_medians  # benchmarks/timing.py
 
 from wsss.data.voc import IGNORE
-from wsss.nets.models import ENCODER_DECODER_STRIDES, SEGMENTATION_ARCHS, UPSAMPLINGS, segmentation_model
+from wsss.nets.models import RESTRICTED_STRIDES, SEGMENTATION_ARCHS, UPSAMPLINGS, segmentation_model
 from wsss.seeds.masks import crf_inference_prob
 from wsss.training.segmentation import predict
 
@@ -35,7 +35,7 @@ def variants() -> dict[str, dict]:
     """Each architecture at its demo output stride (16 for DeepLab's heads, 32 for the encoder-decoders)."""
     out = {}
     for arch in SEGMENTATION_ARCHS:
-        stride = ENCODER_DECODER_STRIDES.get(arch, (16,))[-1]
+        stride = RESTRICTED_STRIDES.get(arch, (16,))[-1]
         for upsampling in UPSAMPLINGS if arch == "unet" else ("bilinear",):
             name = f"unet ({upsampling})" if arch == "unet" else arch
             out[name] = dict(arch=arch, output_stride=stride, upsampling=upsampling)

@@ -12,7 +12,7 @@ import yaml
 
 from tests.workflow_helpers import REPO, snakemake_command
 from wsss.nets.backbones import ARCHS, OUTPUT_STRIDES
-from wsss.nets.models import ENCODER_DECODER_STRIDES, POOLINGS, SEGMENTATION_ARCHS, SEGMENTATION_NETWORKS, UPSAMPLINGS
+from wsss.nets.models import POOLINGS, RESTRICTED_STRIDES, SEGMENTATION_ARCHS, SEGMENTATION_NETWORKS, UPSAMPLINGS
 from wsss.pipeline import registry
 from wsss.pipeline.experiments import Grid
 from wsss.seeds.cam import METHODS
@@ -50,7 +50,7 @@ def test_the_schema_enums_are_the_librarys():
         for archs, then in rules.items()
         for arch in archs
     }
-    assert schema_strides == {arch: list(strides) for arch, strides in ENCODER_DECODER_STRIDES.items()}
+    assert schema_strides == {arch: list(strides) for arch, strides in RESTRICTED_STRIDES.items()}
     # the networks whose settings include upsampling are those whose builder reads it
     reading = [name for name, entry in SEGMENTATION_NETWORKS.items() if entry.reads_upsampling]
     assert reading == list(registry.UPSAMPLING_ARCHS)

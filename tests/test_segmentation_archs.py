@@ -12,22 +12,23 @@ from snakemake.utils import validate
 from torch import nn
 
 from tests.helpers import SETTINGS as TRAINING_SETTINGS
-from tests.helpers import Killed, assert_same_weights, config_with, killing_after
+from tests.helpers import Killed, assert_same_weights, config_with, cpu_job, killing_after
 from tests.workflow_helpers import REPO
 from wsss.data.voc import read_image
 from wsss.nets import models
 from wsss.nets.backbones import ARCHS
-from wsss.nets.models import ENCODER_DECODER_STRIDES, SEGMENTATION_ARCHS, UPSAMPLINGS, segmentation_model
+from wsss.nets.models import RESTRICTED_STRIDES, SEGMENTATION_ARCHS, UPSAMPLINGS, segmentation_model
 from wsss.nets.transforms import resize_long_side, to_tensor
 from wsss.pipeline import resources
 from wsss.seeds.masks import crf_inference_prob
+from wsss.training.datasets import TrainingImages
 from wsss.training.segmentation import load_segmentation, predict, predict_logits, train_segmentation
 
 HEIGHT, WIDTH = 97, 131  # odd: every stride-2 step rounds
 
 
 def stride_of(arch):
-    return ENCODER_DECODER_STRIDES.get(arch, (16,))[-1]
+    return RESTRICTED_STRIDES.get(arch, (16,))[-1]
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "efficientnet_lite0"])
@@ -51,6 +52,30 @@ def test_the_feature_pyramid_has_the_backbones_strides(output_stride):
     strides = [min(2**k, output_stride) for k in range(1, 6)]
     assert [tuple(f.shape[-2:]) for f in features] == [(96 // s, 128 // s) for s in strides]
     assert [f.shape[1] for f in features] == net.pyramid_channels
+
+
+@pytest.mark.parametrize("output_stride, rates", [(8, (6, 12, 18, 24)), (16, (3, 6, 9, 12))])
+def test_deeplabv2_is_four_dilated_branches_summed_at_its_output_stride(output_stride, rates):
+    """DeepLab v2's ASPP on an odd-sized input: the backbone's map is ceil(size / output stride) (ResNet's
+    stride-2 steps round up), every branch is a 3x3 conv at its rate straight to the classes, keeping that size,
+    and the head's output is their sum (no pooling branch, no batch norm, no decoder), resized to the input."""
+    torch.manual_seed(0)
+    model = segmentation_model("deeplabv2", "resnet50", 5, output_stride).eval()
+    head = model.classifier
+    assert [(c.kernel_size, c.dilation, c.out_channels) for c in head.branches] == [((3, 3), (r, r), 5) for r in rates]
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.AdaptiveAvgPool2d, nn.ReLU)) for m in head.modules())
+    x = torch.randn(1, 3, HEIGHT, WIDTH)
+    with torch.no_grad():
+        features = model.backbone(x)["out"]
+        assert features.shape == (1, 2048, math.ceil(HEIGHT / output_stride), math.ceil(WIDTH / output_stride))
+        branch_outputs = [branch(features) for branch in head.branches]
+        assert all(out.shape == (1, 5, *features.shape[-2:]) for out in branch_outputs)
+        summed = branch_outputs[0] + branch_outputs[1] + branch_outputs[2] + branch_outputs[3]
+        torch.testing.assert_close(head(features), summed)
+        expected = F.interpolate(summed, size=(HEIGHT, WIDTH), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(model(x)["out"], expected)
+    with pytest.raises(ValueError, match="segmentation.output_stride in \\[8, 16\\], got 32"):
+        segmentation_model("deeplabv2", "resnet18", 3, 32)
 
 
 def decoder_inputs(model, x) -> list[torch.Tensor]:
@@ -166,8 +191,8 @@ def test_killed_segmentation_training_resumes_bit_identical(demo_tree, tmp_path,
     masks = {i: demo_tree.mask_path(i) for i in ids}
 
     def train(name):
-        files = (tmp_path / f"{name}.pt", tmp_path / f"{name}.parquet", tmp_path / "checkpoint.pt")
-        return train_segmentation(demo_tree, ids, masks, 21, settings, 3, "cpu", *files, desc="test", fingerprint="job")
+        job = cpu_job(tmp_path, name, 3, tmp_path / "checkpoint.pt", fingerprint="job")
+        return train_segmentation(TrainingImages(demo_tree, ids, masks, 21), settings, job, desc="test")
 
     straight = train("straight")
     with monkeypatch.context() as patch:  # killed in epoch 3, after the checkpoint of epoch 2 (3 batches/epoch)
@@ -205,7 +230,7 @@ SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 def test_the_schema_refuses_what_the_networks_cannot_do(override, message):
     """Config errors surface before any job runs, naming the key or value."""
     for arch in ("unet", "fpn", "fcn8s", "deeplabv3plus"):
-        strides = ENCODER_DECODER_STRIDES[arch]
+        strides = RESTRICTED_STRIDES[arch]
         validate(config_with({"segmentation": {"arch": arch, "output_stride": strides[-1]}}), SCHEMA)
     for experiment in yaml.safe_load((REPO / "config/demo-archs.yaml").read_text())["experiments"].values():
         validate(config_with(experiment), SCHEMA)

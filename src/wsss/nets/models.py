@@ -245,6 +245,33 @@ def _deeplabv3(net: Backbone, num_classes: int, output_stride: int, upsampling: 
     return DeepLabV3(Encoder(net), DeepLabHead(net.out_channels, num_classes, ASPP_RATES[output_stride]))
 
 
+# DeepLab v2's ASPP (Chen et al. 2017, TPAMI; kazuto1011/deeplab-pytorch's _ASPP): rates 6/12/18/24 at output
+# stride 8, the stride its ResNet-101 was trained at; halved at 16 so that each branch sees the same image area.
+ASPP_V2_RATES = {8: (6, 12, 18, 24), 16: (3, 6, 9, 12)}
+
+
+class ASPPv2(nn.Module):
+    """Four dilated 3x3 convolutions straight to class scores, summed: no image pooling, no 1x1 branch, no
+    batch norm and no decoder (DeepLab v2's head, unlike v3's DeepLabHead). Weights N(0, 0.01), biases 0."""
+
+    def __init__(self, in_channels: int, num_classes: int, rates):
+        super().__init__()
+        self.branches = nn.ModuleList(nn.Conv2d(in_channels, num_classes, 3, padding=r, dilation=r) for r in rates)
+        for conv in self.branches:
+            nn.init.normal_(conv.weight, 0.0, 0.01)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sum(branch(x) for branch in self.branches)
+
+
+@register_segmentation_network("deeplabv2", output_strides=(8, 16))
+def _deeplabv2(net: Backbone, num_classes: int, output_stride: int, upsampling: str) -> nn.Module:
+    """DeepLab v2 (the WSSS literature's second stage: IRN, AdvCAM, ReCAM, AMN): ASPPv2 on the dilated backbone,
+    its logits resized bilinearly to the input (torchvision's DeepLabV3 wrapper does exactly that)."""
+    return DeepLabV3(Encoder(net), ASPPv2(net.out_channels, num_classes, ASPP_V2_RATES[output_stride]))
+
+
 @register_segmentation_network("fcn")
 def _fcn(net: Backbone, num_classes: int, output_stride: int, upsampling: str) -> nn.Module:
     """torchvision's FCN head on the last features."""
@@ -287,7 +314,7 @@ def _fpn(net: Backbone, num_classes: int, output_stride: int, upsampling: str) -
 
 
 SEGMENTATION_ARCHS = tuple(SEGMENTATION_NETWORKS)
-ENCODER_DECODER_STRIDES = {name: n.output_strides for name, n in SEGMENTATION_NETWORKS.items() if n.output_strides}
+RESTRICTED_STRIDES = {name: n.output_strides for name, n in SEGMENTATION_NETWORKS.items() if n.output_strides}
 
 
 def check_segmentation_arch(arch: str, output_stride: int, upsampling: str = UNREAD_UPSAMPLING) -> None:
