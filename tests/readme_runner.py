@@ -74,6 +74,7 @@ RUNNERS = {
     "cat results/ranking.txt": NotRun("shows the grid's output; tests/test_grid.py checks results/ranking.txt"),
     # PASCAL VOC: the literature's settings train at full size (and download): dry runs
     "snakemake --cores all results/miou.parquet --configfile config/voc2012.yaml": (DRY_RUN, VOC),
+    "snakemake --cores all --configfile config/voc2012.yaml config/voc2012-grid.yaml": (DRY_RUN, VOC),
     "snakemake --cores all results/miou.parquet --configfile config/voc2012.yaml --config "
     "voc_root=/data/VOCdevkit/VOC2012 sbd_root=/data/benchmark_RELEASE/dataset": (DRY_RUN, VOC),
     # demo-sized settings on an existing tree: dry run here (the option order); tests/test_voc_data.py's

@@ -192,5 +192,12 @@ def test_voc_commands(voc):
         assert "train_classifier" in result.stdout and "miou_table" in result.stdout
         if "voc_root" in command or "my_voc.yaml" in command:  # the existing tree: nothing to download
             assert "download_archive" not in result.stdout and "dataset_index" in result.stdout
+        if command.endswith("--configfile config/voc2012.yaml"):  # IRN's chain: one classifier, a network + bound
+            assert re.search(r"^train_classifier\s+1$", result.stdout, re.M), result.stdout[-2000:]
+            assert re.search(r"^train_segmentation\s+2$", result.stdout, re.M), result.stdout[-2000:]
+        if "voc2012-grid.yaml" in command:  # IRN's, 2 erasing rounds, 3 methods; 6 networks, 2 bounds
+            assert re.search(r"^train_classifier\s+6$", result.stdout, re.M), result.stdout[-2000:]
+            assert re.search(r"^train_segmentation\s+8$", result.stdout, re.M), result.stdout[-2000:]
+            assert "grid_table" in result.stdout
         if "workflow/profiles/slurm" in command:  # the profile's per-rule resources and the command line's defaults
             assert "gpu=1, cpus_per_gpu=8" in result.stdout and "slurm_account=my_account" in result.stdout

@@ -6,11 +6,21 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from tests.servers import FileServer
 from tests.voc_data import make_voc_and_sbd, tar_bytes
-from tests.workflow_helpers import DEFAULT_WEIGHTS, TINY, copy_workflow, job_counts, planned_jobs, resource_files, run
+from tests.workflow_helpers import (
+    DEFAULT_WEIGHTS,
+    REPO,
+    TINY,
+    copy_workflow,
+    job_counts,
+    planned_jobs,
+    resource_files,
+    run,
+)
 from wsss.data.index import read_sbd_mask
 from wsss.data.voc import read_mask, voc_palette
 
@@ -137,13 +147,20 @@ def test_mask_ids_beyond_the_class_list_name_the_file_and_value(data, tmp_path):
 
 
 def test_voc_config_plans_the_full_experiment_with_downloads_first(tmp_path):
-    """config/voc2012.yaml from a fresh tree: the data and weights come only through the download rules."""
+    """config/voc2012.yaml from a fresh tree: the data and weights come only through the download rules, and
+    it plans IRN's chain only: one classifier (no erasing), IRN, the walk, DeepLab v2 on its labels + its bound,
+    every network on ResNet-50."""
     workdir = workflow_copy(tmp_path / "w", {})
     result = run(workdir, "-n", "results/miou.parquet", configfiles=("config/voc2012.yaml",))
     jobs = job_counts(result.stdout)
-    assert jobs["download_archive"] == 2 and jobs["extract_archive"] == 2 and jobs["pretrained_weights"] == 2
-    assert jobs["train_classifier"] == 3 and jobs["cams"] == 3 * 16 and jobs["crf"] == 16
-    assert "demo_dataset" not in jobs
+    assert jobs["download_archive"] == 2 and jobs["extract_archive"] == 2 and jobs["pretrained_weights"] == 1
+    assert jobs["train_classifier"] == 1 and jobs["cams"] == 16 and jobs["crf"] == 16 and jobs["train_irn"] == 1
+    assert jobs["random_walk"] == 16 and jobs["train_segmentation"] == 2
+    assert "demo_dataset" not in jobs and "merge_cams" in jobs
     assert "resources/weights/resnet50.IMAGENET1K_V1.pth" in result.stdout
-    assert "resources/weights/resnet101.IMAGENET1K_V1.pth" in result.stdout
+    assert "results/segmentation/random_walk/model.pt" in result.stdout
     assert not (workdir / "resources").exists()
+    segmentation = yaml.safe_load((REPO / "config/voc2012.yaml").read_text())["segmentation"]
+    network = (segmentation["arch"], segmentation["backbone"], segmentation["output_stride"])
+    assert network == ("deeplabv2", "resnet50", 8)
+    assert segmentation["inference"]["crf"] is not None
