@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 import wsss.nets.hardware
 import wsss.seeds.cam
+from tests import irn_reference as irn
 from wsss.nets.checkpoints import save_model
 from wsss.nets.models import Classifier, tap
 from wsss.nets.transforms import hide_patches, normalised_colour, to_tensor
@@ -17,6 +17,7 @@ from wsss.seeds import cam
 from wsss.seeds.cam import (
     DEFAULT_SETTINGS,
     gradcampp_weights,
+    image_and_grid_cams,
     image_cams,
     method_maps,
     normalise,
@@ -51,34 +52,6 @@ def resnet(seed=0) -> Classifier:
     return Classifier("resnet18", 20, 16).eval()
 
 
-def irn_make_cam(model, image, class_ids, scales, stride=16):
-    """IRN's CAM computation (voc12/dataloader.py VOC12ClassificationDatasetMSF, misc/imutils.py pil_rescale,
-    net/resnet50_cam.py CAM, step/make_cam.py "high_res"), written out here independently of wsss.seeds.cam."""
-    height, width = image.shape[:2]
-    up_size = ((height - 1) // stride + 1) * stride, ((width - 1) // stride + 1) * stride
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    outputs = []
-    for s in scales:
-        if s == 1:
-            img = image
-        else:
-            img = np.asarray(
-                Image.fromarray(image).resize((int(np.round(width * s)), int(np.round(height * s))), Image.BICUBIC)
-            )
-        normal = np.empty_like(img, np.float32)
-        for c in range(3):
-            normal[..., c] = (img[..., c] / 255.0 - mean[c]) / std[c]
-        normal = normal.transpose(2, 0, 1)
-        pair = torch.from_numpy(np.stack([normal, np.flip(normal, -1)]).copy())
-        with torch.no_grad():
-            x = F.relu(F.conv2d(model.features(pair), model.classifier.weight))
-        outputs.append(x[0] + x[1].flip(-1))
-    high_res = [F.interpolate(o[:, None], up_size, mode="bilinear", align_corners=False) for o in outputs]
-    high_res = torch.sum(torch.stack(high_res, 0), 0)[:, 0, :height, :width]
-    high_res = high_res[[c - 1 for c in sorted(class_ids)]]
-    return (high_res / (F.adaptive_max_pool2d(high_res, (1, 1)) + 1e-5)).numpy()
-
-
 @pytest.mark.parametrize("size", [(37, 53), (50, 31)])
 def test_default_cams_are_irns(rng, size):
     """Bicubic rescale, flip sum, upsampling to the stride-aligned size, crop, scale sum, max normalisation:
@@ -86,7 +59,7 @@ def test_default_cams_are_irns(rng, size):
     model = resnet()
     image = rng.integers(0, 256, size=(*size, 3)).astype(np.uint8)  # sides not multiples of 16
     scales = [1.0, 0.5, 1.5, 2.0]
-    reference = irn_make_cam(model, image, [15, 3, 8], scales)
+    reference, _ = irn.make_cam(model, image, [15, 3, 8], scales)
     cams = image_cams(model, image, [8, 15, 3], settings(scales=scales), "cpu")
     assert cams.dtype == np.float16 and cams.shape == (3, *size)
     np.testing.assert_allclose(cams.astype(np.float32), reference, rtol=0, atol=2.5e-4)  # float16: <= 2^-12
@@ -94,10 +67,30 @@ def test_default_cams_are_irns(rng, size):
     model.output_stride = 8
     np.testing.assert_allclose(
         image_cams(model, image, [3], settings(scales=scales), "cpu").astype(np.float32),
-        irn_make_cam(model, image, [3], scales, stride=8),
+        irn.make_cam(model, image, [3], scales, stride=8)[0],
         rtol=0,
         atol=2.5e-4,
     )
+
+
+@pytest.mark.parametrize("size", [(37, 53), (50, 31), (64, 48)])
+def test_grid_cams_are_irns_strided_cams(rng, size):
+    """The stride-4 CAMs the random walk reads: each scale's flip sum resized straight to ceil(H / 4) x
+    ceil(W / 4), summed over scales, each class max-normalised on the grid (IRN's "cam" of make_cam.py)."""
+    model = resnet()
+    image = rng.integers(0, 256, size=(*size, 3)).astype(np.uint8)
+    scales = [1.0, 0.5, 1.5, 2.0]
+    high_res, strided = irn.make_cam(model, image, [15, 3, 8], scales)
+    cams, grid_cams = image_and_grid_cams(model, image, [8, 15, 3], settings(scales=scales), "cpu")
+    assert grid_cams.dtype == np.float16 and grid_cams.shape == (3, -(-size[0] // 4), -(-size[1] // 4))
+    np.testing.assert_allclose(grid_cams.astype(np.float32), strided, rtol=0, atol=2.5e-4)
+    np.testing.assert_allclose(cams.astype(np.float32), high_res, rtol=0, atol=2.5e-4)
+    # at a cam.long_side, the grid is that of the resized image (where the walk at the same long side is)
+    _, resized = image_and_grid_cams(model, image, [3], settings(scales=scales, long_side=80), "cpu")
+    long = max(size)
+    assert resized.shape[1:] == tuple(-(-round(side * 80 / long) // 4) for side in size)
+    empty = image_and_grid_cams(model, image, [], settings(scales=scales), "cpu")
+    assert empty[0].shape == (0, *size) and empty[1].shape == (0, *grid_cams.shape[1:])
 
 
 def test_gradcam_equals_cam_for_gap_and_a_linear_head(rng):

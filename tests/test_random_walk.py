@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests import irn_reference as irn
 from tests.helpers import (
     IRN_SETTINGS,
     WALK,
@@ -95,31 +96,11 @@ def test_loss_prefers_a_boundary_between_classes():
     assert affinity_loss(right_place, labels, 3) < affinity_loss(torch.zeros(1, 8, 8), labels, 3)
 
 
-def _dense_walk(cams, edge, radius, beta, exp_times):
-    """IRN's propagate_to_edge, written out densely here: symmetric affinities with 1 on the diagonal,
-    column-normalised A^beta squared exp_times times, x (1 - edge) times it."""
-    height, width = edge.shape
-    cells = height * width
-    affinity = edge_affinities(edge[None], radius)[0]
-    dense = torch.eye(cells)
-    for d, (dy, dx) in enumerate(directions(radius)):
-        for y in range(height):
-            for x in range(width):
-                if 0 <= y + dy < height and 0 <= x + dx < width:
-                    i, j = y * width + x, (y + dy) * width + x + dx
-                    dense[i, j] = dense[j, i] = affinity[d, y, x]
-    transition = dense**beta
-    transition = transition / transition.sum(0, keepdim=True)
-    for _ in range(exp_times):
-        transition = transition @ transition
-    return ((cams * (1 - edge)).reshape(len(cams), -1) @ transition).reshape(cams.shape)
-
-
 def test_sparse_walk_equals_irns_dense_walk():
     generator = torch.Generator().manual_seed(0)
     edge = torch.rand(9, 11, generator=generator) * 0.6
     cams = torch.rand(2, 9, 11, generator=generator)
-    expected = _dense_walk(cams, edge, 5, 10, 8)
+    expected = irn.propagate_to_edge(edge_affinities, cams, edge, 5, 10, 8)
     assert torch.allclose(random_walk(cams, edge, 5, 10, 8), expected, rtol=1e-4, atol=1e-6)
 
 
@@ -162,6 +143,60 @@ def test_edge_net_grid_and_frozen_backbone():
     edge = edge_map(model.eval(), np.zeros((97, 130, 3), np.uint8), "cpu")
     assert edge.shape == (25, 33) and float(edge.min()) >= 0 and float(edge.max()) <= 1
     assert grid_labels(torch.zeros(2, 96, 96, dtype=torch.long), (24, 24)).shape == (2, 24, 24)
+
+
+@pytest.mark.parametrize("size", [(96, 96), (512, 384), (100, 60)])
+def test_affinity_targets_sample_the_labels_as_pil_nearest(size):
+    """grid_labels reads the (square-cropped, side a multiple of 4) label map as IRN's pil_rescale(label, 0.25,
+    0) does: pixels 2, 6, 10, ... (torch's "nearest" would read 0, 4, 8, ...)."""
+    labels = np.random.default_rng(0).integers(0, 21, size=size).astype(np.uint8)
+    sampled = grid_labels(torch.from_numpy(labels)[None].long(), (size[0] // 4, size[1] // 4))[0].numpy()
+    np.testing.assert_array_equal(sampled, irn.pil_rescale_nearest(labels, 0.25))
+    np.testing.assert_array_equal(sampled, labels[2::4, 2::4])
+
+
+def edge_net_with_random_head(arch="resnet18", inference_size=64) -> EdgeNet:
+    """Fixed random weights, the head's GroupNorm affine parameters included (they start at 1 and 0)."""
+    torch.manual_seed(0)
+    model = EdgeNet(arch, 16, inference_size=inference_size)
+    with torch.no_grad():
+        for parameter in model.head_parameters():
+            parameter.copy_(torch.randn_like(parameter) * 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("size", [(37, 53), (64, 20), (61, 64)])
+def test_boundary_map_is_irns_edge_displacement(size):
+    """edge_map: the image and its flip padded to the training crop (512 in IRN; here inference_size 64), the
+    stem and four stages feeding the branch, cropped to the image's cells, the sigmoid of the two logits'
+    mean: IRN's EdgeDisplacement written out (tests/irn_reference.py)."""
+    model = edge_net_with_random_head()
+    image = np.random.default_rng(1).integers(0, 256, size=(*size, 3)).astype(np.uint8)
+    edge = edge_map(model, image, "cpu")
+    assert edge.shape == (-(-size[0] // 4), -(-size[1] // 4))
+    torch.testing.assert_close(edge, irn.edge_displacement(model, image, 64), rtol=0, atol=2e-5)
+    if min(size) < 48:  # the padding matters: GroupNorm's statistics over the padded frame differ
+        unpadded = edge_net_with_random_head(inference_size=None)
+        assert (edge_map(unpadded, image, "cpu") - edge).abs().max() > 1e-3
+
+
+def test_an_image_larger_than_the_crop_is_not_padded_or_cut():
+    model = edge_net_with_random_head(inference_size=32)
+    image = np.random.default_rng(2).integers(0, 256, size=(41, 70, 3)).astype(np.uint8)
+    with torch.no_grad():
+        logits = model(irn.flip_pair(image))
+    expected = torch.sigmoid(logits[0, 0] / 2 + logits[1, 0].flip(-1) / 2)
+    torch.testing.assert_close(edge_map(model, image, "cpu"), expected, rtol=0, atol=2e-5)
+
+
+def test_edge_net_reads_the_stem_where_it_ends_at_stride_4():
+    """IRN's fc_edge1 reads ResNet's stem (after the max pool); EfficientNet-Lite0's stem ends at stride 2, so
+    there the four stages alone feed the boundary branch."""
+    resnet = EdgeNet("resnet18")
+    assert [b[0].in_channels for b in resnet.branches] == [64, 64, 128, 256, 512]
+    assert resnet.edge.in_channels == 5 * 32
+    lite = EdgeNet("efficientnet_lite0")
+    assert [b[0].in_channels for b in lite.branches] == lite.features.channels and lite.edge.in_channels == 4 * 32
 
 
 def test_train_irn_is_deterministic_and_its_labels_are_dense(demo_tree, tmp_path):

@@ -183,6 +183,11 @@ def write_mask(path: Path, mask: np.ndarray) -> None:
         image.save(tmp, format="PNG")
 
 
+# Inside each CAM shard directory: the stride-4 grid CAMs (IRN's strided "cam" of make_cam.py), one .npy per
+# image under the same name as its image-resolution CAMs beside the folder; the random walk spreads these.
+GRID_DIR = "stride4"
+
+
 def save_npy(path: Path, array: np.ndarray) -> None:
     """np.save, atomically: a killed job never leaves a half-written array under the final name."""
     with atomic_write(path) as tmp, open(tmp, "wb") as handle:

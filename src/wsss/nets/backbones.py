@@ -82,6 +82,12 @@ class Backbone(nn.Module):
     def out_channels(self) -> int:
         return self.channels[-1]
 
+    @property
+    def stem_channels(self) -> int | None:
+        """The stem's output channels where the stem ends at stride 4, as stage 1 (ResNet: after its max pool,
+        the map IRN's boundary branch reads first); None where it ends at stride 2 (EfficientNet)."""
+        return self.stride2_channels if self.stride2_end < len(self.stem) else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(self.adapt(x))
         for stage in self.stages:
@@ -92,11 +98,11 @@ class Backbone(nn.Module):
         return x * self.scale.to(x.dtype) + self.shift.to(x.dtype) if self.renormalise else x
 
     def stage_outputs(self, x: torch.Tensor, stages) -> list[torch.Tensor]:
-        """The outputs of the given stages (1-4), in the order asked for."""
-        if not stages or not set(stages) <= {1, 2, 3, 4}:
-            raise ValueError(f"stages must be backbone stages 1-4, got {stages}")
+        """The outputs of the given stages (1-4; 0: the stem), in the order asked for."""
+        if not stages or not set(stages) <= {0, 1, 2, 3, 4}:
+            raise ValueError(f"stages must be backbone stages 1-4 or the stem (0), got {stages}")
         x = self.stem(self.adapt(x))
-        outputs = {}
+        outputs = {0: x}
         for number, stage in enumerate(self.stages[: max(stages)], start=1):
             x = outputs[number] = stage(x)
         return [outputs[stage] for stage in stages]

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from wsss.data.voc import VOCTree, pending_ids, read_image, save_npy
+from wsss.data.voc import GRID_DIR, VOCTree, pending_ids, read_image, save_npy
 from wsss.nets.expansion import peak_normalised
 from wsss.nets.hardware import autocast, flipped_pair, for_inference
 from wsss.nets.models import Classifier
-from wsss.nets.transforms import resize_image, resize_long_side, to_tensor
+from wsss.nets.transforms import long_side_size, resize_image, resize_long_side, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,11 @@ def aligned_size(height: int, width: int, stride: int) -> tuple[int, int]:
     return -(-height // stride) * stride, -(-width // stride) * stride
 
 
+def strided_size(height: int, width: int, stride: int = 4) -> tuple[int, int]:
+    """ceil(H / stride) x ceil(W / stride): the boundary map's grid (IRN's imutils.get_strided_size)."""
+    return -(-height // stride), -(-width // stride)
+
+
 def multiscale_cam(model: Classifier, image: np.ndarray, class_ids: list[int], settings: dict, device) -> torch.Tensor:
     """Sum over settings["scales"] and horizontal flips of the method's maps of the given classes
     (ascending id), at the image's size: (len(class_ids), H, W).
@@ -199,23 +204,36 @@ def multiscale_cam(model: Classifier, image: np.ndarray, class_ids: list[int], s
     that its long side is long_side (what the classifier was trained at, see long_side_size), the maps are
     computed on it as below, and their sum is resized bilinearly back to H x W.
     """
+    return multiscale_cams(model, image, class_ids, settings, device)[0]
+
+
+def multiscale_cams(
+    model: Classifier, image: np.ndarray, class_ids: list[int], settings: dict, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(multiscale_cam's maps at H x W, the same sum on the stride-4 grid of the image the maps were computed
+    on: strided_size of the image resized to settings["long_side"], or of the image itself). The second is
+    IRN's "cam" of make_cam.py, the one its random walk spreads (see _multiscale_cam)."""
     height, width = image.shape[:2]
     resized = resize_long_side(image, settings["long_side"])
     if resized is image:
         return _multiscale_cam(model, image, class_ids, settings, device)
-    cams = _multiscale_cam(model, resized, class_ids, settings, device)
+    cams, grid_cams = _multiscale_cam(model, resized, class_ids, settings, device)
     # as a batch of one-channel maps, as each scale's maps are (see _multiscale_cam)
-    return upsample(cams[:, None], (height, width))[:, 0]
+    return upsample(cams[:, None], (height, width))[:, 0], grid_cams
 
 
-def _multiscale_cam(model: Classifier, image: np.ndarray, class_ids: list[int], settings: dict, device) -> torch.Tensor:
-    """The multi-scale sum at the image's own size. As IRN's make_cam.py:
+def _multiscale_cam(
+    model: Classifier, image: np.ndarray, class_ids: list[int], settings: dict, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The multi-scale sums at the image's own size and on its stride-4 grid. As IRN's make_cam.py:
 
     each scale s resizes the uint8 image with PIL bicubic to round(H s) x round(W s) (s = 1: as it is) and
-    runs it with its flip; the flip's map is flipped back and added; the sum is upsampled bilinearly to
-    the image size rounded up to a multiple of the classifier's output stride, summed over scales, and
-    cropped to H x W. layer_fused already upsamples each stage's map to H x W (its stages differ in
-    resolution), so its maps are neither aligned nor cropped.
+    runs it with its flip; the flip's map is flipped back and added; for the first result the sum is
+    upsampled bilinearly to the image size rounded up to a multiple of the classifier's output stride,
+    summed over scales, and cropped to H x W ("high_res"); for the second it is resized bilinearly straight
+    to ceil(H / 4) x ceil(W / 4) and summed over scales ("cam", what IRN's walk reads). layer_fused already
+    upsamples each stage's map to H x W (its stages differ in resolution), so its maps are neither aligned
+    nor cropped, and its grid maps are resized from H x W.
     """
     device = torch.device(device)
     height, width = image.shape[:2]
@@ -225,7 +243,8 @@ def _multiscale_cam(model: Classifier, image: np.ndarray, class_ids: list[int], 
         size = (height, width)
     else:
         size = aligned_size(height, width, model.output_stride)
-    total = None
+    grid = strided_size(height, width)
+    total = grid_total = None
     for scale in settings["scales"]:
         if scale == 1:
             scaled = image
@@ -239,9 +258,11 @@ def _multiscale_cam(model: Classifier, image: np.ndarray, class_ids: list[int], 
                 cams = cams[:, indices]  # classic CAM gives every class; upsample only the image's
             # classes as a batch of one-channel maps, as IRN: bit-identical to upsampling every class, which
             # a (1, classes, h, w) tensor is not on CPU (its kernel vectorises over channels)
-            cams = upsample((cams[0] + cams[1].flip(-1))[:, None], size)[:, 0]
+            flip_sum = (cams[0] + cams[1].flip(-1))[:, None]
+            cams, grid_cams = upsample(flip_sum, size)[:, 0], upsample(flip_sum, grid)[:, 0]
             total = cams if total is None else total + cams
-    return total[:, :height, :width].float().cpu()
+            grid_total = grid_cams if grid_total is None else grid_total + grid_cams
+    return total[:, :height, :width].float().cpu(), grid_total.float().cpu()
 
 
 def normalise(cams: torch.Tensor, percentile: float | None = None) -> torch.Tensor:
@@ -264,22 +285,36 @@ def image_cams(model: Classifier, image: np.ndarray, class_ids: list[int], setti
 
     settings: the cam config section (scales, method, nwc, pas_percentile, fused_stages, long_side).
     """
+    return image_and_grid_cams(model, image, class_ids, settings, device)[0]
+
+
+def image_and_grid_cams(
+    model: Classifier, image: np.ndarray, class_ids: list[int], settings: dict, device
+) -> tuple[np.ndarray, np.ndarray]:
+    """(image_cams, the stride-4 grid CAMs of multiscale_cams, each channel normalised on its own as IRN's
+    make_cam.py does), both float16."""
     if not class_ids:
-        return np.zeros((0, *image.shape[:2]), np.float16)
-    cams = multiscale_cam(model, image, class_ids, settings, device)
-    return normalise(cams, settings["pas_percentile"]).numpy().astype(np.float16)
+        grid = strided_size(*long_side_size(*image.shape[:2], settings["long_side"]))
+        return np.zeros((0, *image.shape[:2]), np.float16), np.zeros((0, *grid), np.float16)
+    cams, grid_cams = multiscale_cams(model, image, class_ids, settings, device)
+    percentile = settings["pas_percentile"]
+    return tuple(normalise(c, percentile).numpy().astype(np.float16) for c in (cams, grid_cams))
 
 
 def compute_cams(
     model: Classifier, tree: VOCTree, image_ids, labels, settings: dict, out_dir: Path, device, eraser=None
 ) -> None:
-    """Write <out_dir>/<image id>.npy for every image not written yet; an eraser hides earlier rounds'
-    regions first. settings: the cam config section (see image_cams)."""
+    """Write <out_dir>/<image id>.npy (image_cams) and <out_dir>/GRID_DIR/<image id>.npy (the stride-4 grid
+    CAMs the random walk reads) for every image not written yet; an eraser hides earlier rounds' regions first.
+    settings: the cam config section (see image_cams). The grid file is written first: an image whose main
+    file exists is done."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / GRID_DIR).mkdir(parents=True, exist_ok=True)
     model = for_inference(model, device)
     for image_id in tqdm(pending_ids(image_ids, out_dir, ".npy"), desc=f"CAMs {out_dir.name}", mininterval=5):
         image = read_image(tree.image_path(image_id))
         if eraser is not None:
             image = eraser(image_id, image)
-        save_npy(out_dir / f"{image_id}.npy", image_cams(model, image, labels[image_id], settings, device))
+        cams, grid_cams = image_and_grid_cams(model, image, labels[image_id], settings, device)
+        save_npy(out_dir / GRID_DIR / f"{image_id}.npy", grid_cams)
+        save_npy(out_dir / f"{image_id}.npy", cams)

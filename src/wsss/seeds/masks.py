@@ -9,16 +9,20 @@ import numpy as np
 from tqdm import tqdm
 
 from wsss.data.labels import load_labels
-from wsss.data.voc import IGNORE, DataError, VOCTree, load_npy, pending_ids, read_image, save_npy, write_mask
+from wsss.data.voc import GRID_DIR, IGNORE, DataError, VOCTree, load_npy, pending_ids, read_image, save_npy, write_mask
 from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 
 
 def merge_cams(cam_indexes: list[dict[str, Path]], image_ids, out_dir: Path) -> None:
-    """The per-pixel maximum over erasing rounds of each image's CAMs (images not written yet)."""
+    """The per-pixel maximum over erasing rounds of each image's CAMs, and of its grid CAMs (GRID_DIR beside
+    each round's files), for the images not written yet."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / GRID_DIR).mkdir(parents=True, exist_ok=True)
     for image_id in tqdm(pending_ids(image_ids, out_dir, ".npy"), desc=f"merge {out_dir.name}", mininterval=5):
-        merged = np.maximum.reduce([load_npy(index[image_id]) for index in cam_indexes])
+        paths = [index[image_id] for index in cam_indexes]
+        grid = np.maximum.reduce([load_npy(p.parent / GRID_DIR / p.name) for p in paths])
+        save_npy(out_dir / GRID_DIR / f"{image_id}.npy", grid.astype(np.float16))
+        merged = np.maximum.reduce([load_npy(p) for p in paths])
         save_npy(out_dir / f"{image_id}.npy", merged.astype(np.float16))
 
 
@@ -98,8 +102,9 @@ def pseudo_mask(
     return mask
 
 
-def label_shard(tree, image_ids, cam_dir, labels, out_dir, to_label) -> None:
-    """Write <out_dir>/<id>.png = to_label(image, cams, class_ids) for every image of one shard not written yet."""
+def label_shard(tree, image_ids, cam_dir, labels, out_dir, to_label, grid_cams: bool = False) -> None:
+    """Write <out_dir>/<id>.png = to_label(image, cams, class_ids) for every image of one shard not written yet;
+    grid_cams: to_label(image, cams, class_ids, grid_cams), the image's stride-4 CAMs too (GRID_DIR)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = pending_ids(image_ids, out_dir, ".png")
@@ -111,17 +116,19 @@ def label_shard(tree, image_ids, cam_dir, labels, out_dir, to_label) -> None:
                 f"CAM {cam_dir}/{image_id}.npy has shape {cams.shape}; image {image.shape[:2]}, "
                 f"{len(labels[image_id])} classes"
             )
-        write_mask(out_dir / f"{image_id}.png", to_label(image, cams, labels[image_id]))
+        extra = [load_npy(Path(cam_dir) / GRID_DIR / f"{image_id}.npy")] if grid_cams else []
+        write_mask(out_dir / f"{image_id}.png", to_label(image, cams, labels[image_id], *extra))
 
 
-def label_cam_shard(inputs, out_dir, shard, params: dict, to_label) -> None:
+def label_cam_shard(inputs, out_dir, shard, params: dict, to_label, grid_cams: bool = False) -> None:
     """One shard's label maps from its CAMs (the crf and pseudo_masks rules), resumable after a kill.
 
     inputs: the rule's inputs (.data: the dataset index, .labels: image labels, .cams: the shard's CAM
     directory, and whatever else to_label reads); params: the rule's params (split, num_shards and what
     decides to_label), which with all the inputs make the fingerprint of the partial work a rerun continues.
+    grid_cams: to_label reads the stride-4 CAMs too (see label_shard).
     """
     tree = VOCTree.open(inputs.data)
     with shard_work_dir(out_dir, fingerprint(params, inputs)) as work:
         image_ids = tree.shard_ids(params["split"], shard, params["num_shards"])
-        label_shard(tree, image_ids, inputs.cams, load_labels(inputs.labels), work, to_label)
+        label_shard(tree, image_ids, inputs.cams, load_labels(inputs.labels), work, to_label, grid_cams)

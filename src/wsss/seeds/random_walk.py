@@ -146,8 +146,8 @@ def random_walk(cams: torch.Tensor, edge: torch.Tensor, radius: int, beta: float
 
 def to_grid(cams: torch.Tensor, size: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
     """(C, H, W) image-resolution CAMs -> the boundary map's stride-4 grid: resized bilinearly to the size the
-    network saw (size), padded to whole 4 x 4 cells and averaged per cell (IRN computes its strided CAMs
-    there directly; ours are kept at image resolution)."""
+    network saw (size), padded to whole 4 x 4 cells and averaged per cell. Only for CAMs without their grid
+    CAMs (walk_label's grid_cams): IRN walks the strided CAMs it computes on the grid directly."""
     height, width = size
     cams = cams.float()[None]
     if cams.shape[-2:] != (height, width):
@@ -172,18 +172,31 @@ def walk_to_label(
 
 
 def walk_label(
-    image: np.ndarray, cams: np.ndarray, class_ids: list[int], edge_fn, settings: dict, device
+    image: np.ndarray,
+    cams: np.ndarray,
+    class_ids: list[int],
+    edge_fn,
+    settings: dict,
+    device,
+    grid_cams: np.ndarray | None = None,
 ) -> np.ndarray:
     """One image's dense label map (uint8 H x W) from its CAMs (C, H, W) and a boundary map.
 
     edge_fn(image, long_side) gives the (h, w) boundary map of the image resized to long_side (wsss.training.irn
     .edge_map with a model); settings: the random_walk config section (long_side, radius, beta, exp_times,
-    bg_threshold)."""
+    bg_threshold). grid_cams: the CAM step's stride-4 CAMs (C, h', w'), walked as they are where they lie on
+    the boundary map's grid (IRN: CAMs and walk both at the image's own size), else resized bilinearly to it
+    (the CAMs were computed at another cam.long_side than random_walk.long_side); None: to_grid of cams."""
     image_size = image.shape[:2]
     if not class_ids:
         return np.zeros(image_size, np.uint8)
     size = long_side_size(*image_size, settings["long_side"])
     edge = edge_fn(image, long_side=settings["long_side"]).to(device)
-    grid_cams = to_grid(torch.from_numpy(cams).to(device), size, tuple(edge.shape))
+    if grid_cams is None:
+        grid_cams = to_grid(torch.from_numpy(cams).to(device), size, tuple(edge.shape))
+    else:
+        grid_cams = torch.from_numpy(grid_cams).to(device).float()
+        if grid_cams.shape[-2:] != edge.shape:
+            grid_cams = F.interpolate(grid_cams[None], size=tuple(edge.shape), mode="bilinear", align_corners=False)[0]
     walked = random_walk(grid_cams, edge, settings["radius"], settings["beta"], settings["exp_times"])
     return walk_to_label(walked, class_ids, size, image_size, settings["bg_threshold"])
