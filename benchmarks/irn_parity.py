@@ -66,9 +66,11 @@ def main() -> None:
         cams, grid_cams = image_and_grid_cams(classifier, image, class_ids, settings, "cpu")
         _, strided = irn.make_cam(classifier, image, class_ids, SCALES)
         edge = irn.edge_displacement(boundary, image, 512)
-        reference = irn.sem_seg_label(
-            random_walk(torch.from_numpy(strided), edge, 5, 10, 8), class_ids, image.shape[:2], 0.25
-        )
+        walked = random_walk(torch.from_numpy(strided), edge, 5, 10, 8)
+        if float(walked.max()) == 0:  # IRN divides by the walk's maximum: 0 / 0, NaN labels; nothing to compare
+            print(f"{image_id}: the random classifier's CAMs are zero for its classes {class_ids}; left out")
+            continue
+        reference = irn.sem_seg_label(walked, class_ids, image.shape[:2], 0.25)
         size = image.shape[:2]
         before_grid = to_grid(torch.from_numpy(cams), size, tuple(edge.shape)).numpy()
         row = [image_id]
