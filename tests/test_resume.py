@@ -174,7 +174,7 @@ def test_killed_cam_shard_skips_finished_images_and_drops_stale_work(demo_tree, 
     out.rename(out_reference)
 
     with monkeypatch.context() as patch:
-        patch.setattr(wsss.seeds.cam, "image_cams", killing_after(4, wsss.seeds.cam.image_cams))
+        patch.setattr(wsss.seeds.cam, "image_and_grid_cams", killing_after(4, wsss.seeds.cam.image_and_grid_cams))
         with pytest.raises(Killed):
             run("job")
     work = out.parent / ".shard0.partial-job"
@@ -182,12 +182,13 @@ def test_killed_cam_shard_skips_finished_images_and_drops_stale_work(demo_tree, 
     (work / f".{ids[5]}.npy.tmp").write_bytes(b"half-written")  # what a kill inside save_npy leaves
     (out.parent / ".shard0.partial-other").mkdir()  # partial work of other settings
     calls = []
-    real_image_cams = wsss.seeds.cam.image_cams
+    real_image_cams = wsss.seeds.cam.image_and_grid_cams
     with monkeypatch.context() as patch:
-        patch.setattr(wsss.seeds.cam, "image_cams", lambda *args: calls.append(1) or real_image_cams(*args))
+        patch.setattr(wsss.seeds.cam, "image_and_grid_cams", lambda *args: calls.append(1) or real_image_cams(*args))
         with caplog.at_level(logging.INFO):
             run("job")
     assert len(calls) == 2  # only the two images the killed job had not written
     assert "4 of 6 images already written, skipped" in caplog.text
     assert {p.name: p.read_bytes() for p in out.glob("*.npy")} == reference
+    assert len(list((out / "stride4").glob("*.npy"))) == 6  # every image's grid CAMs too
     assert not list(out.glob(".*")) and not list(out.parent.glob(".shard0.partial-*"))
