@@ -11,12 +11,6 @@ setup(snakemake.log[0], snakemake.threads)
 on = device()
 model = for_inference(load_irn(snakemake.input.model), on)
 edges = partial(edge_map, model, device=on)
-walk = partial(walk_label, edge_fn=edges, settings=params.settings["random_walk"], device=on)
-
-
-def to_label(image, cams, class_ids, grid_cams):
-    """The walk spreads the CAM step's stride-4 CAMs, as IRN's does."""
-    return walk(image, cams, class_ids, grid_cams=grid_cams)
-
-
+to_label = partial(walk_label, edge_fn=edges, settings=params.settings["random_walk"], device=on)
+# grid_cams: the walk spreads the CAM step's stride-4 CAMs, as IRN's does
 label_cam_shard(snakemake.input, snakemake.output[0], snakemake.wildcards.shard, dict(params.items()), to_label, True)

@@ -104,7 +104,7 @@ def pseudo_mask(
 
 def label_shard(tree, image_ids, cam_dir, labels, out_dir, to_label, grid_cams: bool = False) -> None:
     """Write <out_dir>/<id>.png = to_label(image, cams, class_ids) for every image of one shard not written yet;
-    grid_cams: to_label(image, cams, class_ids, grid_cams), the image's stride-4 CAMs too (GRID_DIR)."""
+    grid_cams: to_label(image, cams, class_ids, grid_cams=...), the image's stride-4 CAMs too (GRID_DIR)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = pending_ids(image_ids, out_dir, ".png")
@@ -116,8 +116,8 @@ def label_shard(tree, image_ids, cam_dir, labels, out_dir, to_label, grid_cams: 
                 f"CAM {cam_dir}/{image_id}.npy has shape {cams.shape}; image {image.shape[:2]}, "
                 f"{len(labels[image_id])} classes"
             )
-        extra = [load_npy(Path(cam_dir) / GRID_DIR / f"{image_id}.npy")] if grid_cams else []
-        write_mask(out_dir / f"{image_id}.png", to_label(image, cams, labels[image_id], *extra))
+        extra = {"grid_cams": load_npy(Path(cam_dir) / GRID_DIR / f"{image_id}.npy")} if grid_cams else {}
+        write_mask(out_dir / f"{image_id}.png", to_label(image, cams, labels[image_id], **extra))
 
 
 def label_cam_shard(inputs, out_dir, shard, params: dict, to_label, grid_cams: bool = False) -> None:

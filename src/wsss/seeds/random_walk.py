@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from wsss.data.voc import IGNORE
 from wsss.nets.transforms import long_side_size
+from wsss.seeds.cam import upsample
 from wsss.seeds.masks import label_keys
 
 EPS = 1e-5  # IRN's guard in the affinity losses' logarithms
@@ -195,8 +196,6 @@ def walk_label(
     if grid_cams is None:
         grid_cams = to_grid(torch.from_numpy(cams).to(device), size, tuple(edge.shape))
     else:
-        grid_cams = torch.from_numpy(grid_cams).to(device).float()
-        if grid_cams.shape[-2:] != edge.shape:
-            grid_cams = F.interpolate(grid_cams[None], size=tuple(edge.shape), mode="bilinear", align_corners=False)[0]
+        grid_cams = upsample(torch.from_numpy(grid_cams).to(device).float()[None], edge.shape)[0]
     walked = random_walk(grid_cams, edge, settings["radius"], settings["beta"], settings["exp_times"])
     return walk_to_label(walked, class_ids, size, image_size, settings["bg_threshold"])

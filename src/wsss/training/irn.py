@@ -15,6 +15,7 @@ from wsss.nets.backbones import Backbone, backbone
 from wsss.nets.checkpoints import load_checkpoint, load_state
 from wsss.nets.hardware import autocast, flipped_pair
 from wsss.nets.transforms import resize_long_side, to_tensor
+from wsss.seeds.cam import strided_size
 from wsss.seeds.random_walk import affinity_loss
 from wsss.training.datasets import SegmentationDataset, TrainingImages
 from wsss.training.loop import TrainingJob, train_and_save
@@ -112,5 +113,7 @@ def edge_map(model: EdgeNet, image: np.ndarray, device, long_side: int | None = 
     side = model.inference_size or 0
     pair = F.pad(pair, (0, max(side - width, 0), 0, max(side - height, 0)))
     with autocast(device):
-        logits = model(pair).float()[..., : -(-height // 4), : -(-width // 4)]
+        logits = model(pair).float()
+    grid = strided_size(height, width)
+    logits = logits[..., : grid[0], : grid[1]]
     return torch.sigmoid(logits[0, 0] / 2 + logits[1, 0].flip(-1) / 2)
