@@ -46,9 +46,9 @@ seeds: install
 test: install
 	$(BIN)/python -m pytest
 
-# The unit-test loop: every test but those marked `workflow` (Snakemake runs, DVC, servers; see pyproject.toml).
+# The unit-test loop: tests/unit (tests/workflow holds the Snakemake runs, DVC and servers).
 unit: install
-	$(BIN)/python -m pytest -m "not workflow"
+	$(BIN)/python -m pytest tests/unit
 
 # ruff's rules and format (pyproject.toml, [tool.ruff]), the library's import layers ([tool.importlinter]),
 # then Snakemake's own lint of the workflow.

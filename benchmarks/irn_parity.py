@@ -11,7 +11,7 @@ boundary head drawn N(0, 0.5)) give the walk's inputs twice, and IRN's written-o
 - "after": the CAM step's stride-4 CAMs and the boundary map padded to 512 (what it does now).
 Printed per photo: the largest and mean difference of the grid CAMs and of the boundary maps from IRN's,
 and the fraction of walk-label pixels equal to IRN's (radius 5, beta 10, 2^8 steps, background 0.25; the
-walk itself is the project's sparse one, pinned against IRN's dense one by tests/test_random_walk.py).
+walk itself is the project's sparse one, pinned against IRN's dense one by tests/unit/test_random_walk.py).
 """
 
 from __future__ import annotations

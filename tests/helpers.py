@@ -1,6 +1,8 @@
 """Helpers several test modules share (test modules never import each other): the classifier's CPU training
 settings, kill-and-resume tools, IRN's tiny settings and its killed-and-resumed training, config merging."""
 
+import shutil
+
 import pytest
 import torch
 import yaml
@@ -77,7 +79,7 @@ def assert_same_weights(a: dict, b: dict):
 WALK = {"long_side": None, "radius": 5, "beta": 10, "exp_times": 8, "bg_threshold": 0.25}
 
 
-# the classifier tests' small ResNet-18 run (tests/test_training.py), as IRN's settings
+# the classifier tests' small ResNet-18 run (tests/unit/test_training.py), as IRN's settings
 IRN_SETTINGS = {
     **{key: SETTINGS[key] for key in ("backbone", "output_stride", "optimizer", "epochs", "batch_size", "momentum")},
     **{key: SETTINGS[key] for key in ("weight_decay", "poly_power", "resize_long", "crop_size", "num_workers")},
@@ -114,3 +116,17 @@ def config_with(*overrides):
     for override in overrides:
         config = deep_merge(config, override)
     return config
+
+
+def library_with_a_new_stage(tmp_path):
+    """A copy of the library whose registry alone gains "crf_again": the CRF maps scored a second time."""
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "src/wsss", src / "wsss", ignore=shutil.ignore_patterns("__pycache__"))
+    path = src / "wsss/pipeline/registry.py"
+    text = path.read_text()
+    crf_stage = '    Stage("crf", "CRF", "crf", LABELS, "seed_eval", ranked=True, gallery="train"),\n'
+    assert crf_stage in text
+    path.write_text(
+        text.replace(crf_stage, crf_stage + '    Stage("crf_again", "CRF again", "crf", LABELS, "seed_eval"),\n')
+    )
+    return src

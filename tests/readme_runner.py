@@ -1,5 +1,5 @@
-"""How tests/test_readme.py runs README.md's commands: their extraction, where and how each runs
-(RUNNERS), and the project owner's DVC origin that tests/test_dvc.py clones too (see test_readme.py's
+"""How tests/workflow/test_readme.py runs README.md's commands: their extraction, where and how each runs
+(RUNNERS), and the project owner's DVC origin that tests/workflow/test_dvc.py clones too (see test_readme.py's
 docstring)."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ RUNNERS = {
     "make run": (REAL, DVC_ORIGIN),
     "make test": (MAKE_DRY_RUN, DEMO),
     "make unit": (MAKE_DRY_RUN, DEMO),
-    "make lint": (MAKE_DRY_RUN, DEMO),  # tests/test_lint.py runs ruff and test_workflow.py snakemake --lint
+    "make lint": (MAKE_DRY_RUN, DEMO),  # tests/unit/test_lint.py runs ruff and test_workflow.py snakemake --lint
     ".venv/bin/snakemake --cores all results/miou.parquet": (REAL, DEMO),
     "printf 'erasing: {rounds: 3}\\n' > rounds3.yaml": (REAL, DEMO),
     ".venv/bin/snakemake --cores all results/miou.parquet --configfile rounds3.yaml": (REAL, DEMO),
@@ -55,13 +55,13 @@ RUNNERS = {
     ".venv/bin/dvc remote modify s3 endpointurl https://minio.example.org": (REAL, COLLEAGUE_CLONE),
     "AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... .venv/bin/dvc push -r s3": (REAL, COLLEAGUE_CLONE),
     'make pull ARGS="-r s3"': (REAL, COLLEAGUE_CLONE),  # after the clone's cache and outputs are removed
-    # figures over seeds: dry runs here; tests/test_seeds.py runs a replicated tiny run for real
+    # figures over seeds: dry runs here; tests/workflow/test_seeds.py runs a replicated tiny run for real
     "make seeds": (MAKE_DRY_RUN, DEMO),
     ".venv/bin/snakemake --cores all --configfile config/demo-seeds.yaml": (DRY_RUN, DEMO),
     # the from-scratch ResNet-18 demo, once and over seeds: dry runs (the demo's own settings run for real)
     ".venv/bin/snakemake --cores all --configfile config/demo-resnet18.yaml": (DRY_RUN, DEMO),
     ".venv/bin/snakemake --cores all --configfile config/demo-seeds.yaml config/demo-resnet18.yaml": (DRY_RUN, DEMO),
-    # the grid: dry run here; tests/test_grid.py runs it for real (with the tiny config file added)
+    # the grid: dry run here; tests/workflow/test_grid.py runs it for real (with the tiny config file added)
     ".venv/bin/snakemake --cores all --configfile config/demo-grid.yaml": (DRY_RUN, DEMO),
     # CAM expansion over seeds: dry runs (test_grid.py runs SEAM through the workflow, test_cam_expansion.py
     # trains every method)
@@ -71,23 +71,23 @@ RUNNERS = {
     ".venv/bin/snakemake --cores all --configfile config/demo-archs.yaml": (DRY_RUN, DEMO),
     # pseudo-masks against random-walk labels over seeds: a dry run (test_workflow.py trains on both labels)
     ".venv/bin/snakemake --cores all --configfile config/demo-labels.yaml config/demo-seeds.yaml": (DRY_RUN, DEMO),
-    "cat results/ranking.txt": NotRun("shows the grid's output; tests/test_grid.py checks results/ranking.txt"),
+    "cat results/ranking.txt": NotRun("shows the grid's output; test_grid.py checks results/ranking.txt"),
     # PASCAL VOC: the literature's settings train at full size (and download): dry runs
     "snakemake --cores all results/miou.parquet --configfile config/voc2012.yaml": (DRY_RUN, VOC),
     "snakemake --cores all --configfile config/voc2012.yaml config/voc2012-grid.yaml": (DRY_RUN, VOC),
     "snakemake --cores all results/miou.parquet --configfile config/voc2012.yaml --config "
     "voc_root=/data/VOCdevkit/VOC2012 sbd_root=/data/benchmark_RELEASE/dataset": (DRY_RUN, VOC),
-    # demo-sized settings on an existing tree: dry run here (the option order); tests/test_voc_data.py's
+    # demo-sized settings on an existing tree: dry run here (the option order); tests/workflow/test_voc_data.py's
     # `existing` fixture runs these settings for real on such a tree (voc_root from a config file)
     "snakemake --cores all results/miou.parquet --config voc_root=/data/my_dataset/VOC2012": (DRY_RUN, VOC),
-    # real photos: dry runs on the tiny tree here; tests/test_photos.py runs config/photos.yaml for real on a
+    # real photos: dry runs on the tiny tree here; tests/workflow/test_photos.py runs config/photos.yaml for real on a
     # coco340 subset and the benchmark on its results
     ".venv/bin/snakemake --cores all results/miou.parquet --configfile config/photos.yaml --config "
     "voc_root=../shared/data/coco340-voc/VOC2012": (DRY_RUN, VOC),
     ".venv/bin/snakemake --cores all --configfile config/photos.yaml config/demo-seeds.yaml --config "
     "voc_root=../shared/data/coco340-voc/VOC2012": (DRY_RUN, VOC),
     ".venv/bin/python benchmarks/photos.py results": NotRun(
-        "needs a finished run; tests/test_photos.py runs it on the photos run it makes"
+        "needs a finished run; tests/workflow/test_photos.py runs it on the photos run it makes"
     ),
 }
 
@@ -210,7 +210,7 @@ def make_dvc_origin(base: Path) -> DvcOrigin:
     """In base/demo: a git repository of the project with tiny settings, after the README's `make run` and the
     DVC section's commands of the project owner (DVC_ORIGIN: `make repro`, a local remote in base/remote,
     push and commit, metrics, plots), in README order. conftest.py's dvc_origin fixture builds it once a
-    session for this file and tests/test_dvc.py, which clone it; commands that change it run on a copy."""
+    session for this file and tests/workflow/test_dvc.py, which clone it; commands that change it run on a copy."""
     root = copy_project(base / "demo")
     tiny_config(root)
     sh(root, "git", "init", "-q")

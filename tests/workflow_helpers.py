@@ -31,9 +31,8 @@ TINY = {
     "segmentation": {"epochs": 1, "batch_size": 4, "resize_long": [40, 56], "crop_size": 40, "long_side": 56},
     "report": {"sample_size": 3, "best": 1, "worst": 1, "val_sample_size": 2},
 }
-# Fixtures that run the workflow, DVC, or a server -> the marker they also imply (besides `workflow`). A test
-# that depends on one, directly or through another fixture, is a workflow test, whatever its own marks say.
-WORKFLOW_FIXTURES = {"tiny_reference": None, "dvc_origin": None, "s3_server": "s3", "slurm_cluster": "slurm"}
+# The workflow tests' folder: `make unit` (pytest tests/unit) leaves it out
+WORKFLOW_TESTS = REPO / "tests" / "workflow"
 WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config")
 # The default networks' ImageNet weights: written from the installed package, never downloaded
 DEFAULT_WEIGHTS = "resources/weights/efficientnet_lite0.IMAGENET1K_V1.pth"
@@ -41,17 +40,17 @@ DEFAULT_WEIGHTS = "resources/weights/efficientnet_lite0.IMAGENET1K_V1.pth"
 current_test = None  # the pytest item being run, its fixtures' setup and teardown included (set by conftest.py)
 
 
-class UnmarkedWorkflowTest(AssertionError):
+class NotAWorkflowTest(AssertionError):
     pass
 
 
-def require_workflow_mark(helper: str) -> None:
-    """Fail a test that runs the workflow without the `workflow` mark: `pytest -m "not workflow"` (make unit)
-    would run it. Outside pytest (no current test) there is nothing to check."""
-    if current_test is not None and current_test.get_closest_marker("workflow") is None:
-        raise UnmarkedWorkflowTest(
-            f"{current_test.nodeid} uses {helper} (the workflow on a project copy) but is not marked workflow: "
-            "add `pytestmark = pytest.mark.workflow` to its file or `@pytest.mark.workflow` to it"
+def require_workflow_test(helper: str) -> None:
+    """Fail a test outside tests/workflow/ that runs the workflow: `make unit` would run it. Outside pytest
+    (no current test) there is nothing to check."""
+    if current_test is not None and not current_test.path.is_relative_to(WORKFLOW_TESTS):
+        raise NotAWorkflowTest(
+            f"{current_test.nodeid} uses {helper} (the workflow on a project copy) but is not in tests/workflow/: "
+            "move it there, where `make unit` does not run it"
         )
 
 
@@ -62,7 +61,7 @@ def resource_files(workdir: Path) -> list[str]:
 
 def copy_workflow(root: Path, config: dict = TINY) -> Path:
     """The workflow's files in root, with config (default: the tiny one) as tiny.yaml."""
-    require_workflow_mark("copy_workflow")
+    require_workflow_test("copy_workflow")
     root.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
         source = REPO / name
@@ -73,12 +72,12 @@ def copy_workflow(root: Path, config: dict = TINY) -> Path:
 
 def snakemake_command(*args, configfiles=("tiny.yaml",)) -> list[str]:
     """--configfile goes last because it takes several files."""
-    require_workflow_mark("snakemake_command")
+    require_workflow_test("snakemake_command")
     return [str(SNAKEMAKE), "--cores", "2", *args, "--configfile", *configfiles]
 
 
 def run(workdir, *args, check=True, configfiles=("tiny.yaml",), env=None):
-    require_workflow_mark("workflow_helpers.run")
+    require_workflow_test("workflow_helpers.run")
     result = subprocess.run(
         snakemake_command(*args, configfiles=configfiles), cwd=workdir, capture_output=True, text=True, env=env
     )
@@ -101,7 +100,7 @@ def planned_jobs(workdir, *targets) -> dict[str, int]:
 def fake_venv(target: Path) -> Path:
     """target/.venv: symlinks to this interpreter's venv and a fresh install stamp (.installed, newer than the
     copy's pyproject.toml), so the Makefile's targets install nothing, and never into the shared venv."""
-    require_workflow_mark("fake_venv")
+    require_workflow_test("fake_venv")
     venv = target / ".venv"
     venv.mkdir()
     for entry in Path(sys.executable).parents[1].iterdir():

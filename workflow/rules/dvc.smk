@@ -1,6 +1,6 @@
 # Target rules grouping each DVC stage's outputs (dvc.yaml runs `snakemake dvc_<name>`; `make pull` touches
 # them once their artifacts match dvc.lock). The stages that track steps take their outputs from the
-# registry (registry.dvc_step_stages); tests/test_dvc.py checks dvc.yaml against these targets.
+# registry (registry.dvc_step_stages); tests/unit/test_dvc_yaml.py checks dvc.yaml against these targets.
 
 
 rule dvc_data:

@@ -24,7 +24,7 @@ def _span(first: int, last: int) -> tuple[int, ...]:
     return tuple(range(first, last + 1))
 
 
-# VOC class name -> ImageNet-1k class indices (timm.data.ImageNetInfo's order; tests/test_imagenet_head.py checks
+# VOC class name -> ImageNet-1k class indices (timm.data.ImageNetInfo's order; tests/unit/test_imagenet_head.py checks
 # each index's description). Only classes that are one of the VOC class's kind: no parts, scenes or tools.
 IMAGENET_CLASSES: dict[str, tuple[int, ...]] = {
     "aeroplane": (404, 895),  # airliner, warplane

@@ -224,8 +224,8 @@ class SegmentationNetwork:
     reads_upsampling: bool = False
 
 
-# segmentation.arch -> its entry, in the schema's order (tests/test_registry.py checks the schema's enum and
-# output-stride rules, tests/test_segmentation_archs.py pipeline/resources.STEP_MB, against this table)
+# segmentation.arch -> its entry, in the schema's order (tests/unit/test_registry.py checks the schema's enum and
+# output-stride rules, tests/unit/test_segmentation_archs.py pipeline/resources.STEP_MB, against this table)
 SEGMENTATION_NETWORKS: dict[str, SegmentationNetwork] = {}
 
 

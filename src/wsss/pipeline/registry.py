@@ -7,12 +7,12 @@ settings) and the steps it reads (its upstream). From this one graph come the ru
 (workflow/rules/common.smk: a changed value reruns exactly the steps whose settings hold it), the
 fingerprints of partial work, which runs share a step (wsss.pipeline.experiments), what a grid's compute
 time is made of (wsss.scoring.tables) and the DVC stages and their params (workflow/rules/dvc.smk, checked
-against dvc.yaml by tests/test_dvc.py).
+against dvc.yaml by tests/unit/test_dvc_yaml.py).
 
 A *scored stage* is a step's output scored against ground truth: its name in every table, its title in the
 report, which step's files it scores, how (CAM + threshold, a threshold sweep, or label maps), on which
 split, and whether the ranking and the galleries show it. Tables, figures, the evaluation rules and the
-schema's rank_by enum (tests/test_registry.py) all read STAGES; nothing else lists stages.
+schema's rank_by enum (tests/unit/test_registry.py) all read STAGES; nothing else lists stages.
 
 Adding a step: a Step here plus its rule and script. Adding a scored stage: a Stage here.
 """
@@ -71,7 +71,7 @@ def _classifier_settings(config: dict, r) -> dict:
 
 
 # The networks whose decoder reads segmentation.upsampling (nets.models: reads_upsampling, checked by
-# tests/test_registry.py); the others neither read it nor name it
+# tests/unit/test_registry.py); the others neither read it nor name it
 UPSAMPLING_ARCHS = ("unet",)
 # The segmentation keys that decide a network's predictions, not the network: changing them re-predicts
 # with the trained network (one network serves every inference experiment of a grid).
@@ -102,7 +102,7 @@ class Step:
     settings: (config, arg) -> the config values that decide its files, besides its upstream steps', as a
     nested mapping of the config's own sections and keys: the one statement of what it reads, from which
     its rules' params (workflow/rules/common.smk), the fingerprints of its partial work, which runs share it
-    (wsss.pipeline.experiments) and dvc.yaml's params (tests/test_dvc.py) follow;
+    (wsss.pipeline.experiments) and dvc.yaml's params (tests/unit/test_dvc_yaml.py) follow;
     upstream: (config, arg) -> the (step, arg) pairs whose files it reads;
     files: its files in the folder (a per-shard step: none, the shard directories are its output), the
     first of them the one its consumers read;
@@ -270,7 +270,7 @@ def read_sections(config: dict) -> list[str]:
 
 
 # Sections an experiment may override: the ones the steps read (read_sections of the default config, checked
-# by tests/test_registry.py). The data (dataset, splits, shards) is the same for every experiment, so their
+# by tests/unit/test_registry.py). The data (dataset, splits, shards) is the same for every experiment, so their
 # scores compare.
 OVERRIDABLE = ("seed", "classifier", "erasing", "cam", "crf", "pseudo_mask", "irn", "random_walk", "segmentation")
 # Names a run's folder must not take (it would shadow one of these).

@@ -143,7 +143,7 @@ class CamMethod:
     any_classifier: bool = False
 
 
-# cam.method -> its entry, in the schema's order (tests/test_registry.py checks the schema's enum against it)
+# cam.method -> its entry, in the schema's order (tests/unit/test_registry.py checks the schema's enum against it)
 CAM_METHODS = {
     "cam": CamMethod(
         lambda model, batch, indices, settings, size: plain_maps(model, batch, settings["nwc"]),

@@ -126,7 +126,7 @@ def transition_matrix(edge: torch.Tensor, radius: int, beta: float) -> torch.Ten
     weights = torch.cat([weight, weight, torch.ones(cells, device=edge.device)])
     degree = torch.zeros(cells, device=edge.device).index_add_(0, rows, weights)
     # torch warns that sparse CSR is in beta and that invariant checks are off: the one product used here
-    # is tested against the dense walk (tests/test_random_walk.py), and the indices are built in range
+    # is tested against the dense walk (tests/unit/test_random_walk.py), and the indices are built in range
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         matrix = torch.sparse_coo_tensor(torch.stack([rows, columns]), weights / degree[rows], (cells, cells))

@@ -25,8 +25,6 @@ from tests.workflow_helpers import REPO, TINY, snakemake_command
 REFERENCE_COMMIT = "75e70291c42ad5333ab30955a90c766fc9c01fb7"
 CODE = ("Snakefile", "workflow", "scripts", "config", "src")
 
-pytestmark = pytest.mark.workflow
-
 
 def test_tiny_run_matches_the_reference_commit(tiny_reference, tmp_path):
     has_commit = (

@@ -2,15 +2,14 @@
 it alone is scored, tabled and titled by the workflow."""
 
 import os
-import shutil
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 import yaml
 
-from tests.workflow_helpers import REPO, snakemake_command
+from tests.helpers import library_with_a_new_stage
+from tests.workflow_helpers import REPO
 from wsss.nets.backbones import ARCHS, OUTPUT_STRIDES
 from wsss.nets.models import POOLINGS, RESTRICTED_STRIDES, SEGMENTATION_ARCHS, SEGMENTATION_NETWORKS, UPSAMPLINGS
 from wsss.pipeline import registry
@@ -101,22 +100,8 @@ def test_every_step_reads_upstream_steps_of_the_registry():
     ]
 
 
-def _registry_with_a_new_stage(tmp_path):
-    """A copy of the library whose registry alone gains "crf_again": the CRF maps scored a second time."""
-    src = tmp_path / "src"
-    shutil.copytree(REPO / "src/wsss", src / "wsss", ignore=shutil.ignore_patterns("__pycache__"))
-    path = src / "wsss/pipeline/registry.py"
-    text = path.read_text()
-    crf_stage = '    Stage("crf", "CRF", "crf", LABELS, "seed_eval", ranked=True, gallery="train"),\n'
-    assert crf_stage in text
-    path.write_text(
-        text.replace(crf_stage, crf_stage + '    Stage("crf_again", "CRF again", "crf", LABELS, "seed_eval"),\n')
-    )
-    return src
-
-
 def test_a_stage_added_to_the_registry_alone_is_known_to_the_library(tmp_path):
-    src = _registry_with_a_new_stage(tmp_path)
+    src = library_with_a_new_stage(tmp_path)
     code = (
         "import yaml; from wsss.pipeline import registry; from wsss.pipeline.experiments import step_settings; "
         "config = yaml.safe_load(open('config/config.yaml')); names = registry.stage_names(config); "
@@ -132,24 +117,3 @@ def test_a_stage_added_to_the_registry_alone_is_known_to_the_library(tmp_path):
         check=True,
     )
     assert probe.stdout.split() == ["CRF", "again", "1", "True"]
-
-
-@pytest.mark.workflow
-def test_a_stage_added_to_the_registry_alone_reaches_the_tables(tiny_reference, tmp_path):
-    """On a finished tiny run, the registry-only stage is evaluated, and lands in the tables next to the CRF
-    with the same figures (it scores the same files); nothing else had to list it."""
-    src = _registry_with_a_new_stage(tmp_path)
-    work = tmp_path / "run"
-    shutil.copytree(tiny_reference, work, symlinks=True)
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    result = subprocess.run(
-        snakemake_command("results/miou.parquet"), cwd=work, env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (work / "results/metrics/crf_again.npz").is_file()
-    summary = pd.read_parquet(work / "results/summary.parquet").set_index("stage")
-    assert list(summary.index).index("crf_again") == list(summary.index).index("crf") + 1
-    assert summary.loc["crf_again", "miou"] == summary.loc["crf", "miou"]
-    assert "crf_again" in (work / "results/summary.txt").read_text()
-    # no job but the new stage's scoring and the tables reran
-    assert "rule train_classifier" not in result.stderr and "rule crf:" not in result.stderr

@@ -17,8 +17,6 @@ from tests.workflow_helpers import REPO, copy_workflow, run
 from wsss.data.labels import load_labels
 from wsss.data.voc import IGNORE, load_npy, read_mask
 
-pytestmark = pytest.mark.workflow
-
 COCO340 = REPO.parent / "shared" / "data" / "coco340-voc" / "VOC2012"
 NUM_TRAIN, NUM_VAL = 16, 8
 # one epoch per network and one CAM scale pair: the profile's resolutions, CRF and walk stay as they are

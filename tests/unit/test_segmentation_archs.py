@@ -254,7 +254,7 @@ def test_every_network_and_backbone_has_a_memory_figure():
 def test_a_network_is_one_registered_entry(monkeypatch):
     """A segmentation network is its builder registered under its name (wsss.nets.models.SEGMENTATION_NETWORKS):
     segmentation_model then builds it, on any backbone, with its output strides checked. (The schema's enum,
-    its stride rules and the memory table are checked against the entries: tests/test_registry.py and
+    its stride rules and the memory table are checked against the entries: tests/unit/test_registry.py and
     test_every_network_has_a_memory_figure below.)"""
     monkeypatch.setattr(models, "SEGMENTATION_NETWORKS", dict(models.SEGMENTATION_NETWORKS))
 

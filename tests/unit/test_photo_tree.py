@@ -1,10 +1,7 @@
 """Real-photo-like data: JPEGs of 300-640 px, grayscale, CMYK and EXIF-rotated, and inference at the long side
 the networks train at (cam.long_side, segmentation.long_side), resized back to each image."""
 
-import math
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +13,7 @@ from tests.helpers import (
     config_with,
 )
 from tests.voc_data import make_photo_tree
-from tests.workflow_helpers import DEFAULT_WEIGHTS, REPO, TINY, copy_workflow, job_counts, resource_files, run
+from tests.workflow_helpers import REPO
 from wsss.data.labels import image_labels
 from wsss.data.voc import DataError, VOCTree, read_image, read_mask, write_mask
 from wsss.nets.hardware import autocast, memory_format
@@ -27,12 +24,6 @@ from wsss.seeds.cam import DEFAULT_SETTINGS, aligned_size, image_cams, method_ma
 from wsss.training.segmentation import predict
 
 SCALES = [1.0, 0.5, 1.5, 2.0]  # the default config's
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    root = tmp_path_factory.mktemp("photos") / "VOC2012"
-    return root, make_photo_tree(root)
 
 
 @pytest.fixture(scope="module")
@@ -190,8 +181,8 @@ def test_grayscale_cmyk_palette_and_alpha_images_are_read_as_rgb(tmp_path):
         assert image.dtype == np.uint8 and image.shape == (20, 30, 3) and image.flags.writeable, path
 
 
-def test_photo_tree_images_are_rgb_at_their_stored_size(photos):
-    root, kinds = photos
+def test_photo_tree_images_are_rgb_at_their_stored_size(photo_tree):
+    root, kinds = photo_tree
     tree = VOCTree(root)
     assert {"L", "CMYK", "exif6", "exif8"} <= set(kinds.values())
     for image_id, kind in kinds.items():
@@ -267,60 +258,3 @@ def test_runs_with_another_long_side_share_the_networks_not_their_cams_or_predic
 
 # The tiny config's training on the photo tree, one shard and one round (fewer jobs: each pays for its start);
 # CAMs and predictions at a 56 px long side (resize_long's maximum).
-PHOTO_TINY = {
-    **TINY,
-    "shards": 1,
-    "classifier": {**TINY["classifier"], "epochs": 1},
-    "erasing": {"rounds": 1},
-    "cam": {**TINY["cam"], "long_side": 56, "oracle_thresholds": []},
-    "segmentation": {**TINY["segmentation"], "long_side": 56},
-}
-
-
-@pytest.mark.workflow
-def test_default_settings_run_on_a_photo_tree(photos, tmp_path):
-    root, kinds = photos
-    workdir = copy_workflow(tmp_path / "w", PHOTO_TINY)
-    run(workdir, "results/miou.parquet", "--config", f"voc_root={root}")  # targets first, then --config
-    # the tree is used as it is: no demo, no download; only the ImageNet weights, from the installed package
-    assert resource_files(workdir) == [DEFAULT_WEIGHTS]
-    tree = VOCTree(root)
-    stored = {i: read_mask(tree.mask_path(i), 21) for i in kinds}
-    labels = pd.read_parquet(workdir / "results/labels/image_labels.parquet").set_index("image_id")
-    train, val = tree.split_ids("train"), tree.split_ids("val")
-    for folder in ("cams/r0", "cams/merged"):
-        cams = {p.stem: p for p in (workdir / "results" / folder).glob("shard*/*.npy")}
-        assert sorted(cams) == sorted(train)
-        for image_id, path in cams.items():
-            assert np.load(path).shape == (len(labels.loc[image_id, "class_ids"]), *stored[image_id].shape), image_id
-    for image_id, path in {p.stem: p for p in (workdir / "results/pseudo_masks").glob("shard*/*.png")}.items():
-        assert read_mask(path, 21).shape == stored[image_id].shape
-    for supervision in ("pseudo_mask", "ground_truth"):
-        predictions = sorted((workdir / "results/segmentation" / supervision / "predictions").glob("*.png"))
-        assert [p.stem for p in predictions] == sorted(val)
-        for path in predictions:
-            assert read_mask(path, 21).shape == stored[path.stem].shape
-    summary = pd.read_parquet(workdir / "results/summary.parquet").set_index("stage")
-    assert {"cam", "crf", "pseudo_mask", "segmentation", "fully_supervised"} <= set(summary.index)
-    assert all(math.isfinite(m) and 0 <= m <= 1 for m in summary["miou"])
-    rows = pd.read_parquet(workdir / "results/miou.parquet")
-    assert set(summary.index) <= set(rows["stage"]) and rows.loc[rows["present"], "iou"].notna().all()
-    # another long side reruns what it decides and nothing upstream: the networks are not retrained
-    (workdir / "seg48.yaml").write_text("segmentation: {long_side: 48}\n")
-    (workdir / "cam48.yaml").write_text("cam: {long_side: 48}\n")
-    replan = {
-        name: job_counts(
-            run(
-                workdir,
-                "-n",
-                "results/miou.parquet",
-                "--config",
-                f"voc_root={root}",
-                configfiles=("tiny.yaml", f"{name}.yaml"),
-            ).stdout
-        )
-        for name in ("seg48", "cam48")
-    }
-    assert replan["seg48"] == {"predict_segmentation": 2, "evaluate_stage": 2, "miou_table": 1}
-    assert "train_classifier" not in replan["cam48"] and replan["cam48"]["cams"] == 1
-    assert replan["cam48"]["train_segmentation"] == 1  # on the new pseudo-masks; the fully-supervised one is kept

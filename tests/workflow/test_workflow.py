@@ -9,15 +9,12 @@ import pytest
 import yaml
 from PIL import Image
 
+from tests.workflow_helpers import REPO, TINY, copy_workflow, job_counts, planned_jobs, run
 from wsss.data.voc import VOCTree, read_image, voc_palette
 from wsss.pipeline import registry
 from wsss.pipeline.experiments import deep_merge, step_settings
 from wsss.pipeline.registry import stage_title
 from wsss.training.irn import load_irn
-
-from .workflow_helpers import REPO, TINY, copy_workflow, job_counts, planned_jobs, run
-
-pytestmark = pytest.mark.workflow  # Snakemake runs on a copy of the workflow
 
 STAGES = [
     "cam_r0",
@@ -165,10 +162,10 @@ OTHER_VALUES = {
 }
 # Keys that change which runs there are or where the data is, tested where those are
 UNPLANNED = {
-    "seeds": "replicates every run into seed<k>/ folders (tests/test_seeds.py)",
-    "experiments": "a grid of runs (tests/test_grid.py)",
-    "voc_root": "a directory of images (tests/test_photo_tree.py)",
-    "sbd_root": "a directory of SBD masks (tests/test_voc_data.py)",
+    "seeds": "replicates every run into seed<k>/ folders (tests/workflow/test_seeds.py)",
+    "experiments": "a grid of runs (tests/workflow/test_grid.py)",
+    "voc_root": "a directory of images (tests/workflow/test_photo_tree_run.py)",
+    "sbd_root": "a directory of SBD masks (tests/workflow/test_voc_data.py)",
 }
 # The dataset itself (its images, classes, the splits its index lists): every step reruns when it changes.
 # splits.val: val -> train leaves val out of the index (splits.seed_eval: train -> val does not change it).

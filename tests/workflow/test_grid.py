@@ -6,9 +6,7 @@ import pytest
 import torch
 import yaml
 
-from .workflow_helpers import copy_workflow, job_counts, run
-
-pytestmark = pytest.mark.workflow  # Snakemake runs on a copy of the workflow
+from tests.workflow_helpers import copy_workflow, job_counts, run
 
 # cam and gradcampp share the round-0 classifier; cam_erasing also cam's round-0 CAMs; the three share the
 # fully-supervised bound. cam_erasing has the tiny config's own settings (2 rounds). unet_ms_crf shares

@@ -10,15 +10,15 @@ such line, exactly as extracted, to how the tests run it:
 - ``REAL``: through ``bash -c`` as written (placeholders substituted, see ``SUBSTITUTIONS``);
 - ``DRY_RUN``: the same with `` -n`` appended, only where the command would otherwise train at full
   size (``config/voc2012.yaml``, the SLURM profile command) or would repeat at length what another test
-  runs for real (the grid: ``tests/test_grid.py``; the demo settings on an existing VOC tree:
-  ``tests/test_voc_data.py``), to keep this file's run time small (``make test`` runs it);
+  runs for real (the grid: ``tests/workflow/test_grid.py``; the demo settings on an existing VOC tree:
+  ``tests/workflow/test_voc_data.py``), to keep this file's run time small (``make test`` runs it);
 - ``MAKE_DRY_RUN``: ``make -n <target>`` (``make test`` would run this suite inside itself);
 - ``NotRun(reason)``: not run, with the reason.
 
 and to where: ``DVC_ORIGIN`` (a copy of the project, tiny settings merged into ``config/config.yaml``, a
 git repository, as after ``git clone``, where ``make run`` and the DVC section's commands of the project
 owner run: ``make_dvc_origin``, once a session through conftest.py's ``dvc_origin`` fixture, which
-``tests/test_dvc.py`` clones too), ``DEMO`` (a copy of that project for the commands after ``make run``,
+``tests/workflow/test_dvc.py`` clones too), ``DEMO`` (a copy of that project for the commands after ``make run``,
 which change its results), ``COLLEAGUE`` (the directory ``git clone`` runs in) and ``COLLEAGUE_CLONE``
 (the clone it makes), ``VOC`` (a copy for the VOC-layout commands, with a tiny VOC + SBD tree from
 ``tests/voc_data.py``). Commands of one place run in README order, each one's failure naming it.
@@ -48,46 +48,16 @@ from tests.readme_runner import (
     COLLEAGUE_CLONE,
     DEMO,
     DVC_ORIGIN,
-    RUNNERS,
     VENV,
     VOC,
     commands_of,
     copy_project,
-    readme_commands,
     run_readme_command,
     sh,
     tiny_config,
-    untagged_command_blocks,
 )
 from tests.voc_data import make_voc_and_sbd
-from tests.workflow_helpers import BIN, ENV, REPO, fake_venv
-
-
-def test_extraction_handles_continuations_and_comments():
-    text = "```bash\na --x 1 \\\n    --y 2   # two\n# note\nb  # c\nb\n```\n```\nnot a command\n```\n"
-    assert readme_commands(text) == ["a --x 1 --y 2", "b"]
-
-
-def test_every_readme_command_has_a_runner():
-    text = (REPO / "README.md").read_text()
-    commands = readme_commands(text)
-    assert not untagged_command_blocks(text), "tag command blocks with ```bash so the tests run them"
-    assert [c for c in commands if c not in RUNNERS] == [], "README commands without a runner in RUNNERS"
-    assert [c for c in RUNNERS if c not in commands] == [], "RUNNERS entries the README no longer has"
-
-
-def test_targets_come_before_options_that_take_several_values():
-    """Issue 12: `--configfile a.yaml results/miou.parquet` reads the target as a second config file."""
-    several = r"--(configfiles?|config|default-resources|default-res|set-resources|set-threads)\b|-C\b"
-    for command in readme_commands():
-        words = command.split()
-        for i, word in enumerate(words):
-            if re.fullmatch(several, word):
-                rest = words[i + 1 :]
-                values = rest[
-                    : next((j for j, w in enumerate(rest) if w.startswith("-") or w in ("&&", "|", ";")), len(rest))
-                ]
-                assert all("=" in v or v.endswith((".yaml", ".yml", ".json")) for v in values), command
+from tests.workflow_helpers import BIN, ENV, fake_venv
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +110,6 @@ def test_dvc_commands(dvc_origin, s3_server, tmp_path):
     assert (places[COLLEAGUE_CLONE] / "results/summary.txt").read_text() == (demo / "results/summary.txt").read_text()
 
 
-@pytest.mark.workflow
 def test_workflow_commands(demo):
     """Calling the workflow after `make run` (cached, one more round, -n, the report), `make test`, the grid."""
     places = {DEMO: demo}
@@ -151,7 +120,7 @@ def test_workflow_commands(demo):
         if command == "make test":
             assert re.search(r"^\.venv/bin/python -m pytest", result.stdout, re.M), result.stdout
         if command == "make unit":
-            assert re.search(r'^\.venv/bin/python -m pytest -m "not workflow"$', result.stdout, re.M), result.stdout
+            assert re.search(r"^\.venv/bin/python -m pytest tests/unit$", result.stdout, re.M), result.stdout
         if command == "make lint":
             assert re.search(r"^\.venv/bin/ruff check", result.stdout, re.M), result.stdout
         if "rounds3.yaml" in command and command.startswith(".venv"):
@@ -182,7 +151,6 @@ def voc(tmp_path_factory):
     return {VOC: root, "voc_root": voc_root, "sbd_root": sbd_root}
 
 
-@pytest.mark.workflow
 def test_voc_commands(voc):
     """The VOC-layout commands, as dry runs: the literature's settings, the SLURM profile (no cluster needed:
     a dry run submits nothing), the demo settings on an existing tree. Each plans the whole run from the data."""

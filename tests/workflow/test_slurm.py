@@ -18,20 +18,14 @@ import pytest
 import torch
 import yaml
 
-from .workflow_helpers import REPO, copy_workflow, run, snakemake_command
+from tests.workflow_helpers import REPO, copy_workflow, run, snakemake_command
 
 HELPER = REPO / ".ci" / "slurm-cluster"
 PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
-GPU_RULES = ["train_classifier", "cams", "train_segmentation", "predict_segmentation", "train_irn", "random_walk"]
-CPU_RULES = ["crf", "pseudo_masks", "merge_cams", "evaluate_stage"]
-LOCAL_RULES = [
-    "demo_dataset",
-    "image_labels",
-    "miou_table",
-    "download_archive",
-    "extract_archive",
-    "pretrained_weights",
-]
+# The rules the profile submits, and those of them sent to GPU nodes (tests/unit/test_slurm_profile.py checks
+# which): the test node has none
+SUBMITTED_RULES = yaml.safe_load(PROFILE.read_text())["set-resources"]
+GPU_RULES = [rule for rule, asked in SUBMITTED_RULES.items() if asked.get("gpu")]
 SLURM_ARGS = [
     "--workflow-profile",
     "workflow/profiles/slurm",
@@ -71,20 +65,6 @@ def missing_requirement() -> str | None:
     if not installed and not shutil.which("apt-get"):
         return "SLURM is not installed and there is no apt-get to install it"
     return None
-
-
-def test_profile_asks_gpus_for_gpu_rules_and_cpus_for_the_rest():
-    profile = yaml.safe_load(PROFILE.read_text())
-    assert profile["executor"] == "slurm"
-    for rule in GPU_RULES:
-        resources = profile["set-resources"][rule]
-        assert resources["gpu"] == 1 and resources["cpus_per_gpu"] >= 1, rule
-        assert resources.get("mem_mb", rule == "train_segmentation") > 0 and resources["runtime"] > 0, rule
-    # the segmentation network's memory is the rule's, per architecture (wsss.pipeline.resources)
-    assert "mem_mb" not in profile["set-resources"]["train_segmentation"]
-    for rule in CPU_RULES + ["dataset_index"]:  # dataset_index runs once, in the first (killed) run
-        assert "gpu" not in profile["set-resources"][rule] and profile["set-threads"][rule] >= 1, rule
-    assert not set(LOCAL_RULES) & set(profile["set-resources"])
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +116,7 @@ def test_classifier_job_killed_mid_training(slurm_workdir):
         assert process.wait(timeout=1200) != 0
     output = log_path.read_text()
     assert "SLURM status is: 'CANCELLED'" in output, output[-4000:]
-    for rule in LOCAL_RULES[:2]:  # run by Snakemake itself, never submitted
+    for rule in ("demo_dataset", "image_labels"):  # local rules: run by Snakemake itself, never submitted
         assert f"localrule {rule}:" in output and f"rule_{rule}/" not in output
     assert not (slurm_workdir / "results" / "classifier" / "r0" / "model.pt").exists(), "killed after training ended"
     assert torch.load(checkpoint, weights_only=True)["epoch"] in (1, 2, 3)  # of 4 epochs
@@ -153,7 +133,8 @@ def test_rerun_resumes_and_matches_local_run(slurm_workdir, tiny_reference):
     submitted = SUBMITTED.findall(output)
     slurm_logs = slurm_workdir / ".snakemake" / "slurm_logs"
     rules = {Path(log).relative_to(slurm_logs).parts[0] for _, log in submitted}
-    assert rules == {f"rule_{rule}" for rule in GPU_RULES + CPU_RULES}, output[-4000:]
+    # every submitted rule but dataset_index, which ran in the first (killed) run
+    assert rules == {f"rule_{rule}" for rule in SUBMITTED_RULES if rule != "dataset_index"}, output[-4000:]
     assert all(Path(log).is_file() and Path(log).stem == job_id for job_id, log in submitted)
     states = subprocess.run(
         ["squeue", "-h", "--states=all", "-o", "%T", "-j", ",".join(i for i, _ in submitted)],

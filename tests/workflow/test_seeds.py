@@ -5,9 +5,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .workflow_helpers import copy_workflow, job_counts, run
-
-pytestmark = pytest.mark.workflow  # Snakemake runs on a copy of the workflow
+from tests.workflow_helpers import copy_workflow, job_counts, run
 
 SEEDS_FILES = ("tiny.yaml", "seeds.yaml")
 

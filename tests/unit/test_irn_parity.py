@@ -25,7 +25,7 @@ IRN_CRF = {
 }
 # IRN's radius and beta; 2^2 steps and background 0.8 (IRN: 2^8, 0.25) because random weights give weak
 # boundaries (max ~0.4), over which 2^8 steps on these 12-16 cell grids flood one class everywhere (the walk
-# at IRN's settings is pinned by tests/test_random_walk.py's dense comparison)
+# at IRN's settings is pinned by tests/unit/test_random_walk.py's dense comparison)
 IRN_WALK = {"long_side": None, "radius": 5, "beta": 10, "exp_times": 2, "bg_threshold": 0.8}
 CROP = 64  # the boundary network's training crop (IRN: 512), to which edge_map pads
 

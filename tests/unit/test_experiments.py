@@ -2,10 +2,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.workflow_helpers import REPO
 from wsss.pipeline.experiments import DEFAULT, ExperimentError, Grid, deep_merge, experiment_configs, step_settings
 from wsss.scoring.tables import experiment_costs, format_ranking, ranking_table
-
-from .workflow_helpers import REPO
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,6 @@ from tests.workflow_helpers import (
 from wsss.data.index import read_sbd_mask
 from wsss.data.voc import read_mask, voc_palette
 
-pytestmark = pytest.mark.workflow  # Snakemake runs on a copy of the workflow
-
 # Demo-sized training on the tree: one erasing round and one shard keep the test short.
 VOC_TINY = {
     **TINY,

@@ -1,0 +1,63 @@
+"""Fixtures that run the workflow, DVC or a server: only tests in this folder (make test, not make unit) can
+use them."""
+
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests import workflow_helpers
+
+
+@pytest.fixture(scope="session")
+def tiny_reference(tmp_path_factory):
+    """An uninterrupted local run of the whole workflow on the tiny config: the figures other runs must match."""
+    root = workflow_helpers.copy_workflow(tmp_path_factory.mktemp("reference"))
+    workflow_helpers.run(root, "results/miou.parquet")
+    return root
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1 with a bucket `wsss`: (its URL, an environment with the credentials)."""
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [workflow_helpers.BIN / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {
+        **workflow_helpers.ENV,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    import boto3
+
+    boto3.client(
+        "s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    ).create_bucket(Bucket="wsss")
+    yield url, env
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def dvc_origin(tmp_path_factory):
+    """The README's demo project after `make run` and the DVC section's commands (git repository, dvc repro,
+    a local remote, push, commit): one tiny run, shared by test_readme.py and test_dvc.py (see
+    readme_runner.make_dvc_origin). Tests clone it or work on a copy: none changes its tracked files or results
+    (test_dvc.py adds an S3 remote in the git-ignored .dvc/config.local)."""
+    from tests.readme_runner import make_dvc_origin
+
+    return make_dvc_origin(tmp_path_factory.mktemp("dvc-origin"))
