@@ -13,6 +13,7 @@ from wsss.scoring.figures import (
     IGNORE_COLOUR,
     MASK_ALPHA,
     PALETTE,
+    TrainGalleryRun,
     cam_heatmap,
     class_iou_figure,
     colour_mask,
@@ -180,20 +181,17 @@ def test_image_scores_table(fake_run):
 
 def fake_train_gallery(demo_tree, run, settings, out):
     """The fake run's train gallery: two rounds, CRF and pseudo-mask panels, ranked by pseudo-mask IoU."""
-    return write_train_gallery(
-        demo_tree,
-        run["labels"],
-        run["scores"],
-        "train",
-        settings,
-        [[run["folders"]["r0"]], [run["folders"]["r1"]]],
-        [run["folders"]["merged"]],
-        {"crf": [run["folders"]["crf"]], "pseudo_mask": [run["folders"]["pseudo"]]},
-        list(VOC_CLASSES),
-        0.5,
-        out,
-        "pseudo_mask",
+    gallery_run = TrainGalleryRun(
+        tree=demo_tree,
+        labels=run["labels"],
+        image_scores=run["scores"],
+        round_cam_dirs=[[run["folders"]["r0"]], [run["folders"]["r1"]]],
+        merged_cam_dirs=[run["folders"]["merged"]],
+        label_map_dirs={"crf": [run["folders"]["crf"]], "pseudo_mask": [run["folders"]["pseudo"]]},
+        class_names=list(VOC_CLASSES),
+        bg_threshold=0.5,
     )
+    return write_train_gallery(gallery_run, "train", "pseudo_mask", settings, out)
 
 
 def test_train_gallery_files(demo_tree, fake_run, tmp_path):

@@ -68,7 +68,7 @@ if GRID.is_grid:  # results/miou.parquet is then every run's rows
             summary="results/summary.parquet",
             summary_text=report("results/summary.txt", caption="../report/summary.rst", category=SCORES_CATEGORY),
             ranking="results/ranking.parquet",
-            text=report("results/ranking.txt", caption="../report/ranking.rst", category=SCORES_CATEGORY),
+            ranking_text=report("results/ranking.txt", caption="../report/ranking.rst", category=SCORES_CATEGORY),
         params:
             run_experiments={name: GRID.experiment_of(name) for name in RUNS},
             jobs={name: job_benchmarks(name) for name in RUNS},

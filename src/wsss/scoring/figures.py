@@ -3,6 +3,7 @@ per-stage score plots, the confusion matrix and the classifier training curves (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from wsss.data.voc import IGNORE, index_files, indexed_file, load_npy, read_image, read_mask, voc_palette
+from wsss.data.voc import IGNORE, VOCTree, index_files, indexed_file, load_npy, read_image, read_mask, voc_palette
 from wsss.files import atomic_write
 from wsss.pipeline.registry import BOUND_STAGE, RESULT_STAGE, stage_title
 from wsss.seeds.masks import cam_to_label
@@ -337,42 +338,44 @@ def _scores_by_image(image_scores: pd.DataFrame, split: str) -> dict[str, dict[s
     return {image_id: dict(zip(group["stage"], group["miou"])) for image_id, group in rows.groupby("image_id")}
 
 
-def write_train_gallery(
-    tree,
-    labels: dict[str, list[int]],
-    image_scores: pd.DataFrame,
-    split: str,
-    settings: dict,
-    round_cam_dirs: list[list],
-    merged_cam_dirs: list,
-    label_map_dirs: dict[str, list],
-    class_names: list[str],
-    bg_threshold: float,
-    out_dir,
-    rank_stage: str,
-) -> pd.DataFrame:
-    """<out_dir>/<selection>/<gallery_file_name>.png for the sample, and the best and worst train images
-    with an object by rank_stage's IoU (settings: sample_size, best, worst, seed); label_map_dirs: stage ->
-    its shard directories of PNG label maps, one panel each. Returns the selection."""
+@dataclass(frozen=True)
+class TrainGalleryRun:
+    """What the train gallery draws, from one run: its dataset, image labels and per-image scores, its CAM
+    folders (per erasing round, then merged), its label-map folders (stage -> shard directories of PNGs, one
+    panel each), the class names and the CAMs' background threshold."""
+
+    tree: VOCTree
+    labels: dict[str, list[int]]
+    image_scores: pd.DataFrame
+    round_cam_dirs: list[list]
+    merged_cam_dirs: list
+    label_map_dirs: dict[str, list]
+    class_names: list[str]
+    bg_threshold: float
+
+
+def write_train_gallery(run: TrainGalleryRun, split: str, rank_stage: str, settings: dict, out_dir) -> pd.DataFrame:
+    """<out_dir>/<selection>/<gallery_file_name>.png for the sample, and the best and worst images of split
+    with an object by rank_stage's IoU (settings: sample_size, best, worst, seed). Returns the selection."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)  # exists even when every selection is empty
 
-    by_image = _scores_by_image(image_scores, split)
-    ranked = image_scores[(image_scores["split"] == split) & (image_scores["stage"] == rank_stage)]
-    with_objects = [image_id for image_id in ranked["image_id"] if labels[image_id]]
+    by_image = _scores_by_image(run.image_scores, split)
+    ranked = run.image_scores[(run.image_scores["split"] == split) & (run.image_scores["stage"] == rank_stage)]
+    with_objects = [image_id for image_id in ranked["image_id"] if run.labels[image_id]]
     chosen = select_gallery(
         ranked, settings["sample_size"], settings["best"], settings["worst"], settings["seed"], rankable=with_objects
     )
-    round_indexes = [index_files(dirs, ".npy") for dirs in round_cam_dirs]
-    merged_index = index_files(merged_cam_dirs, ".npy")
-    label_indexes = {stage: index_files(dirs, ".png") for stage, dirs in label_map_dirs.items()}
-    num_classes = len(class_names)
+    round_indexes = [index_files(dirs, ".npy") for dirs in run.round_cam_dirs]
+    merged_index = index_files(run.merged_cam_dirs, ".npy")
+    label_indexes = {stage: index_files(dirs, ".png") for stage, dirs in run.label_map_dirs.items()}
+    num_classes = len(run.class_names)
     for row in chosen.itertuples():
-        image_id, class_ids = row.image_id, labels[row.image_id]
-        image = read_image(tree.image_path(image_id))
+        image_id, class_ids = row.image_id, run.labels[row.image_id]
+        image = read_image(run.tree.image_path(image_id))
         figure = train_gallery_figure(
             image_id,
             image,
-            read_mask(tree.mask_path(image_id), num_classes),
+            read_mask(run.tree.mask_path(image_id), num_classes),
             [load_npy(indexed_file(index, image_id, f"round-{r} CAM")) for r, index in enumerate(round_indexes)],
             load_npy(indexed_file(merged_index, image_id, "merged CAM")),
             {
@@ -380,13 +383,13 @@ def write_train_gallery(
                 for stage, index in label_indexes.items()
             },
             class_ids,
-            class_names,
-            bg_threshold,
+            run.class_names,
+            run.bg_threshold,
             by_image[image_id],
             panel_layout(settings),
         )
         name = gallery_file_name(
-            row.rank, image_id, [class_names[c] for c in class_ids], {"iou": by_image[image_id][rank_stage]}
+            row.rank, image_id, [run.class_names[c] for c in class_ids], {"iou": by_image[image_id][rank_stage]}
         )
         save_figure(figure, Path(out_dir) / row.selection / name)
     return chosen

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -327,28 +328,30 @@ def format_ranking(table: pd.DataFrame, rank_by: str, splits: dict[str, str]) ->
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class GridTableFiles:
+    """Where the grid's tables go: every run's per-class rows (miou), each experiment's figures over its
+    seeds (summary, summary_text) and the experiments ranked (ranking, ranking_text)."""
+
+    miou: str
+    summary: str
+    summary_text: str
+    ranking: str
+    ranking_text: str
+
+
 def write_grid_tables(
-    miou_paths,
-    summary_paths,
-    jobs: dict,
-    folders: dict,
-    run_experiments: dict,
-    rank_by: str,
-    miou_path,
-    summary_path,
-    summary_text_path,
-    ranking_path,
-    ranking_text_path,
+    miou_paths, summary_paths, jobs: dict, folders: dict, run_experiments: dict, rank_by: str, files: GridTableFiles
 ) -> str:
-    """Concatenate the runs' tables (each carries its experiment and seed columns): every run's per-class
-    rows in miou_path, each experiment's figures as mean ± sd over its seeds in summary_path and
-    summary_text_path, and the experiments ranked in ranking_path and ranking_text_path."""
-    pd.concat(map(pd.read_parquet, miou_paths), ignore_index=True).to_parquet(miou_path, index=False)
+    """Concatenate the runs' tables (each carries its experiment and seed columns) into files: every run's
+    per-class rows, each experiment's figures as mean ± sd over its seeds, and the experiments ranked by
+    rank_by's mIoU with their compute time (jobs: run -> its job benchmarks, folders: run -> its results)."""
+    pd.concat(map(pd.read_parquet, miou_paths), ignore_index=True).to_parquet(files.miou, index=False)
     runs = pd.concat(map(pd.read_parquet, summary_paths), ignore_index=True)
-    summary_over_seeds(runs).to_parquet(summary_path, index=False)
-    write_text(summary_text_path, format_summary(runs), "summary")
+    summary_over_seeds(runs).to_parquet(files.summary, index=False)
+    write_text(files.summary_text, format_summary(runs), "summary")
     costs = {run: experiment_costs(jobs[run], folders[run]) for run in jobs}
     table = ranking_table(runs, costs, run_experiments, rank_by)
-    table.to_parquet(ranking_path, index=False)
+    table.to_parquet(files.ranking, index=False)
     splits = dict(zip(runs["stage"], runs["split"]))
-    return write_text(ranking_text_path, format_ranking(table, rank_by, splits), "ranking")
+    return write_text(files.ranking_text, format_ranking(table, rank_by, splits), "ranking")
