@@ -1,10 +1,12 @@
 """Running the workflow through Snakemake's CLI on a tiny demo config, in a copy of the repository."""
 
+import multiprocessing
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -84,6 +86,52 @@ def run(workdir, *args, check=True, configfiles=("tiny.yaml",), env=None):
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
+
+
+def _import_snakemake() -> None:
+    import snakemake.cli  # noqa: F401  (what each forked dry run would otherwise import again)
+
+
+def _forked_dry_run(workdir, args, configfiles) -> tuple[int, str]:
+    """`snakemake -n` as snakemake_command gives it, in a child forked from this worker (which imported
+    Snakemake once): each run starts from the same clean state; returns its exit code and output."""
+    import snakemake.cli
+
+    with tempfile.TemporaryFile() as output:
+        pid = os.fork()
+        if pid == 0:  # the child: the console script's main() with its arguments, output to the file
+            code = 1
+            try:
+                os.chdir(workdir)
+                os.dup2(output.fileno(), 1)
+                os.dup2(output.fileno(), 2)
+                snakemake.cli.main(snakemake_command("-n", *args, configfiles=configfiles)[1:])
+                code = 0
+            except SystemExit as exit:
+                code = exit.code if isinstance(exit.code, int) else 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        output.seek(0)
+        return os.waitstatus_to_exitcode(status), output.read().decode()
+
+
+def dry_run_plans(workdir, runs: list[tuple[tuple, tuple]], workers: int = 2) -> list[dict[str, int]]:
+    """job_counts of `snakemake -n *args --configfile *configfiles` for each (args, configfiles) of runs, in
+    order: the same command line as run's, from processes that import Snakemake once (a dry run's own cost
+    is a third of a fresh interpreter's)."""
+    require_workflow_test("dry_run_plans")
+    context = multiprocessing.get_context("forkserver")
+    with context.Pool(workers, initializer=_import_snakemake) as pool:
+        results = pool.starmap(_forked_dry_run, [(workdir, args, configfiles) for args, configfiles in runs])
+    failed = [(args, configfiles, out) for (code, out), (args, configfiles) in zip(results, runs) if code != 0]
+    if failed:
+        args, configfiles, out = failed[0]
+        command = f"snakemake -n {' '.join(args)} --configfile {' '.join(configfiles)}"
+        raise AssertionError(f"{command} failed:\n{out[-5000:]}")
+    return [job_counts(out) for _, out in results]
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:

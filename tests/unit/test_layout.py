@@ -14,6 +14,7 @@ def test_a_unit_test_cannot_copy_or_run_the_workflow(tmp_path):
         "run": lambda: workflow_helpers.run(tmp_path, "-n"),
         "snakemake_command": lambda: workflow_helpers.snakemake_command("-n"),
         "fake_venv": lambda: workflow_helpers.fake_venv(tmp_path),
+        "dry_run_plans": lambda: workflow_helpers.dry_run_plans(tmp_path, [((), ("tiny.yaml",))]),
     }
     for name, call in helpers.items():
         message = f"test_layout.py::.* uses .*{name}.* not in tests/workflow/"
