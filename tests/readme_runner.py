@@ -166,9 +166,10 @@ def sh(cwd, *command):
 
 
 def tiny_config(root: Path, **extra):
-    """config/config.yaml with the tiny settings (one classifier epoch) merged in."""
+    """config/config.yaml with the tiny settings merged in, one classifier epoch and one shard (the DVC tests
+    push and pull whole folders; test_workflow.py and test_slurm.py take shards apart)."""
     config = yaml.safe_load((root / "config/config.yaml").read_text())
-    for key, value in {**TINY, "classifier": {**TINY["classifier"], "epochs": 1}, **extra}.items():
+    for key, value in {**TINY, "shards": 1, "classifier": {**TINY["classifier"], "epochs": 1}, **extra}.items():
         config[key] = {**config[key], **value} if isinstance(value, dict) else value
     (root / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 

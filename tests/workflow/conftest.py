@@ -4,18 +4,38 @@ use them."""
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from tests import workflow_helpers
 
 
+@dataclass(frozen=True)
+class TinyRun:
+    root: Path  # the finished project copy
+    left_after_stop: dict[str, int]  # rule -> jobs that a dry run of the tables planned after the stop
+
+
 @pytest.fixture(scope="session")
-def tiny_reference(tmp_path_factory):
-    """An uninterrupted local run of the whole workflow on the tiny config: the figures other runs must match."""
+def tiny_run(tmp_path_factory) -> TinyRun:
+    """The whole workflow on the tiny config, run as a user stops and resumes it: up to the round-0 classifier
+    (its model as the target), then the default target (tables, report figures, every shard). No job is
+    interrupted: these are the figures other runs must match, and independent runs do (seed 0 of a replicated
+    run in test_seeds.py, the reference commit's run in test_results_kept.py, a run killed mid-training on
+    SLURM in test_slurm.py). test_workflow.py works on a copy."""
     root = workflow_helpers.copy_workflow(tmp_path_factory.mktemp("reference"))
-    workflow_helpers.run(root, "results/miou.parquet")
-    return root
+    workflow_helpers.run(root, "results/classifier/r0/model.pt")
+    left = workflow_helpers.planned_jobs(root, "results/miou.parquet")
+    workflow_helpers.run(root)
+    return TinyRun(root, left)
+
+
+@pytest.fixture(scope="session")
+def tiny_reference(tiny_run) -> Path:
+    """tiny_run's project: the figures other runs must match. Tests read it or work on a copy of it."""
+    return tiny_run.root
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,8 @@ def test_every_seed_runs_the_whole_chain_on_the_same_data(replicated):
 
 
 def test_seed0_reproduces_a_plain_run(replicated, tiny_reference):
+    """Determinism on CPU as well: an independent run of the same code and settings (one shard instead of two)
+    reproduces the plain run's table exactly."""
     root, _, _ = replicated
     plain = pd.read_parquet(tiny_reference / "results" / "miou.parquet")
     mine = pd.read_parquet(root / "results" / "seed0" / "miou.parquet")
