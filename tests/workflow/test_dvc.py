@@ -2,8 +2,8 @@
 
 The project is the README's tiny demo run, recorded with `make repro` (dvc repro), pushed to a
 local-directory remote and committed: conftest.py's dvc_origin, built once a session and shared with
-tests/workflow/test_readme.py. test_round_trip_through_s3 also pushes it to S3 (moto's server on 127.0.0.1). Each
-test works in its own `git clone` of that project.
+tests/workflow/test_readme.py, whose test_dvc_commands also takes it through S3 (moto's server on 127.0.0.1) as
+the README does. Each test works in its own `git clone` of that project.
 """
 
 import shutil
@@ -14,8 +14,6 @@ import pytest
 import yaml
 
 from tests.workflow_helpers import BIN, ENV, fake_venv, job_counts
-
-S3_CACHE = "s3://wsss/cache"
 
 
 def sh(cwd, *command, check=True, env=None):
@@ -38,18 +36,6 @@ def make_pull(clone, *args, check=True, env=None):
 def origin(dvc_origin):
     """The demo run, recorded by dvc repro, pushed to a local remote (dvc_origin.remote), committed."""
     return dvc_origin.root
-
-
-@pytest.fixture(scope="module")
-def s3_origin(origin, s3_server):
-    """origin's outputs pushed to S3 too, through a remote in its .dvc/config.local: git ignores that file, so
-    clones do not see it, and nothing origin tracks changes."""
-    url, s3_env = s3_server
-    sh(origin, BIN / "dvc", "remote", "add", "--local", "s3", S3_CACHE)
-    sh(origin, BIN / "dvc", "remote", "modify", "--local", "s3", "endpointurl", url)
-    sh(origin, BIN / "dvc", "push", "-r", "s3", env=s3_env)
-    assert sh(origin, "git", "status", "--porcelain", "--untracked-files=no").stdout == ""
-    return origin
 
 
 def clone(origin, tmp_path):
@@ -117,16 +103,3 @@ def test_tampered_remote_object_is_not_marked_up_to_date(origin, dvc_origin, tmp
     assert not (repo / "results/pseudo_masks").exists()  # removed: never taken as a valid output
     jobs = dry_run(repo)
     assert jobs.get("pseudo_masks") == 1
-
-
-@pytest.mark.s3
-def test_round_trip_through_s3(s3_origin, s3_server, tmp_path):
-    url, s3_env = s3_server
-    origin = s3_origin
-    repo = clone(origin, tmp_path)
-    sh(repo, BIN / "dvc", "remote", "add", "--local", "s3", S3_CACHE)  # the remote as origin has it
-    sh(repo, BIN / "dvc", "remote", "modify", "--local", "s3", "endpointurl", url)
-    result = make_pull(repo, "-r", "s3", env=s3_env)
-    assert "skipped" not in result.stdout
-    assert dry_run(repo, "results/miou.parquet") == {} and dry_run(repo) == {}
-    assert (repo / "results/summary.txt").read_text() == (origin / "results/summary.txt").read_text()

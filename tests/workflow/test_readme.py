@@ -57,7 +57,7 @@ from tests.readme_runner import (
     tiny_config,
 )
 from tests.voc_data import make_voc_and_sbd
-from tests.workflow_helpers import BIN, ENV, fake_venv
+from tests.workflow_helpers import BIN, ENV, fake_venv, job_counts
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +105,10 @@ def test_dvc_commands(dvc_origin, s3_server, tmp_path):
             assert "up to date for Snakemake: pseudo_masks" in result.stdout, result.stdout
             if "data pseudo_masks" not in command:
                 assert "skipped" not in result.stdout and "up to date for Snakemake: evaluate" in result.stdout
+            if "-r s3" in command:  # everything from S3 alone, and Snakemake agrees that nothing is left to do
+                for targets in (["results/miou.parquet"], []):
+                    plan = sh(places[COLLEAGUE_CLONE], BIN / "snakemake", "-n", *targets).stdout
+                    assert job_counts(plan) == {}, plan[-2000:]
     assert "up to date" in sh(demo, BIN / "dvc", "status").stdout
     assert "results" in sh(demo, "git", "log", "--format=%s").stdout.splitlines()
     assert (places[COLLEAGUE_CLONE] / "results/summary.txt").read_text() == (demo / "results/summary.txt").read_text()
