@@ -72,6 +72,14 @@ def copy_workflow(root: Path, config: dict = TINY) -> Path:
     return root
 
 
+def copy_finished_run(source: Path, target: Path) -> Path:
+    """A copy of a project that has run (its results, logs and .snakemake metadata), file times kept, so
+    Snakemake finds it as up to date as the original: for tests that change or extend a finished run."""
+    require_workflow_test("copy_finished_run")
+    shutil.copytree(source, target, symlinks=True)
+    return target
+
+
 def snakemake_command(*args, configfiles=("tiny.yaml",)) -> list[str]:
     """--configfile goes last because it takes several files."""
     require_workflow_test("snakemake_command")

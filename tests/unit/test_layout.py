@@ -11,6 +11,7 @@ from tests.workflow_helpers import REPO
 def test_a_unit_test_cannot_copy_or_run_the_workflow(tmp_path):
     helpers = {
         "copy_workflow": lambda: workflow_helpers.copy_workflow(tmp_path / "w"),
+        "copy_finished_run": lambda: workflow_helpers.copy_finished_run(REPO / "config", tmp_path / "c"),
         "run": lambda: workflow_helpers.run(tmp_path, "-n"),
         "snakemake_command": lambda: workflow_helpers.snakemake_command("-n"),
         "fake_venv": lambda: workflow_helpers.fake_venv(tmp_path),

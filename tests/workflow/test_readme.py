@@ -57,16 +57,14 @@ from tests.readme_runner import (
     tiny_config,
 )
 from tests.voc_data import make_voc_and_sbd
-from tests.workflow_helpers import BIN, ENV, fake_venv, job_counts
+from tests.workflow_helpers import BIN, ENV, copy_finished_run, fake_venv, job_counts
 
 
 @pytest.fixture(scope="module")
 def demo(dvc_origin, tmp_path_factory):
     """A copy of the demo project after `make run` and the DVC section (times kept: still up to date for
     Snakemake), for the commands that change its results: the shared dvc_origin stays as it was."""
-    root = tmp_path_factory.mktemp("readme") / "demo"
-    shutil.copytree(dvc_origin.root, root, symlinks=True)
-    return root
+    return copy_finished_run(dvc_origin.root, tmp_path_factory.mktemp("readme") / "demo")
 
 
 @pytest.mark.s3

@@ -2,21 +2,19 @@
 the workflow on a finished tiny run."""
 
 import os
-import shutil
 import subprocess
 
 import pandas as pd
 
 from tests.helpers import library_with_a_new_stage
-from tests.workflow_helpers import snakemake_command
+from tests.workflow_helpers import copy_finished_run, snakemake_command
 
 
 def test_a_stage_added_to_the_registry_alone_reaches_the_tables(tiny_reference, tmp_path):
     """On a finished tiny run, the registry-only stage is evaluated, and lands in the tables next to the CRF
     with the same figures (it scores the same files); nothing else had to list it."""
     src = library_with_a_new_stage(tmp_path)
-    work = tmp_path / "run"
-    shutil.copytree(tiny_reference, work, symlinks=True)
+    work = copy_finished_run(tiny_reference, tmp_path / "run")
     env = {**os.environ, "PYTHONPATH": str(src)}
     result = subprocess.run(
         snakemake_command("results/miou.parquet"), cwd=work, env=env, capture_output=True, text=True

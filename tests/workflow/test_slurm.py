@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from tests.workflow_helpers import REPO, run, snakemake_command
+from tests.workflow_helpers import REPO, copy_finished_run, run, snakemake_command
 
 HELPER = REPO / ".ci" / "slurm-cluster"
 PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
@@ -88,9 +88,16 @@ def slurm_cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def slurm_workdir(slurm_cluster, tiny_reference, tmp_path_factory):
-    root = tmp_path_factory.mktemp("slurm_workflow") / "project"
-    shutil.copytree(tiny_reference, root, symlinks=True)  # times kept: nothing is out of date
-    return root
+    return copy_finished_run(tiny_reference, tmp_path_factory.mktemp("slurm_workflow") / "project")
+
+
+def submitted_jobs(output: str, workdir: Path) -> list[tuple[str, str, Path]]:
+    """(job id, rule folder, log) of each job the executor reports submitting in a run's output; the logs
+    are under .snakemake/slurm_logs/rule_<rule>/."""
+    slurm_logs = workdir / ".snakemake" / "slurm_logs"
+    return [
+        (job_id, Path(log).relative_to(slurm_logs).parts[0], Path(log)) for job_id, log in SUBMITTED.findall(output)
+    ]
 
 
 def slurm_job_id(comment: str) -> str:
@@ -124,7 +131,7 @@ def test_classifier_job_killed_mid_training(slurm_workdir):
         assert process.wait(timeout=1200) != 0
     output = log_path.read_text()
     assert "SLURM status is: 'CANCELLED'" in output, output[-4000:]
-    assert [Path(log).parts[-3] for _, log in SUBMITTED.findall(output)] == ["rule_train_classifier"]
+    assert [rule for _, rule, _ in submitted_jobs(output, slurm_workdir)] == ["rule_train_classifier"]
     assert not (slurm_workdir / "results" / "classifier" / "r1" / "model.pt").exists(), "killed after training ended"
     assert torch.load(checkpoint, weights_only=True)["epoch"] in (1, 2, 3)  # of 4 epochs
 
@@ -137,14 +144,13 @@ def test_rerun_resumes_and_matches_local_run(slurm_workdir, tiny_reference):
     assert re.search(r"resumed from checkpoint \S+ after epoch [123]\n", training_log), training_log[-3000:]
     assert not (slurm_workdir / "results" / "classifier" / "r1" / "checkpoint.pt").exists()
 
-    submitted = SUBMITTED.findall(output)
-    slurm_logs = slurm_workdir / ".snakemake" / "slurm_logs"
-    rules = {Path(log).relative_to(slurm_logs).parts[0] for _, log in submitted}
+    submitted = submitted_jobs(output, slurm_workdir)
+    rules = {rule for _, rule, _ in submitted}
     # every rule the profile submits but dataset_index, whose output the round-1 classifier does not change
     assert rules == {f"rule_{rule}" for rule in SUBMITTED_RULES if rule != "dataset_index"}, output[-4000:]
-    assert all(Path(log).is_file() and Path(log).stem == job_id for job_id, log in submitted)
+    assert all(log.is_file() and log.stem == job_id for job_id, _, log in submitted)
     states = subprocess.run(
-        ["squeue", "-h", "--states=all", "-o", "%T", "-j", ",".join(i for i, _ in submitted)],
+        ["squeue", "-h", "--states=all", "-o", "%T", "-j", ",".join(i for i, _, _ in submitted)],
         capture_output=True,
         text=True,
         check=True,

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.workflow_helpers import REPO, TINY, dry_run_plans, job_counts, planned_jobs, run
+from tests.workflow_helpers import REPO, TINY, copy_finished_run, dry_run_plans, job_counts, planned_jobs, run
 from wsss.data.voc import VOCTree, read_image, voc_palette
 from wsss.pipeline import registry
 from wsss.pipeline.experiments import deep_merge, step_settings
@@ -31,9 +31,7 @@ STAGES = [
 @pytest.fixture(scope="module")
 def workdir(tiny_run, tmp_path_factory):
     """A copy of the finished tiny run (conftest.py's tiny_run): the tests below change it."""
-    root = tmp_path_factory.mktemp("workflow") / "project"
-    shutil.copytree(tiny_run.root, root, symlinks=True)  # times kept: nothing is out of date
-    return root
+    return copy_finished_run(tiny_run.root, tmp_path_factory.mktemp("workflow") / "project")
 
 
 def test_invalid_config_names_the_key(workdir):
