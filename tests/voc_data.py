@@ -17,13 +17,16 @@ from wsss.data.voc import read_mask, write_mask
 CLASSES = ["aeroplane", "bird", "car", "cat", "person"]
 
 
-def make_voc_and_sbd(root: Path, voc_train: int = 8, sbd_only: int = 8, val: int = 6, seed: int = 5):
+def make_voc_and_sbd(
+    root: Path, voc_train: int = 8, sbd_only: int = 8, val: int = 6, seed: int = 5, stored_as: tuple[str, ...] = ()
+):
     """VOCdevkit/VOC2012 and benchmark_RELEASE/dataset under root, with VOC's and SBD's list overlaps.
 
     JPEG images of varied sizes and palette masks with a 255 band (the demo generator's). VOC annotates
     its train and val images; SBD holds ``sbd_only`` further images (masks as .mat, no 255), plus two VOC
-    train and one VOC val image, as the real SBD overlaps both. Returns (voc_dir, sbd_dir, expected
-    train_aug ids).
+    train and one VOC val image, as the real SBD overlaps both. stored_as: the JPEGs' kinds in turn (see
+    PHOTO_KINDS: grayscale, CMYK, EXIF-rotated; default: as the demo writes them). Returns (voc_dir, sbd_dir,
+    expected train_aug ids).
     """
     staging = root / "staging"
     make_demo_dataset(
@@ -43,8 +46,12 @@ def make_voc_and_sbd(root: Path, voc_train: int = 8, sbd_only: int = 8, val: int
     voc = root / "VOCdevkit" / "VOC2012"
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation", "Annotations"):
         (voc / sub).mkdir(parents=True)
-    for image_id in train + val_ids:
-        shutil.copy(staging / "JPEGImages" / f"{image_id}.jpg", voc / "JPEGImages")
+    for i, image_id in enumerate(train + val_ids):
+        source = staging / "JPEGImages" / f"{image_id}.jpg"
+        if stored_as:
+            save_jpeg(Image.open(source), voc / "JPEGImages" / source.name, stored_as[i % len(stored_as)])
+        else:
+            shutil.copy(source, voc / "JPEGImages")
     for image_id in voc_ids + val_ids:
         shutil.copy(staging / "SegmentationClass" / f"{image_id}.png", voc / "SegmentationClass")
         (voc / "Annotations" / f"{image_id}.xml").write_text("<annotation/>")
@@ -84,6 +91,17 @@ PHOTO_OBJECTS = {
 # How the i-th image of a split is stored: plain RGB, grayscale, CMYK, or RGB with an EXIF orientation tag
 # (6: viewers rotate it 90° clockwise, 8: counter-clockwise); pixels and masks are as stored.
 PHOTO_KINDS = ("RGB", "L", "CMYK", "exif6", "RGB", "L", "CMYK", "exif8")
+
+
+def save_jpeg(image: Image.Image, path: Path, kind: str) -> None:
+    """An RGB image as a JPEG of the given PHOTO_KINDS kind: its pixels converted (L, CMYK) or kept with an EXIF
+    orientation tag (exif6, exif8)."""
+    if kind.startswith("exif"):
+        exif = Image.Exif()
+        exif[0x0112] = int(kind[4:])  # Orientation
+        image.save(path, quality=90, exif=exif)
+    else:
+        image.convert(kind).save(path, quality=90)
 
 
 def _draw_shape(draw, shape: str, box: tuple[int, int, int, int], fill) -> None:
@@ -141,13 +159,7 @@ def make_photo_tree(root: Path, num_train: int = 12, num_val: int = 4, long_rang
             mask = np.where(band, 255, np.asarray(labels)).astype(np.uint8)
             write_mask(root / "SegmentationClass" / f"{image_id}.png", mask)
             kind = PHOTO_KINDS[i % len(PHOTO_KINDS)]
-            path = root / "JPEGImages" / f"{image_id}.jpg"
-            if kind.startswith("exif"):
-                exif = Image.Exif()
-                exif[0x0112] = int(kind[4:])  # Orientation
-                image.save(path, quality=90, exif=exif)
-            else:
-                image.convert(kind).save(path, quality=90)
+            save_jpeg(image, root / "JPEGImages" / f"{image_id}.jpg", kind)
             kinds[image_id] = kind
         (root / "ImageSets/Segmentation" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
     return kinds

@@ -33,6 +33,28 @@ TINY = {
     "segmentation": {"epochs": 1, "batch_size": 4, "resize_long": [40, 56], "crop_size": 40, "long_side": 56},
     "report": {"sample_size": 3, "best": 1, "worst": 1, "val_sample_size": 2},
 }
+# The experiments grid on the tiny config (tests/workflow/test_grid.py; its run is conftest.py's grid_run).
+# cam and gradcampp share the round-0 classifier; cam_erasing also cam's round-0 CAMs; the three share the
+# fully-supervised bound. cam_erasing has the tiny config's own settings (2 rounds). unet_ms_crf shares
+# everything up to the pseudo-masks with cam_erasing; its networks (and its bound) are its own: U-Net with
+# transposed convolutions, predicting over 2 scales + flip + a dense CRF. seam trains its own classifier
+# (classifier.method seam: two branches and the PCM) and goes on like cam from its CAMs.
+GRID_CRF = {"iterations": 5, "gaussian": {"sxy": 1, "compat": 3}, "bilateral": {"sxy": 10, "srgb": 3, "compat": 4}}
+GRID_UNET = {"arch": "unet", "output_stride": 32, "upsampling": "transpose"}
+GRID_EXPERIMENTS = {
+    "cam": {"erasing": {"rounds": 1}},
+    "gradcampp": {"erasing": {"rounds": 1}, "cam": {"method": "gradcampp"}},
+    "cam_erasing": {"erasing": {"rounds": 2}},
+    "unet_ms_crf": {
+        "erasing": {"rounds": 2},
+        "segmentation": {**GRID_UNET, "inference": {"scales": [0.75, 1.0], "flip": True, "crf": GRID_CRF}},
+    },
+    "seam": {"erasing": {"rounds": 1}, "classifier": {"method": "seam", "seam": {"scale": 0.5}}},
+}
+# One shard (the tiny config has 2): half the per-shard jobs, and cam_erasing matching the plain 2-shard run
+# exactly shows that the shard count changes no figure.
+GRID = {"shards": 1, "experiments": GRID_EXPERIMENTS}
+GRID_FILES = ("tiny.yaml", "grid.yaml")
 # The workflow tests' folder: `make unit` (pytest tests/unit) leaves it out
 WORKFLOW_TESTS = REPO / "tests" / "workflow"
 WORKFLOW_FILES = ("Snakefile", "workflow", "scripts", "config")
@@ -69,6 +91,14 @@ def copy_workflow(root: Path, config: dict = TINY) -> Path:
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
     (root / "tiny.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+def copy_grid(root: Path) -> Path:
+    """The workflow's files in root with the tiny config and the grid (GRID) as grid.yaml: run it with
+    configfiles=GRID_FILES."""
+    copy_workflow(root)
+    (root / "grid.yaml").write_text(yaml.safe_dump(GRID, sort_keys=False))
     return root
 
 

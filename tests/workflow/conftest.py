@@ -22,9 +22,9 @@ class TinyRun:
 def tiny_run(tmp_path_factory) -> TinyRun:
     """The whole workflow on the tiny config, run as a user stops and resumes it: up to the round-0 classifier
     (its model as the target), then the default target (tables, report figures, every shard). No job is
-    interrupted: these are the figures other runs must match, and independent runs do (seed 0 of a replicated
-    run in test_seeds.py, the reference commit's run in test_results_kept.py, a run killed mid-training on
-    SLURM in test_slurm.py). test_workflow.py works on a copy."""
+    interrupted: these are the figures other runs must match, and independent runs do (the grid's experiment with
+    these settings in test_grid.py, the reference commit's run in test_results_kept.py, a run killed
+    mid-training on SLURM in test_slurm.py). test_workflow.py works on a copy."""
     root = workflow_helpers.copy_workflow(tmp_path_factory.mktemp("reference"))
     workflow_helpers.run(root, "results/classifier/r0/model.pt")
     left = workflow_helpers.planned_jobs(root, "results/miou.parquet")
@@ -36,6 +36,21 @@ def tiny_run(tmp_path_factory) -> TinyRun:
 def tiny_reference(tiny_run) -> Path:
     """tiny_run's project: the figures other runs must match. Tests read it or work on a copy of it."""
     return tiny_run.root
+
+
+@dataclass(frozen=True)
+class GridRun:
+    root: Path  # the finished grid project (workflow_helpers.GRID)
+    output: str  # the run's stdout and stderr
+
+
+@pytest.fixture(scope="session")
+def grid_run(tmp_path_factory) -> GridRun:
+    """The experiments grid run to its tables in its own project: test_grid.py reads it, and test_seeds.py
+    compares seed 0 of a replicated one-round run with its `cam` experiment (the same settings)."""
+    root = workflow_helpers.copy_grid(tmp_path_factory.mktemp("grid-run"))
+    result = workflow_helpers.run(root, configfiles=workflow_helpers.GRID_FILES)
+    return GridRun(root, result.stdout + result.stderr)
 
 
 @pytest.fixture(scope="session")

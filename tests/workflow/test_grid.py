@@ -6,29 +6,7 @@ import pytest
 import torch
 import yaml
 
-from tests.workflow_helpers import copy_workflow, job_counts, run
-
-# cam and gradcampp share the round-0 classifier; cam_erasing also cam's round-0 CAMs; the three share the
-# fully-supervised bound. cam_erasing has the tiny config's own settings (2 rounds). unet_ms_crf shares
-# everything up to the pseudo-masks with cam_erasing; its networks (and its bound) are its own: U-Net with
-# transposed convolutions, predicting over 2 scales + flip + a dense CRF. seam trains its own classifier
-# (classifier.method seam: two branches and the PCM) and goes on like cam from its CAMs.
-CRF = {"iterations": 5, "gaussian": {"sxy": 1, "compat": 3}, "bilateral": {"sxy": 10, "srgb": 3, "compat": 4}}
-UNET = {"arch": "unet", "output_stride": 32, "upsampling": "transpose"}
-EXPERIMENTS = {
-    "cam": {"erasing": {"rounds": 1}},
-    "gradcampp": {"erasing": {"rounds": 1}, "cam": {"method": "gradcampp"}},
-    "cam_erasing": {"erasing": {"rounds": 2}},
-    "unet_ms_crf": {
-        "erasing": {"rounds": 2},
-        "segmentation": {**UNET, "inference": {"scales": [0.75, 1.0], "flip": True, "crf": CRF}},
-    },
-    "seam": {"erasing": {"rounds": 1}, "classifier": {"method": "seam", "seam": {"scale": 0.5}}},
-}
-# One shard (the tiny config has 2): half the per-shard jobs, and cam_erasing matching the plain 2-shard run
-# exactly shows that the shard count changes no figure.
-GRID = {"shards": 1, "experiments": EXPERIMENTS}
-GRID_FILES = ("tiny.yaml", "grid.yaml")
+from tests.workflow_helpers import GRID_EXPERIMENTS, GRID_FILES, copy_grid, job_counts, run
 
 
 def plan(workdir, *targets) -> dict[str, int]:
@@ -37,9 +15,8 @@ def plan(workdir, *targets) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    root = copy_workflow(tmp_path_factory.mktemp("grid"))
-    (root / "grid.yaml").write_text(yaml.safe_dump(GRID, sort_keys=False))
-    return root
+    """The grid's project before any run: what it plans. The run is conftest.py's grid_run, in its own copy."""
+    return copy_grid(tmp_path_factory.mktemp("grid"))
 
 
 def test_a_bad_override_names_the_experiment(workdir):
@@ -92,15 +69,10 @@ def test_an_inference_only_experiment_trains_no_network(workdir):
     assert "results/deeplabv3_ms_crf/segmentation/ground_truth/predictions" in detail
 
 
-@pytest.fixture(scope="module")
-def grid_run(workdir):
-    return run(workdir, configfiles=GRID_FILES)
-
-
-def test_grid_run_trains_each_shared_network_once(workdir, grid_run):
-    counts = job_counts(grid_run.stdout + grid_run.stderr)
+def test_grid_run_trains_each_shared_network_once(grid_run):
+    counts = job_counts(grid_run.output)
     assert counts["train_classifier"] == 3 and counts["train_segmentation"] == 7
-    results, logs = workdir / "results", workdir / "logs"
+    results, logs = grid_run.root / "results", grid_run.root / "logs"
     assert sorted(str(p.relative_to(results)) for p in results.glob("*/classifier/r*")) == [
         "cam/classifier/r0",
         "cam_erasing/classifier/r1",
@@ -112,16 +84,16 @@ def test_grid_run_trains_each_shared_network_once(workdir, grid_run):
     assert not (logs / "gradcampp" / "train_classifier").exists()
     assert not (results / "gradcampp" / "segmentation" / "ground_truth").exists()
     assert sorted(p.name for p in (results / "cam_erasing" / "cams").iterdir()) == ["merged", "r1"]
-    assert plan(workdir) == {}
+    assert plan(grid_run.root) == {}
 
 
-def test_grid_tables_cover_every_experiment(workdir, grid_run, tiny_reference):
-    results = workdir / "results"
+def test_grid_tables_cover_every_experiment(grid_run, tiny_reference):
+    results = grid_run.root / "results"
     table = pd.read_parquet(results / "miou.parquet")
     summary = pd.read_parquet(results / "summary.parquet")
-    assert list(dict.fromkeys(table["experiment"])) == list(EXPERIMENTS)
+    assert list(dict.fromkeys(table["experiment"])) == list(GRID_EXPERIMENTS)
     assert summary["seeds"].eq(1).all() and summary["miou_sd"].isna().all()  # one seed: no spread
-    for name in EXPERIMENTS:
+    for name in GRID_EXPERIMENTS:
         own = pd.read_parquet(results / name / "summary.parquet")
         mine = summary[summary["experiment"] == name].reset_index(drop=True)
         assert list(mine["stage"]) == list(own["stage"])
@@ -137,29 +109,29 @@ def test_grid_tables_cover_every_experiment(workdir, grid_run, tiny_reference):
     pd.testing.assert_frame_equal(mine, plain)
 
 
-def test_ranking_orders_experiments_and_prices_them(workdir, grid_run):
-    ranking = pd.read_parquet(workdir / "results" / "ranking.parquet")
-    assert sorted(ranking["experiment"]) == sorted(EXPERIMENTS)
+def test_ranking_orders_experiments_and_prices_them(grid_run):
+    ranking = pd.read_parquet(grid_run.root / "results" / "ranking.parquet")
+    assert sorted(ranking["experiment"]) == sorted(GRID_EXPERIMENTS)
     assert ranking["segmentation"].is_monotonic_decreasing and list(ranking["rank"]) == [1, 2, 3, 4, 5]
     costs = ranking.set_index("experiment")
     assert (costs["total_s"] > 0).all() and (costs["own_s"] <= costs["total_s"]).all()
     # gradcampp reuses cam's classifier, so it ran less than it needs
     assert costs.loc["gradcampp", "own_s"] < costs.loc["gradcampp", "total_s"]
     assert costs.loc["cam", "classifier_s"] == costs.loc["gradcampp", "classifier_s"] > 0
-    lines = (workdir / "results" / "ranking.txt").read_text().splitlines()
+    lines = (grid_run.root / "results" / "ranking.txt").read_text().splitlines()
     assert lines[0].startswith("Experiments ranked by segmentation mIoU")
     assert [line.split()[1] for line in lines[2:7]] == list(ranking["experiment"])
     assert "segmentation pix.acc" in lines[1]
-    summary = pd.read_parquet(workdir / "results" / "summary.parquet").set_index(["experiment", "stage"])
+    summary = pd.read_parquet(grid_run.root / "results" / "summary.parquet").set_index(["experiment", "stage"])
     np.testing.assert_array_equal(
         ranking["pixel_accuracy"], summary["pixel_accuracy"][:, "segmentation"][ranking["experiment"]]
     )
 
 
-def test_each_network_reports_its_inference_and_has_its_own_bound(workdir, grid_run):
+def test_each_network_reports_its_inference_and_has_its_own_bound(grid_run):
     """The U-Net experiment trained its own networks on cam_erasing's pseudo-masks, and both its stages say
     which network and which test-time inference made their predictions."""
-    results = workdir / "results"
+    results = grid_run.root / "results"
     assert not (results / "unet_ms_crf" / "pseudo_masks").exists()
     model = torch.load(results / "unet_ms_crf/segmentation/ground_truth/model.pt", weights_only=True)
     assert model["meta"]["arch"] == "unet" and model["meta"]["upsampling"] == "transpose"

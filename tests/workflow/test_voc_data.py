@@ -1,4 +1,5 @@
-"""The workflow on data in the published VOC 2012 / SBD layouts: an existing tree, or the download rules."""
+"""The workflow on data in the published VOC 2012 / SBD layouts: an existing tree (its JPEGs grayscale, CMYK or
+EXIF-rotated in turn, as photos come), or the download rules."""
 
 import hashlib
 import shutil
@@ -10,7 +11,7 @@ import yaml
 from PIL import Image
 
 from tests.servers import FileServer
-from tests.voc_data import make_voc_and_sbd, tar_bytes
+from tests.voc_data import PHOTO_KINDS, make_voc_and_sbd, tar_bytes
 from tests.workflow_helpers import (
     DEFAULT_WEIGHTS,
     REPO,
@@ -22,7 +23,7 @@ from tests.workflow_helpers import (
     run,
 )
 from wsss.data.index import read_sbd_mask
-from wsss.data.voc import read_mask, voc_palette
+from wsss.data.voc import VOCTree, read_mask, voc_palette
 
 # Demo-sized training on the tree: one erasing round and one shard keep the test short.
 VOC_TINY = {
@@ -40,14 +41,19 @@ def workflow_copy(root, overrides):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return make_voc_and_sbd(tmp_path_factory.mktemp("voc"))
+    return make_voc_and_sbd(tmp_path_factory.mktemp("voc"), stored_as=PHOTO_KINDS)
+
+
+def tree_settings(data) -> tuple[str, ...]:
+    """The existing tree's keys on the command line, after the targets (as the README gives them)."""
+    voc, sbd, _ = data
+    return ("--config", f"voc_root={voc}", f"sbd_root={sbd}")
 
 
 @pytest.fixture(scope="module")
 def existing(data, tmp_path_factory):
-    voc, sbd, _ = data
-    workdir = workflow_copy(tmp_path_factory.mktemp("existing") / "w", {"voc_root": str(voc), "sbd_root": str(sbd)})
-    run(workdir, "results/miou.parquet")
+    workdir = workflow_copy(tmp_path_factory.mktemp("existing") / "w", {})
+    run(workdir, "results/miou.parquet", *tree_settings(data))
     return workdir
 
 
@@ -65,6 +71,47 @@ def test_existing_tree_runs_end_to_end_on_train_aug(data, existing):
     assert sorted(p.stem for p in (existing / "results/cams/r0").glob("shard*/*.npy")) == train_aug
     assert sorted(p.stem for p in (existing / "results/pseudo_masks").glob("shard*/*.png")) == train_aug
     assert resource_files(existing) == [DEFAULT_WEIGHTS]  # nothing downloaded, no demo built; the package's weights
+
+
+def test_every_artefact_has_its_images_stored_size(data, existing):
+    """Grayscale, CMYK and EXIF-rotated JPEGs are read as RGB at their stored size (their masks' size): CAMs,
+    pseudo-masks and predictions have it, whatever size the networks see (cam/segmentation.long_side)."""
+    voc, _, _ = data
+    modes = {Image.open(p).mode for p in (voc / "JPEGImages").glob("*.jpg")}
+    assert modes == {"RGB", "L", "CMYK"}
+    tree = VOCTree(voc)
+    sizes = {p.stem: Image.open(p).size[::-1] for p in (voc / "JPEGImages").glob("*.jpg")}
+    labels = pd.read_parquet(existing / "results/labels/image_labels.parquet").set_index("image_id")
+    for folder in ("cams/r0", "cams/merged"):
+        for path in (existing / "results" / folder).glob("shard*/*.npy"):
+            assert np.load(path).shape == (len(labels.loc[path.stem, "class_ids"]), *sizes[path.stem]), path
+    for path in (existing / "results/pseudo_masks").glob("shard*/*.png"):
+        assert read_mask(path, 21).shape == sizes[path.stem], path
+    for supervision in ("pseudo_mask", "ground_truth"):
+        predictions = sorted((existing / "results/segmentation" / supervision / "predictions").glob("*.png"))
+        assert [p.stem for p in predictions] == sorted(tree.split_ids("val"))
+        for path in predictions:
+            assert read_mask(path, 21).shape == sizes[path.stem], path
+    rows = pd.read_parquet(existing / "results/miou.parquet")
+    assert rows.loc[rows["present"], "iou"].notna().all() and rows["iou"].dropna().between(0, 1).all()
+
+
+def test_another_long_side_reruns_only_what_it_decides(data, existing):
+    """The networks are not retrained for another prediction size; another CAM size retrains only the network
+    on the new pseudo-masks (the fully-supervised one is kept)."""
+    (existing / "seg48.yaml").write_text("segmentation: {long_side: 48}\n")
+    (existing / "cam48.yaml").write_text("cam: {long_side: 48}\n")
+    replan = {
+        name: job_counts(
+            run(
+                existing, "-n", "results/miou.parquet", *tree_settings(data), configfiles=("tiny.yaml", f"{name}.yaml")
+            ).stdout
+        )
+        for name in ("seg48", "cam48")
+    }
+    assert replan["seg48"] == {"predict_segmentation": 2, "evaluate_stage": 2, "miou_table": 1}
+    assert "train_classifier" not in replan["cam48"] and replan["cam48"]["cams"] == 1
+    assert replan["cam48"]["train_segmentation"] == 1
 
 
 def test_sbd_masks_are_converted_for_images_voc_does_not_annotate(data, existing):

@@ -165,7 +165,7 @@ OTHER_VALUES = {
 UNPLANNED = {
     "seeds": "replicates every run into seed<k>/ folders (tests/workflow/test_seeds.py)",
     "experiments": "a grid of runs (tests/workflow/test_grid.py)",
-    "voc_root": "a directory of images (tests/workflow/test_photo_tree_run.py)",
+    "voc_root": "a directory of images (tests/workflow/test_voc_data.py)",
     "sbd_root": "a directory of SBD masks (tests/workflow/test_voc_data.py)",
 }
 # The dataset itself (its images, classes, the splits its index lists): every step reruns when it changes.
