@@ -66,9 +66,11 @@ def test_existing_tree_runs_end_to_end_on_train_aug(data, existing):
     assert summary.loc["cam", "num_images"] == len(voc_train)  # seeds scored on VOC train
     assert summary.loc["pseudo_mask", "num_images"] == len(voc_train)
     assert summary.loc["segmentation", "num_images"] == 6  # the network on val
+    assert {"cam", "crf", "pseudo_mask", "segmentation", "fully_supervised"} <= set(summary.index)
     assert summary["miou"].between(0, 1).all()
-    # CAMs and pseudo-masks cover all of train_aug
-    assert sorted(p.stem for p in (existing / "results/cams/r0").glob("shard*/*.npy")) == train_aug
+    # CAMs (each round's and the merged ones) and pseudo-masks cover all of train_aug
+    for folder in ("cams/r0", "cams/merged"):
+        assert sorted(p.stem for p in (existing / "results" / folder).glob("shard*/*.npy")) == train_aug
     assert sorted(p.stem for p in (existing / "results/pseudo_masks").glob("shard*/*.png")) == train_aug
     assert resource_files(existing) == [DEFAULT_WEIGHTS]  # nothing downloaded, no demo built; the package's weights
 
@@ -93,6 +95,8 @@ def test_every_artefact_has_its_images_stored_size(data, existing):
         for path in predictions:
             assert read_mask(path, 21).shape == sizes[path.stem], path
     rows = pd.read_parquet(existing / "results/miou.parquet")
+    summary = pd.read_parquet(existing / "results/summary.parquet")
+    assert set(summary["stage"]) <= set(rows["stage"])
     assert rows.loc[rows["present"], "iou"].notna().all() and rows["iou"].dropna().between(0, 1).all()
 
 
