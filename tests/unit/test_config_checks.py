@@ -36,3 +36,15 @@ def test_an_impossible_stride_is_said_in_words():
         "segmentation.arch: deeplabv3plus needs segmentation.output_stride: 8 or 16 (it is 32)"
     ]
     assert errors_of({"segmentation": {"arch": "unet", "output_stride": 32}}) == []
+
+
+def test_a_combination_across_sections_is_said_in_words():
+    """The schema's top-level if/then rules too: random-walk labels need the walk, and an expansion method needs
+    the plain CAM."""
+    assert errors_of({"segmentation": {"labels": "random_walk"}, "random_walk": {"enabled": False}}) == [
+        "segmentation.labels: random_walk needs random_walk.enabled: true (it is false)"
+    ]
+    assert errors_of({"segmentation": {"labels": "pseudo_mask"}, "random_walk": {"enabled": False}}) == []
+    assert errors_of({"classifier": {"method": "seam"}, "cam": {"method": "gradcam"}}, "experiments.s: ") == [
+        "experiments.s: classifier.method: seam needs cam.method: cam (it is gradcam)"
+    ]

@@ -74,6 +74,19 @@ def test_changing_the_cam_method_shares_the_classifier_only(base):
     assert g.owner("pp", "metrics", "fully_supervised") == "cam"
 
 
+def test_an_experiment_without_the_walk_has_neither_irn_nor_its_stage(base):
+    """random_walk.enabled: false leaves out IRN's two steps and the random_walk stage, and shares everything
+    else with the run that walks (enabled decides whether the walk runs, not any file)."""
+    g = grid(base, walk={}, no_walk={"random_walk": {"enabled": False}})
+    assert [g.runs("no_walk", step) for step in ("irn", "random_walk")] == [False, False]
+    assert not g.runs("no_walk", "metrics", "random_walk") and g.runs("walk", "metrics", "random_walk")
+    for step, arg in [("classifier", 0), ("pseudo_masks", None), ("segmentation", "pseudo_mask")]:
+        assert g.owner("no_walk", step, arg) == "walk", step
+    assert g.owner("no_walk", "metrics", "segmentation") == "walk"
+    switched_off = deep_merge(g.configs["walk"], {"random_walk": {"enabled": False}})
+    assert step_settings(switched_off, "random_walk") == step_settings(g.configs["walk"], "random_walk")
+
+
 def test_an_inference_experiment_shares_the_trained_networks(base):
     """Test-time inference decides the predictions, not the networks: an experiment that changes only it
     re-predicts with the networks (and the bound) another experiment trained. Other pseudo-labels are another

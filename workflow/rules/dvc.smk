@@ -35,5 +35,6 @@ rule weights:
     installed package, or the verified download) before it marks pulled steps up to date, so a clone never
     gets an empty placeholder for them from Snakemake's --touch."""
     input:
-        sorted({path for name in RUNS for section in ("classifier", "irn", "segmentation")
+        sorted({path for name in RUNS
+                for section in ("classifier", "segmentation", *["irn"] * registry.walks(GRID.configs[name]))
                 for path in pretrained_weights(GRID.configs[name][section])}),

@@ -5,11 +5,16 @@ REPORT = config["report"]
 TRAIN_GALLERY_STAGES = registry.stages_where(gallery="train")
 
 
+def train_gallery_stages(name):
+    """The run's own stages among those the train gallery shows (a run without the walk has no walk panel)."""
+    return [stage for stage in stages(name) if stage in TRAIN_GALLERY_STAGES]
+
+
 rule report_train_gallery:
     """Sample, best and worst train images: CAMs per class and round, merged CAM, CRF, pseudo-mask, truth."""
     input:
         unpack(lambda wc: {f"cams_r{r}": GRID.step_outputs(run_name(wc), "cams", r) for r in rounds(run_name(wc))}),
-        unpack(lambda wc: {stage: GRID.scored_outputs(run_name(wc), stage) for stage in TRAIN_GALLERY_STAGES}),
+        unpack(lambda wc: {stage: GRID.scored_outputs(run_name(wc), stage) for stage in train_gallery_stages(run_name(wc))}),
         data=DATASET,
         labels=LABELS,
         scores=IMAGE_SCORES,
@@ -28,7 +33,7 @@ rule report_train_gallery:
     params:
         settings=REPORT,
         rounds=lambda wc: len(rounds(run_name(wc))),
-        label_stages=TRAIN_GALLERY_STAGES,
+        label_stages=lambda wc: train_gallery_stages(run_name(wc)),
         # ranked by the pseudo-labels the segmentation network learns from (their stage bears the labels' name)
         rank_stage=lambda wc: settings(wc)["segmentation"]["labels"],
         split=config["splits"]["seed_eval"],

@@ -55,6 +55,11 @@ def _rounds(config: dict) -> range:
     return range(config["erasing"]["rounds"])
 
 
+def walks(config: dict) -> bool:
+    """Whether a run has IRN's boundary network and random walk (random_walk.enabled)."""
+    return config["random_walk"]["enabled"]
+
+
 def _without(section: dict, unread) -> dict:
     return {k: v for k, v in section.items() if k not in unread}
 
@@ -107,7 +112,8 @@ class Step:
     files: its files in the folder (a per-shard step: none, the shard directories are its output), the
     first of them the one its consumers read;
     rules: the rules that compute it (their benchmark files make up its compute time);
-    cost: the part of an experiment's compute time it counts towards.
+    cost: the part of an experiment's compute time it counts towards;
+    when: (config) -> whether a run of config has the step at all (a switched-off step has no arguments).
     """
 
     name: str
@@ -119,6 +125,7 @@ class Step:
     files: tuple[str, ...] = ()
     rules: tuple[str, ...] = ()
     cost: str | None = None
+    when: Callable[[dict], bool] = lambda config: True
 
     def path(self, arg=None) -> str:
         return self.folder.format(**({self.arg: arg} if self.arg else {}))
@@ -134,7 +141,10 @@ class Step:
         return "/".join([BENCHMARKS, rule, *parts, *(["shard{shard}"] if self.per_shard else [])]) + ".tsv"
 
     def args(self, config: dict) -> list:
-        """The arguments this step runs with in a run of config ([None] for a step without one)."""
+        """The arguments this step runs with in a run of config ([None] for a step without one, [] for a step
+        the run leaves out)."""
+        if not self.when(config):
+            return []
         if self.arg == ROUND:
             return list(_rounds(config))
         if self.arg == SUPERVISION:
@@ -204,15 +214,18 @@ STEPS = {
             files=("model.pt", "history.parquet"),
             rules=("train_irn",),
             cost="masks",
+            when=walks,
         ),
         Step(
             "random_walk",
             "random_walk",
             per_shard=True,
-            settings=lambda config, arg: {"random_walk": config["random_walk"]},
+            # enabled decides whether the step runs, not its files
+            settings=lambda config, arg: {"random_walk": _without(config["random_walk"], {"enabled"})},
             upstream=lambda config, arg: [("irn", None), ("merged_cams", None)],
             rules=("random_walk",),
             cost="masks",
+            when=walks,
         ),
         Step(
             "segmentation",
@@ -359,7 +372,7 @@ STAGES = (
     ),
     Stage("crf", "CRF", "crf", LABELS, "seed_eval", ranked=True, gallery="train"),
     Stage("pseudo_mask", "pseudo-mask", "pseudo_masks", LABELS, "seed_eval", ranked=True, gallery="train"),
-    Stage("random_walk", "random walk", "random_walk", LABELS, "seed_eval", ranked=True, gallery="train"),
+    Stage("random_walk", "random walk", "random_walk", LABELS, "seed_eval", ranked=True, gallery="train", when=walks),
     Stage(
         "segmentation",
         "segmentation",
