@@ -19,11 +19,10 @@ from wsss.data.voc import IGNORE, load_npy, read_mask
 
 COCO340 = REPO.parent / "shared" / "data" / "coco340-voc" / "VOC2012"
 NUM_TRAIN, NUM_VAL = 12, 6
-# one epoch per network and one CAM scale pair: the profile's resolutions, CRF and walk stay as they are
+# one epoch per network and one CAM scale pair: the profile's resolutions and CRF stay as they are
 QUICK = {
     "classifier": {"epochs": 1},
     "cam": {"scales": [1.0, 2.0]},
-    "irn": {"epochs": 1},
     "segmentation": {"epochs": 1},
     "report": {"sample_size": 2, "best": 1, "worst": 1, "val_sample_size": 2},
 }
@@ -62,12 +61,15 @@ def photos(tmp_path_factory):
 def test_photos_profile_runs_every_stage(photos):
     workdir, _, splits = photos
     summary = pd.read_parquet(workdir / "results/summary.parquet").set_index("stage")
-    for stage in ("cam", "crf", "pseudo_mask", "random_walk"):
+    for stage in ("cam", "crf", "pseudo_mask"):
         assert summary.loc[stage, "num_images"] == len(splits["train"])
     for stage in ("segmentation", "fully_supervised"):
         assert summary.loc[stage, "num_images"] == len(splits["val"])
     assert summary["miou"].between(0, 1).all()
     assert not (workdir / "results/cams/r1").exists()  # one round: no erasing on photos
+    # no walk on photos (random_walk.enabled: false): no boundary network, no walk labels, no stage
+    assert "random_walk" not in summary.index
+    assert not (workdir / "results/irn").exists() and not (workdir / "results/random_walk").exists()
 
 
 def test_cams_and_labels_have_each_photos_size(photos):
@@ -75,15 +77,15 @@ def test_cams_and_labels_have_each_photos_size(photos):
     labels = load_labels(workdir / "results/labels/image_labels.parquet")
     cams = {p.stem: p for p in (workdir / "results/cams/r0").glob("shard*/*.npy")}
     masks = {p.stem: p for p in (workdir / "results/pseudo_masks").glob("shard*/*.png")}
-    walks = {p.stem: p for p in (workdir / "results/random_walk").glob("shard*/*.png")}
-    assert sorted(cams) == sorted(masks) == sorted(walks) == splits["train"]
+    crfs = {p.stem: p for p in (workdir / "results/crf").glob("shard*/*.png")}
+    assert sorted(cams) == sorted(masks) == sorted(crfs) == splits["train"]
     for image_id in splits["train"]:
         with Image.open(tree / "JPEGImages" / f"{image_id}.jpg") as jpeg:
             width, height = jpeg.size
         classes = labels[image_id]  # from the mask: every class it holds, ascending
         cam = load_npy(cams[image_id])
         assert cam.dtype == np.float16 and cam.shape == (len(classes), height, width)
-        for path in (masks[image_id], walks[image_id]):
+        for path in (masks[image_id], crfs[image_id]):
             with Image.open(path) as png:
                 assert png.mode == "P" and png.size == (width, height)
                 values = set(np.unique(np.array(png)).tolist())
@@ -126,7 +128,7 @@ def test_benchmark_reads_the_runs_steps(photos):
         check=True,
     )
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line and line[0].isalpha()}
-    for rule in ("train_classifier", "cams", "crf", "pseudo_masks", "train_irn", "random_walk", "train_segmentation"):
+    for rule in ("train_classifier", "cams", "crf", "pseudo_masks", "train_segmentation"):
         assert rule in rows, result.stdout
     assert rows["cams"][1] == "2" and int(rows["cams"][5]) == len(splits["train"])  # 2 shard jobs, every image
     assert int(rows["predict_segmentation"][5]) == 2 * len(splits["val"])  # two networks' predictions
