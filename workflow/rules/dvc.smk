@@ -35,6 +35,7 @@ rule weights:
     installed package, or the verified download) before it marks pulled steps up to date, so a clone never
     gets an empty placeholder for them from Snakemake's --touch."""
     input:
-        sorted({path for name in RUNS
-                for section in ("classifier", "segmentation", *["irn"] * registry.walks(GRID.configs[name]))
+        # each network's section is named as its step; a run that leaves a step out needs not its weights
+        sorted({path for name in RUNS for section in ("classifier", "irn", "segmentation")
+                if registry.step(section).args(GRID.configs[name])
                 for path in pretrained_weights(GRID.configs[name][section])}),
