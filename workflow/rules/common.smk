@@ -140,6 +140,14 @@ def stages(name):
     return registry.stage_names(GRID.configs[name])
 
 
+TRAIN_GALLERY_STAGES = registry.stages_where(gallery="train")
+
+
+def train_gallery_stages(name):
+    """The run's own stages among those the train gallery shows (a run without the walk has no walk panel)."""
+    return [stage for stage in stages(name) if stage in TRAIN_GALLERY_STAGES]
+
+
 def per_image_stages(name):
     """The stages scored image by image (an oracle is a threshold sweep over the whole split)."""
     return [stage for stage in stages(name) if registry.stage_named(stage).per_image]

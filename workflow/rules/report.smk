@@ -2,12 +2,6 @@
 # own cached rule, drawn by wsss.scoring.figures. Gallery file names carry the image id, classes and IoUs, which
 # the report shows as labels and captions (Snakemake report patterns).
 REPORT = config["report"]
-TRAIN_GALLERY_STAGES = registry.stages_where(gallery="train")
-
-
-def train_gallery_stages(name):
-    """The run's own stages among those the train gallery shows (a run without the walk has no walk panel)."""
-    return [stage for stage in stages(name) if stage in TRAIN_GALLERY_STAGES]
 
 
 rule report_train_gallery:
