@@ -140,12 +140,9 @@ def stages(name):
     return registry.stage_names(GRID.configs[name])
 
 
-TRAIN_GALLERY_STAGES = registry.stages_where(gallery="train")
-
-
 def train_gallery_stages(name):
-    """The run's own stages among those the train gallery shows (a run without the walk has no walk panel)."""
-    return [stage for stage in stages(name) if stage in TRAIN_GALLERY_STAGES]
+    """The run's stages the train gallery shows as panels (a run without the walk has no walk panel)."""
+    return [stage for stage in stages(name) if registry.stage_named(stage).gallery == "train"]
 
 
 def per_image_stages(name):
