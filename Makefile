@@ -43,12 +43,17 @@ seeds: install
 	$(BIN)/snakemake --cores all --configfile config/demo-seeds.yaml
 	@echo; echo "WSSS results over seeds (results/summary.txt; every seed's rows: results/miou.parquet):"; cat results/summary.txt
 
+# One pytest-xdist worker per core, each test module in one worker (its module fixtures built once); the projects
+# that modules share are built once for all workers (tests/workflow/conftest.py, built_once). A plain
+# `.venv/bin/python -m pytest ...` runs in one process, for debugging.
+PYTEST := $(BIN)/python -m pytest -n auto --dist loadfile
+
 test: install
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # The unit-test loop: tests/unit (tests/workflow holds the Snakemake runs, DVC and servers).
 unit: install
-	$(BIN)/python -m pytest tests/unit
+	$(PYTEST) tests/unit
 
 # ruff's rules and format (pyproject.toml, [tool.ruff]), the library's import layers ([tool.importlinter]),
 # then Snakemake's own lint of the workflow.

@@ -1,5 +1,7 @@
 """Fixtures of both loops (tests/unit, tests/workflow); the workflow fixtures are in tests/workflow/conftest.py."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,16 @@ from tests.helpers import DEMO_CLASSES
 from tests.voc_data import make_photo_tree
 from wsss.data.demo import make_demo_dataset
 from wsss.data.voc import VOC_CLASSES, VOCTree
+
+
+def pytest_configure(config):
+    """In pytest-xdist's workers (make test, make unit: one per core) torch computes on one thread: two workers
+    of two threads each on two cores wait on each other's threads at every small operation (make unit: 99 s in
+    one process, 236 s in two workers of two threads)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -26,6 +26,9 @@ ENV = {
 TINY = {
     "demo": {"num_train": 12, "num_val": 6, "size_range": [40, 56], "background_only_fraction": 0.1},
     "shards": 2,
+    # One thread a job: make test runs the suite in one pytest-xdist worker per core, and two workers' two-thread
+    # jobs on two cores wait on each other's threads at every small operation (a tiny training 4-5x slower)
+    "threads": {"train": 1, "infer": 1, "crf": 1, "evaluate": 1},
     # 4 epochs: the SLURM kill test needs a classifier that checkpoints and is still training
     "classifier": {"epochs": 4, "batch_size": 4, "resize_long": [40, 56], "crop_size": 40},
     # inference at the long side the networks train at (as the default config: resize_long's maximum)

@@ -1,15 +1,48 @@
 """Fixtures that run the workflow, DVC or a server: only tests in this folder (make test, not make unit) can
 use them."""
 
+import dataclasses
+import json
+import os
 import socket
 import subprocess
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests import workflow_helpers
+
+
+def built_once(tmp_path_factory, name: str, build, record_type):
+    """build(folder): a project that tests of several modules read, built once per pytest run. `make test` runs
+    the suite in pytest-xdist workers (one process per core, each module in one worker): there the first worker
+    to ask builds it in the run's folder, shared by the workers, while the others wait on a lock and read the
+    record it left (record_type, a dataclass of paths, strings and dicts, as JSON); a failed build is reported
+    to each worker that asks, not repeated."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above each worker's own
+    record, failed = shared / f"{name}.json", shared / f"{name}.failed"
+    with FileLock(shared / f"{name}.lock"):
+        if failed.exists():
+            pytest.fail(f"{name} failed to build in another worker:\n{failed.read_text()}")
+        if not record.exists():
+            folder = shared / name
+            folder.mkdir()
+            try:
+                built = build(folder)
+            except BaseException:
+                failed.write_text(traceback.format_exc())
+                raise
+            fields = {key: str(value) if isinstance(value, Path) else value for key, value in vars(built).items()}
+            record.write_text(json.dumps(fields))
+    fields = json.loads(record.read_text())
+    paths = {field.name for field in dataclasses.fields(record_type) if field.type in (Path, "Path")}
+    return record_type(**{key: Path(value) if key in paths else value for key, value in fields.items()})
 
 
 @dataclass(frozen=True)
@@ -25,11 +58,15 @@ def tiny_run(tmp_path_factory) -> TinyRun:
     interrupted: these are the figures other runs must match, and independent runs do (the grid's experiment with
     these settings in test_grid.py, the reference commit's run in test_results_kept.py, a run killed
     mid-training on SLURM in test_slurm.py). test_workflow.py works on a copy."""
-    root = workflow_helpers.copy_workflow(tmp_path_factory.mktemp("reference"))
-    workflow_helpers.run(root, "results/classifier/r0/model.pt")
-    left = workflow_helpers.planned_jobs(root, "results/miou.parquet")
-    workflow_helpers.run(root)
-    return TinyRun(root, left)
+
+    def build(folder: Path) -> TinyRun:
+        root = workflow_helpers.copy_workflow(folder)
+        workflow_helpers.run(root, "results/classifier/r0/model.pt")
+        left = workflow_helpers.planned_jobs(root, "results/miou.parquet")
+        workflow_helpers.run(root)
+        return TinyRun(root, left)
+
+    return built_once(tmp_path_factory, "reference", build, TinyRun)
 
 
 @pytest.fixture(scope="session")
@@ -48,9 +85,13 @@ class GridRun:
 def grid_run(tmp_path_factory) -> GridRun:
     """The experiments grid run to its tables in its own project: test_grid.py reads it, and test_seeds.py
     compares seed 0 of a replicated one-round run with its `cam` experiment (the same settings)."""
-    root = workflow_helpers.copy_grid(tmp_path_factory.mktemp("grid-run"))
-    result = workflow_helpers.run(root, configfiles=workflow_helpers.GRID_FILES)
-    return GridRun(root, result.stdout + result.stderr)
+
+    def build(folder: Path) -> GridRun:
+        root = workflow_helpers.copy_grid(folder)
+        result = workflow_helpers.run(root, configfiles=workflow_helpers.GRID_FILES)
+        return GridRun(root, result.stdout + result.stderr)
+
+    return built_once(tmp_path_factory, "grid-run", build, GridRun)
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +134,6 @@ def dvc_origin(tmp_path_factory):
     a local remote, push, commit): one tiny run, shared by test_readme.py and test_dvc.py (see
     readme_runner.make_dvc_origin). Tests clone it or work on a copy: none changes its tracked files or results
     (test_dvc.py adds an S3 remote in the git-ignored .dvc/config.local)."""
-    from tests.readme_runner import make_dvc_origin
+    from tests.readme_runner import DvcOrigin, make_dvc_origin
 
-    return make_dvc_origin(tmp_path_factory.mktemp("dvc-origin"))
+    return built_once(tmp_path_factory, "dvc-origin", make_dvc_origin, DvcOrigin)

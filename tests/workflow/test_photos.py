@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.workflow_helpers import REPO, copy_workflow, run
+from tests.workflow_helpers import REPO, TINY, copy_workflow, run
 from wsss.data.labels import load_labels
 from wsss.data.voc import IGNORE, load_npy, read_mask
 
@@ -25,6 +25,7 @@ QUICK = {
     "cam": {"scales": [1.0, 2.0]},
     "segmentation": {"epochs": 1},
     "report": {"sample_size": 2, "best": 1, "worst": 1, "val_sample_size": 2},
+    "threads": TINY["threads"],
 }
 
 

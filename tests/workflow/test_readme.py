@@ -119,10 +119,10 @@ def test_workflow_commands(demo):
         result = run_readme_command(command, places)
         if command == ".venv/bin/snakemake --cores all results/miou.parquet":
             assert "Nothing to be done" in result.stdout + result.stderr
-        if command == "make test":
-            assert re.search(r"^\.venv/bin/python -m pytest", result.stdout, re.M), result.stdout
-        if command == "make unit":
-            assert re.search(r"^\.venv/bin/python -m pytest tests/unit$", result.stdout, re.M), result.stdout
+        if command in ("make test", "make unit"):  # a pytest worker per core; make unit: tests/unit only
+            line = re.search(r"^\.venv/bin/python -m pytest -n auto .*$", result.stdout, re.M)
+            assert line, result.stdout
+            assert line[0].endswith(" tests/unit") == (command == "make unit"), line[0]
         if command == "make lint":
             assert re.search(r"^\.venv/bin/ruff check", result.stdout, re.M), result.stdout
         if "rounds3.yaml" in command and command.startswith(".venv"):

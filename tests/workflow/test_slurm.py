@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from tests.workflow_helpers import REPO, copy_finished_run, run, snakemake_command
+from tests.workflow_helpers import REPO, TINY, copy_finished_run, run, snakemake_command
 
 HELPER = REPO / ".ci" / "slurm-cluster"
 PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
@@ -29,6 +29,21 @@ PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
 # which): the test node has none
 SUBMITTED_RULES = yaml.safe_load(PROFILE.read_text())["set-resources"]
 GPU_RULES = [rule for rule, asked in SUBMITTED_RULES.items() if asked.get("gpu")]
+
+
+def rule_threads(config_threads: dict[str, int]) -> dict[str, int]:
+    """Each rule's threads in a run whose config `threads` is config_threads, as workflow/rules/*.smk declare
+    them (`threads: 1` or `threads: config["threads"][key]`)."""
+    threads = {}
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        rules = re.findall(r"^\s*rule (\w+):\n(.*?)(?=^\s*rule \w+:|\Z)", smk.read_text(), re.M | re.S)
+        for rule, body in rules:
+            declared = re.search(r'threads: (?:(\d+)|config\["threads"\]\["(\w+)"\])', body)
+            if declared:
+                threads[rule] = int(declared[1]) if declared[1] else config_threads[declared[2]]
+    return threads
+
+
 SLURM_ARGS = [
     "--workflow-profile",
     "workflow/profiles/slurm",
@@ -44,19 +59,9 @@ SLURM_ARGS = [
     # so the jobs keep the rules' own memory figures and the profile's default runtime.
     "--set-resources",
     *[f"{rule}:gpu=0" for rule in GPU_RULES],
-    # The threads of the local reference run (config `threads`): CPU float results depend on them.
+    # The threads of the local reference run (TINY's `threads`): CPU float results depend on them.
     "--set-threads",
-    "train_classifier=2",
-    "train_segmentation=2",
-    "train_irn=2",
-    "cams=1",
-    "random_walk=1",
-    "predict_segmentation=1",
-    "crf=1",
-    "pseudo_masks=1",
-    "merge_cams=1",
-    "evaluate_stage=1",
-    "dataset_index=1",
+    *[f"{rule}={threads}" for rule, threads in rule_threads(TINY["threads"]).items()],
 ]
 # On the copy of the finished local run: the round-1 classifier and every job after it run again. Both runs
 # below give it (a missing model.pt alone reruns nothing while the files made from it are there).
