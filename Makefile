@@ -43,10 +43,11 @@ seeds: install
 	$(BIN)/snakemake --cores all --configfile config/demo-seeds.yaml
 	@echo; echo "WSSS results over seeds (results/summary.txt; every seed's rows: results/miou.parquet):"; cat results/summary.txt
 
-# One pytest-xdist worker per core, each test module in one worker (its module fixtures built once); the projects
-# that modules share are built once for all workers (tests/workflow/conftest.py, built_once). A plain
-# `.venv/bin/python -m pytest ...` runs in one process, for debugging.
-PYTEST := $(BIN)/python -m pytest -n auto --dist loadfile
+# One pytest-xdist worker per core, each test module in one worker (its module fixtures built once), in the
+# order tests/conftest.py gives (the long workflow modules first); the projects that modules share are built
+# once for all workers (tests/workflow/conftest.py, built_once). A plain `.venv/bin/python -m pytest ...` runs
+# in one process, for debugging.
+PYTEST := $(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 test: install
 	$(PYTEST)

@@ -22,6 +22,13 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items):
+    """The workflow tests first, the unit tests after them: pytest-xdist's workers (make test) then start on the
+    long Snakemake runs and the many short unit modules fill the end, so both workers finish at about the same
+    time (the Makefile keeps this order: --no-loadscope-reorder)."""
+    items.sort(key=lambda item: not item.path.is_relative_to(workflow_helpers.WORKFLOW_TESTS))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item):
     """The running test (its setup and teardown included), for workflow_helpers.require_workflow_test."""
