@@ -38,9 +38,11 @@ def rule_threads(config_threads: dict[str, int]) -> dict[str, int]:
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         rules = re.findall(r"^\s*rule (\w+):\n(.*?)(?=^\s*rule \w+:|\Z)", smk.read_text(), re.M | re.S)
         for rule, body in rules:
-            declared = re.search(r'threads: (?:(\d+)|config\["threads"\]\["(\w+)"\])', body)
+            declared = re.search(r"threads: (.+)", body)
             if declared:
-                threads[rule] = int(declared[1]) if declared[1] else config_threads[declared[2]]
+                value = re.fullmatch(r'(\d+)|config\["threads"\]\["(\w+)"\]', declared[1].strip())
+                assert value, f"{smk.name}, rule {rule}: threads `{declared[1]}` is neither a number nor config"
+                threads[rule] = int(value[1]) if value[1] else config_threads[value[2]]
     return threads
 
 
