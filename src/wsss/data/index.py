@@ -1,4 +1,4 @@
-"""The dataset index: which VOC tree the workflow reads, its image lists, and SBD's extra masks.
+"""The voc dataset kind: a VOC 2012 tree, its image lists, and SBD's extra masks for train_aug.
 
 VOC 2012 annotates 1,464 train images; the literature trains on train_aug, VOC train plus the SBD images
 (Hariharan et al. 2011) minus VOC val: 10,582 images. SBD's masks (``cls/<id>.mat``) are converted to
@@ -8,16 +8,14 @@ exist: they are finer and carry the 255 boundary band.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 from tqdm import tqdm
 
-from wsss.data.voc import INDEX_FILE, DataError, VOCTree, read_list, write_mask
-from wsss.files import atomic_write
+from wsss.data.datasets import FROM_MASKS, BuiltIndex, IndexedImage, IndexRequest
+from wsss.data.voc import DataError, VOCTree, read_list, write_mask
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +24,8 @@ TRAIN_AUG = "train_aug"
 
 def read_sbd_mask(path: Path, num_classes: int) -> np.ndarray:
     """SBD's class mask (``GTcls.Segmentation`` of a .mat file) as uint8 class ids."""
+    import scipy.io  # here: the workflow imports the dataset kinds when it plans (0.3 s)
+
     try:
         record = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=True)["GTcls"]
         mask = np.asarray(record.Segmentation)
@@ -54,25 +54,16 @@ def check_voc_root(root: Path) -> None:
         raise DataError(f"{root} is not a VOC2012-layout directory: missing {', '.join(missing)}")
 
 
-def write_index(
-    voc_root: Path,
-    out_dir: Path,
-    splits: list[str],
-    num_classes: int,
-    sbd_root: Path | None = None,
-    expected_train_aug: int | None = None,
-) -> dict[str, int]:
-    """Write the index directory for voc_root (and SBD): dataset.json, lists/, SegmentationClassAug/.
-
-    Every image of the given splits must exist, with a mask. Returns the image count per list.
-    """
-    voc_root, out_dir = Path(voc_root), Path(out_dir)
+def build_voc(request: IndexRequest) -> BuiltIndex:
+    """The voc kind: the configured splits of the VOC tree (inputs "voc") and, with SBD (inputs "sbd"),
+    train_aug, SBD's masks converted to request.masks_dir (VOC's own mask where both exist). Labels come
+    from the masks, as IRN's cls_labels. Every image of a split must have a mask."""
+    voc_root = Path(request.inputs["voc"])
+    sbd_root = request.inputs.get("sbd") or None
     check_voc_root(voc_root)
-    lists, extra = out_dir / "lists", out_dir / "SegmentationClassAug"
-    lists.mkdir(parents=True, exist_ok=True)
-    extra.mkdir(exist_ok=True)
     voc = VOCTree(voc_root)
     ids = {path.stem: read_list(path) for path in sorted((voc_root / "ImageSets" / "Segmentation").glob("*.txt"))}
+    converted = request.masks_dir
     if sbd_root is not None:
         sbd_root = Path(sbd_root)
         sbd_train, sbd_val = read_list(sbd_root / "train.txt"), read_list(sbd_root / "val.txt")
@@ -84,33 +75,33 @@ def write_index(
             len(sbd_val),
             len(ids["train"]),
         )
-        if expected_train_aug is not None and len(ids[TRAIN_AUG]) != expected_train_aug:
+        expected = request.config.get("expected_train_aug")
+        if expected is not None and len(ids[TRAIN_AUG]) != expected:
             raise DataError(
                 f"train_aug built from {voc_root} and {sbd_root} has {len(ids[TRAIN_AUG])} images, expected "
-                f"{expected_train_aug} (key expected_train_aug): are these the VOC 2012 and SBD release lists?"
+                f"{expected} (key expected_train_aug): are these the VOC 2012 and SBD release lists?"
             )
         to_convert = [i for i in ids[TRAIN_AUG] if not voc.mask_path(i).exists()]
+        converted.mkdir(parents=True, exist_ok=True)
         for image_id in tqdm(to_convert, desc="SBD masks", mininterval=2):
-            write_mask(extra / f"{image_id}.png", read_sbd_mask(sbd_root / "cls" / f"{image_id}.mat", num_classes))
+            mask = read_sbd_mask(sbd_root / "cls" / f"{image_id}.mat", len(request.classes))
+            write_mask(converted / f"{image_id}.png", mask)
         log.info(
             "converted %d SBD masks; VOC's own masks used for the other %d",
             len(to_convert),
             len(ids[TRAIN_AUG]) - len(to_convert),
         )
-    for split in splits:
+    for split in request.splits:
         if split not in ids:
             raise DataError(f"split {split!r} has no image list: neither {voc.split_path(split)} nor SBD's train_aug")
-    index = VOCTree(voc_root, extra, lists)
-    for name, image_ids in ids.items():
-        (lists / f"{name}.txt").write_text("".join(f"{i}\n" for i in image_ids))
-    for split in splits:
+    index = VOCTree(voc_root, converted)
+    splits = {}
+    for split in request.splits:
+        splits[split] = []
         for image_id in ids[split]:
-            for path in (index.image_path(image_id), index.mask_path(image_id)):
+            image, mask = index.image_path(image_id), index.mask_path(image_id)
+            for path in (image, mask):
                 if not path.is_file():
                     raise DataError(f"image {image_id!r} of split {split!r} has no file {path}")
-    counts = {name: len(image_ids) for name, image_ids in ids.items()}
-    manifest = {"voc_root": str(voc_root), "sbd_root": None if sbd_root is None else str(sbd_root), "images": counts}
-    with atomic_write(out_dir / INDEX_FILE) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2))
-    log.info("dataset index: %s", counts)
-    return counts
+            splits[split].append(IndexedImage(image_id, image, mask))
+    return BuiltIndex(splits, FROM_MASKS)

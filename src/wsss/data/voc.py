@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,6 @@ VOC_CLASSES = (
     "tvmonitor",
 )
 IGNORE = 255
-INDEX_FILE = "dataset.json"
 
 log = logging.getLogger(__name__)
 
@@ -62,31 +60,19 @@ def voc_palette() -> list[int]:
 
 @dataclass(frozen=True)
 class VOCTree:
-    """A directory in VOC 2012 layout (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/).
+    """A directory in VOC 2012 layout (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/), as the voc
+    dataset kind reads it (wsss.data.index); the steps read every kind through wsss.data.datasets.Dataset.
 
-    ``extra_masks`` holds masks of images that VOC itself does not annotate (SBD's, for train_aug), and
-    ``lists`` image lists that override ImageSets/Segmentation; both come from the dataset index.
+    ``extra_masks`` holds masks of images that VOC itself does not annotate (SBD's, for train_aug).
     """
 
     root: Path
     extra_masks: Path | None = None
-    lists: Path | None = None
 
     def __post_init__(self):
-        for name in ("root", "extra_masks", "lists"):
+        for name in ("root", "extra_masks"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))
-
-    @classmethod
-    def open(cls, index_dir: Path) -> VOCTree:
-        """The tree described by a dataset index directory (written by wsss.data.index.write_index)."""
-        index_dir = Path(index_dir)
-        manifest = index_dir / INDEX_FILE
-        try:
-            root = json.loads(manifest.read_text())["voc_root"]
-        except (OSError, ValueError, KeyError) as error:
-            raise DataError(f"cannot read dataset index {manifest}: {error}") from error
-        return cls(root, index_dir / "SegmentationClassAug", index_dir / "lists")
 
     def image_path(self, image_id: str) -> Path:
         return self.root / "JPEGImages" / f"{image_id}.jpg"
@@ -98,8 +84,6 @@ class VOCTree:
         return path
 
     def split_path(self, split: str) -> Path:
-        if self.lists is not None and (self.lists / f"{split}.txt").is_file():
-            return self.lists / f"{split}.txt"
         return self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
 
     def split_ids(self, split: str) -> list[str]:
