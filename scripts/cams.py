@@ -1,5 +1,5 @@
+from wsss.data.datasets import Dataset
 from wsss.data.labels import load_labels
-from wsss.data.voc import VOCTree
 from wsss.nets.hardware import device
 from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 from wsss.runtime import setup
@@ -10,14 +10,16 @@ from wsss.training.classifier import load_classifier
 params = snakemake.params
 settings = params.settings  # registry Step.settings: cam and, from round 1 on, erasing
 setup(snakemake.log[0], snakemake.threads)
-tree = VOCTree.open(snakemake.input.data)
+dataset = Dataset.open(snakemake.input.data)
 threshold = settings["erasing"]["threshold"] if "erasing" in settings else None
-eraser = eraser_for_round(snakemake.input.earlier_cams, threshold, snakemake.input.labels, tree.split_ids(params.split))
+eraser = eraser_for_round(
+    snakemake.input.earlier_cams, threshold, snakemake.input.labels, dataset.split_ids(params.split)
+)
 with shard_work_dir(snakemake.output[0], fingerprint(dict(params.items()), snakemake.input)) as work:
     compute_cams(
         load_classifier(snakemake.input.model),
-        tree,
-        tree.shard_ids(params.split, snakemake.wildcards.shard, params.num_shards),
+        dataset,
+        dataset.shard_ids(params.split, snakemake.wildcards.shard, params.num_shards),
         load_labels(snakemake.input.labels),
         settings["cam"],
         work,

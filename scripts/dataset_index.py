@@ -1,13 +1,18 @@
-from wsss.data.index import write_index
+from pathlib import Path
+
+from wsss.data.datasets import IndexRequest
+from wsss.data.kinds import index_dataset
 from wsss.runtime import setup
 
 setup(snakemake.log[0], snakemake.threads)
 params = snakemake.params
-write_index(
-    snakemake.input.voc,
-    snakemake.output[0],
-    params.splits,
-    params.num_classes,
-    sbd_root=snakemake.input.sbd or None,
-    expected_train_aug=snakemake.config["expected_train_aug"],  # a check of the lists, no param
+request = IndexRequest(
+    settings=params.dataset,
+    inputs=dict(snakemake.input.items()),
+    splits=params.splits,
+    train_split=params.train_split,
+    classes=params.classes,
+    out_dir=Path(snakemake.output[0]),
+    config={"expected_train_aug": snakemake.config["expected_train_aug"]},  # a check of the lists, no param
 )
+index_dataset(request)

@@ -1,15 +1,15 @@
+from wsss.data.datasets import Dataset
 from wsss.data.labels import load_labels
-from wsss.data.voc import VOCTree
 from wsss.runtime import setup
 from wsss.scoring.evaluate import evaluate_stage
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
-tree = VOCTree.open(snakemake.input.data)
+dataset = Dataset.open(snakemake.input.data)
 evaluate_stage(
     params.kind,
-    tree,
-    tree.split_ids(params.split),
+    dataset,
+    dataset.masked_ids(params.split),  # a stage is scored on the images of its split that have masks
     snakemake.input.outputs,
     load_labels(snakemake.input.labels),
     params.thresholds,

@@ -11,4 +11,5 @@ write_grid_tables(
     params.run_experiments,
     params.rank_by,
     GridTableFiles(**dict(snakemake.output.items())),
+    unscored=params.unscored,
 )

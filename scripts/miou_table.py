@@ -13,4 +13,5 @@ write_tables(
     experiment=snakemake.params.experiment,
     seed=snakemake.params.seed,
     notes=snakemake.params.notes,
+    unscored=snakemake.params.unscored,
 )

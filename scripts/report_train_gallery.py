@@ -1,14 +1,14 @@
 import pandas as pd
 
+from wsss.data.datasets import Dataset
 from wsss.data.labels import load_labels
-from wsss.data.voc import VOCTree
 from wsss.runtime import setup
 from wsss.scoring.figures import TrainGalleryRun, write_train_gallery
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)
 run = TrainGalleryRun(
-    tree=VOCTree.open(snakemake.input.data),
+    dataset=Dataset.open(snakemake.input.data),
     labels=load_labels(snakemake.input.labels),
     image_scores=pd.read_parquet(snakemake.input.scores),
     round_cam_dirs=[list(getattr(snakemake.input, f"cams_r{r}")) for r in range(params.rounds)],

@@ -1,4 +1,5 @@
-from wsss.data.voc import VOCTree, index_files
+from wsss.data.datasets import Dataset
+from wsss.data.voc import index_files
 from wsss.nets.hardware import device
 from wsss.runtime import setup
 from wsss.training.datasets import TrainingImages
@@ -8,10 +9,10 @@ from wsss.training.loop import TrainingJob
 params = snakemake.params
 settings = params.settings  # registry Step.settings: seed and irn
 setup(snakemake.log[0], snakemake.threads, settings["seed"])
-tree = VOCTree.open(snakemake.input.data)
+dataset = Dataset.open(snakemake.input.data)
 masks = index_files(snakemake.input.masks, ".png")
 train_irn(
-    TrainingImages(tree, tree.split_ids(params.split), masks, params.num_classes),
+    TrainingImages(dataset, dataset.split_ids(params.split), masks, params.num_classes),
     settings["irn"],
     TrainingJob.for_rule(snakemake, settings["seed"], device()),
 )

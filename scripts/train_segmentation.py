@@ -1,4 +1,5 @@
-from wsss.data.voc import VOCTree, index_files
+from wsss.data.datasets import Dataset
+from wsss.data.voc import index_files
 from wsss.nets.hardware import device
 from wsss.pipeline.registry import GROUND_TRUTH
 from wsss.runtime import setup
@@ -9,15 +10,16 @@ from wsss.training.segmentation import train_segmentation
 params = snakemake.params
 settings = params.settings  # registry Step.settings: seed and segmentation (training keys)
 setup(snakemake.log[0], snakemake.threads, settings["seed"])
-tree = VOCTree.open(snakemake.input.data)
-image_ids = tree.split_ids(params.split)
+dataset = Dataset.open(snakemake.input.data)
 supervision = snakemake.wildcards.supervision  # pseudo_mask / random_walk (their label maps) or ground_truth
-if supervision == GROUND_TRUTH:
-    mask_paths = {i: tree.mask_path(i) for i in image_ids}
+if supervision == GROUND_TRUTH:  # the fully-supervised bound: the train images that have masks
+    image_ids = dataset.masked_ids(params.split)
+    mask_paths = {i: dataset.mask_path(i) for i in image_ids}
 else:
+    image_ids = dataset.split_ids(params.split)
     mask_paths = index_files(snakemake.input.masks, ".png")
 train_segmentation(
-    TrainingImages(tree, image_ids, mask_paths, params.num_classes),
+    TrainingImages(dataset, image_ids, mask_paths, params.num_classes),
     settings["segmentation"],
     TrainingJob.for_rule(snakemake, settings["seed"], device(), supervision=supervision),
     desc=f"segmentation ({supervision})",

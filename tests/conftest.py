@@ -7,9 +7,10 @@ import pytest
 
 from tests import workflow_helpers
 from tests.helpers import DEMO_CLASSES
-from tests.voc_data import make_photo_tree
+from tests.voc_data import index_voc, make_photo_tree
+from wsss.data.datasets import Dataset
 from wsss.data.demo import make_demo_dataset
-from wsss.data.voc import VOC_CLASSES, VOCTree
+from wsss.data.voc import VOC_CLASSES
 
 
 def pytest_configure(config):
@@ -40,7 +41,8 @@ def pytest_runtest_protocol(item):
 
 
 @pytest.fixture(scope="session")
-def demo_tree(tmp_path_factory) -> VOCTree:
+def demo_data(tmp_path_factory) -> Dataset:
+    """A small demo dataset (VOC layout), indexed as the workflow's steps read it."""
     root = tmp_path_factory.mktemp("demo") / "VOC2012"
     make_demo_dataset(
         root,
@@ -53,7 +55,7 @@ def demo_tree(tmp_path_factory) -> VOCTree:
         body_colour_prob=0.85,
         seed=3,
     )
-    return VOCTree(root)
+    return index_voc(root, root.parent / "index")
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,33 @@ import numpy as np
 import scipy.io
 from PIL import Image, ImageDraw, ImageFilter
 
+from wsss.data.datasets import Dataset, IndexRequest
 from wsss.data.demo import make_demo_dataset
-from wsss.data.voc import read_mask, write_mask
+from wsss.data.kinds import DATASET_KEYS, index_dataset
+from wsss.data.voc import VOC_CLASSES, read_mask, write_mask
 
 CLASSES = ["aeroplane", "bird", "car", "cat", "person"]
+
+
+def voc_request(
+    voc_root, out_dir, splits=("train", "val"), sbd_root=None, expected_train_aug=None, classes=VOC_CLASSES
+):
+    """The dataset_index step's request for a VOC tree (the voc kind), as the workflow makes it."""
+    return IndexRequest(
+        settings={"kind": "voc", **DATASET_KEYS},
+        inputs={"voc": str(voc_root), "sbd": str(sbd_root) if sbd_root else []},
+        splits=list(splits),
+        train_split=splits[0],
+        classes=list(classes),
+        out_dir=Path(out_dir),
+        config={"expected_train_aug": expected_train_aug},
+    )
+
+
+def index_voc(voc_root, out_dir, splits=("train", "val"), **options) -> Dataset:
+    """A VOC tree's dataset index (the voc kind), opened as the steps read it."""
+    index_dataset(voc_request(voc_root, out_dir, splits, **options))
+    return Dataset.open(out_dir)
 
 
 def make_voc_and_sbd(

@@ -293,14 +293,14 @@ def test_the_schema_refuses_what_the_methods_cannot_do(override, message):
 
 
 @pytest.fixture(scope="module")
-def labels(demo_tree, tmp_path_factory):
+def labels(demo_data, tmp_path_factory):
     path = tmp_path_factory.mktemp("labels") / "labels.parquet"
-    image_labels(demo_tree, demo_tree.split_ids("train"), len(VOC_CLASSES)).to_parquet(path)
+    image_labels(demo_data, demo_data.split_ids("train"), len(VOC_CLASSES)).to_parquet(path)
     return load_labels(path)
 
 
 @pytest.mark.parametrize("method", CLASSIFIER_METHODS[1:])
-def test_every_method_trains_and_is_deterministic(method, demo_tree, labels, tmp_path):
+def test_every_method_trains_and_is_deterministic(method, demo_data, labels, tmp_path):
     settings = {
         **SETTINGS,
         "epochs": 1,
@@ -309,9 +309,9 @@ def test_every_method_trains_and_is_deterministic(method, demo_tree, labels, tmp
         "method": method,
         method: METHOD_SETTINGS[method],
     }
-    ids = demo_tree.split_ids("train")[:12]
-    first = train(demo_tree, ids, labels, settings, 3, tmp_path, "a")
-    second = train(demo_tree, ids, labels, settings, 3, tmp_path, "b")
+    ids = demo_data.split_ids("train")[:12]
+    first = train(demo_data, ids, labels, settings, 3, tmp_path, "a")
+    second = train(demo_data, ids, labels, settings, 3, tmp_path, "b")
     assert np.isfinite(first["loss"]).all() and 0 <= first["mAP"][0] <= 1
     np.testing.assert_array_equal(first["loss"], second["loss"])
     a, b = load_classifier(tmp_path / "a.pt"), load_classifier(tmp_path / "b.pt")

@@ -18,8 +18,8 @@ from wsss.training.irn import EdgeNet, edge_map
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
 
 
-def test_irn_trains_under_autocast_and_resumes(demo_tree, tmp_path, monkeypatch):
-    straight, resumed, checkpoint, a, b = train_killed_and_resumed(demo_tree, tmp_path, monkeypatch, "cuda")
+def test_irn_trains_under_autocast_and_resumes(demo_data, tmp_path, monkeypatch):
+    straight, resumed, checkpoint, a, b = train_killed_and_resumed(demo_data, tmp_path, monkeypatch, "cuda")
     assert checkpoint["epoch"] == 2 and checkpoint["scaler"]  # the gradient scaler's state is kept
     assert list(resumed["epoch"]) == [1, 2, 3] and np.isfinite(resumed["loss"]).all()
     # cuDNN and atomics: a resumed run agrees with an uninterrupted one to 1 % of the loss, not bit for bit
@@ -38,7 +38,7 @@ def test_boundary_map_in_float16_matches_float32():
     assert float((gpu.cpu() - cpu).abs().max()) < 1e-2  # probabilities: 1 % absolute
 
 
-def test_random_walk_on_cuda_matches_cpu(demo_tree):
+def test_random_walk_on_cuda_matches_cpu(demo_data):
     generator = torch.Generator().manual_seed(0)
     edge = torch.rand(40, 50, generator=generator)
     cams = torch.rand(3, 40, 50, generator=generator)
@@ -48,8 +48,8 @@ def test_random_walk_on_cuda_matches_cpu(demo_tree):
 
     torch.manual_seed(0)
     model = EdgeNet("resnet18", 16).eval()
-    image_id = demo_tree.split_ids("train")[0]
-    image = read_image(demo_tree.image_path(image_id))
+    image_id = demo_data.split_ids("train")[0]
+    image = read_image(demo_data.image_path(image_id))
     cams = np.random.default_rng(0).random((2, *image.shape[:2])).astype(np.float16)
     labels = {}
     for device in ("cpu", "cuda"):

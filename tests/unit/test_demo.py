@@ -29,14 +29,14 @@ def test_same_seed_same_files(tmp_path):
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
 
 
-def test_voc_layout_and_classes(demo_tree):
-    train, val = demo_tree.split_ids("train"), demo_tree.split_ids("val")
+def test_voc_layout_and_classes(demo_data):
+    train, val = demo_data.split_ids("train"), demo_data.split_ids("val")
     assert len(train) == 24 and len(val) == 8 and not set(train) & set(val)
     allowed = {0, IGNORE} | {VOC_CLASSES.index(c) for c in DEMO_CLASSES}
     sizes, label_counts = set(), []
     for image_id in train + val:
-        image = read_image(demo_tree.image_path(image_id))
-        mask = read_mask(demo_tree.mask_path(image_id), len(VOC_CLASSES))
+        image = read_image(demo_data.image_path(image_id))
+        mask = read_mask(demo_data.mask_path(image_id), len(VOC_CLASSES))
         assert image.shape[:2] == mask.shape
         assert set(np.unique(mask)) <= allowed
         sizes.add(image.shape[:2])
@@ -46,9 +46,9 @@ def test_voc_layout_and_classes(demo_tree):
     assert min(label_counts) == 0  # background-only images exist at this fraction
 
 
-def test_objects_carry_a_thin_ignore_band(demo_tree):
-    for image_id in demo_tree.split_ids("train"):
-        mask = read_mask(demo_tree.mask_path(image_id), len(VOC_CLASSES))
+def test_objects_carry_a_thin_ignore_band(demo_data):
+    for image_id in demo_data.split_ids("train"):
+        mask = read_mask(demo_data.mask_path(image_id), len(VOC_CLASSES))
         objects = (mask != 0) & (mask != IGNORE)
         if objects.any():
             band = mask == IGNORE
@@ -58,15 +58,15 @@ def test_objects_carry_a_thin_ignore_band(demo_tree):
     raise AssertionError("no image with objects")
 
 
-def test_background_is_textured_and_parts_are_small(demo_tree):
+def test_background_is_textured_and_parts_are_small(demo_data):
     """The part/body design: plain bodies, a small saturated part, a textured background."""
     image_id = next(
         i
-        for i in demo_tree.split_ids("train")
-        if len(set(np.unique(read_mask(demo_tree.mask_path(i), 21))) - {0, 255}) == 1
+        for i in demo_data.split_ids("train")
+        if len(set(np.unique(read_mask(demo_data.mask_path(i), 21))) - {0, 255}) == 1
     )
-    image = read_image(demo_tree.image_path(image_id)).astype(float)
-    mask = read_mask(demo_tree.mask_path(image_id), 21)
+    image = read_image(demo_data.image_path(image_id)).astype(float)
+    mask = read_mask(demo_data.mask_path(image_id), 21)
     # Plain body vs textured background: median colour change between horizontal neighbours of one region.
     step = np.abs(np.diff(image, axis=1)).sum(-1)
     same = mask[:, 1:] == mask[:, :-1]

@@ -12,10 +12,10 @@ from snakemake.utils import validate
 from tests.helpers import (
     config_with,
 )
-from tests.voc_data import make_photo_tree
+from tests.voc_data import index_voc, make_photo_tree
 from tests.workflow_helpers import REPO
 from wsss.data.labels import image_labels
-from wsss.data.voc import DataError, VOCTree, read_image, read_mask, write_mask
+from wsss.data.voc import DataError, read_image, read_mask, write_mask
 from wsss.nets.hardware import autocast, memory_format
 from wsss.nets.models import Classifier, segmentation_model
 from wsss.nets.transforms import long_side_size, resize_image, to_tensor
@@ -183,7 +183,7 @@ def test_grayscale_cmyk_palette_and_alpha_images_are_read_as_rgb(tmp_path):
 
 def test_photo_tree_images_are_rgb_at_their_stored_size(photo_tree):
     root, kinds = photo_tree
-    tree = VOCTree(root)
+    tree = index_voc(root, root.parent / "photo-index")
     assert {"L", "CMYK", "exif6", "exif8"} <= set(kinds.values())
     for image_id, kind in kinds.items():
         with Image.open(tree.image_path(image_id)) as stored:
@@ -205,7 +205,7 @@ def test_photo_tree_images_are_rgb_at_their_stored_size(photo_tree):
 def test_a_mask_of_another_size_names_both_files(tmp_path, orientation):
     root = tmp_path / "VOC2012"
     make_photo_tree(root, num_train=1, num_val=0)
-    tree = VOCTree(root)
+    tree = index_voc(root, tmp_path / "index", ["train"])
     image_path, mask_path = tree.image_path("train_000"), tree.mask_path("train_000")
     image = Image.open(image_path).convert("RGB")
     exif = Image.Exif()

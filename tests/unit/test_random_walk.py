@@ -199,13 +199,13 @@ def test_edge_net_reads_the_stem_where_it_ends_at_stride_4():
     assert [b[0].in_channels for b in lite.branches] == lite.features.channels and lite.edge.in_channels == 4 * 32
 
 
-def test_train_irn_is_deterministic_and_its_labels_are_dense(demo_tree, tmp_path):
-    ids = demo_tree.split_ids("train")
-    masks = {i: demo_tree.mask_path(i) for i in ids}
+def test_train_irn_is_deterministic_and_its_labels_are_dense(demo_data, tmp_path):
+    ids = demo_data.split_ids("train")
+    masks = {i: demo_data.mask_path(i) for i in ids}
     runs = []
     for name in ("a", "b"):
         job = cpu_job(tmp_path, name)
-        history = train_irn(TrainingImages(demo_tree, ids, masks, 21), IRN_SETTINGS, job)
+        history = train_irn(TrainingImages(demo_data, ids, masks, 21), IRN_SETTINGS, job)
         assert not job.checkpoint_path.exists()  # a finished run leaves no checkpoint
         runs.append((history, load_irn(job.model_path)))
     (history, model), (other_history, other) = runs
@@ -215,10 +215,10 @@ def test_train_irn_is_deterministic_and_its_labels_are_dense(demo_tree, tmp_path
         assert torch.equal(value, other.state_dict()[key]), key
 
     labels_path = tmp_path / "labels.parquet"
-    image_labels(demo_tree, ids, len(VOC_CLASSES)).to_parquet(labels_path)
+    image_labels(demo_data, ids, len(VOC_CLASSES)).to_parquet(labels_path)
     labels = load_labels(labels_path)
     image_id = next(i for i in ids if labels[i])
-    image = read_image(demo_tree.image_path(image_id))
+    image = read_image(demo_data.image_path(image_id))
     cams = np.random.default_rng(0).random((len(labels[image_id]), *image.shape[:2])).astype(np.float16)
 
     def edges(img, long_side):
@@ -231,8 +231,8 @@ def test_train_irn_is_deterministic_and_its_labels_are_dense(demo_tree, tmp_path
     assert not walk_label(image, cams[:0], [], edges, WALK, "cpu").any()  # no class: all background
 
 
-def test_killed_irn_training_resumes_bit_identical(demo_tree, tmp_path, monkeypatch):
-    straight, resumed, checkpoint, a, b = train_killed_and_resumed(demo_tree, tmp_path, monkeypatch, "cpu")
+def test_killed_irn_training_resumes_bit_identical(demo_data, tmp_path, monkeypatch):
+    straight, resumed, checkpoint, a, b = train_killed_and_resumed(demo_data, tmp_path, monkeypatch, "cpu")
     assert checkpoint["epoch"] == 2 and list(resumed["epoch"]) == [1, 2, 3]
     np.testing.assert_array_equal(resumed["loss"], straight["loss"])
     assert all(torch.equal(value, b.state_dict()[key]) for key, value in a.state_dict().items())

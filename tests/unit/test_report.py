@@ -99,9 +99,9 @@ def test_gallery_file_name():
         gallery_file_name(1, "a__b", ["cat"], {"iou": 0.5})
 
 
-def test_per_image_scores_match_the_stage_score(demo_tree, num_classes, tmp_path):
+def test_per_image_scores_match_the_stage_score(demo_data, num_classes, tmp_path):
     """A single image's mIoU is the stage mIoU of that image alone; a perfect map scores 1."""
-    truths = {i: read_mask(demo_tree.mask_path(i), num_classes) for i in demo_tree.split_ids("train")}
+    truths = {i: read_mask(demo_data.mask_path(i), num_classes) for i in demo_data.split_ids("train")}
     ids = [i for i, truth in truths.items() if ((truth > 0) & (truth != IGNORE)).any()][:4]
     (tmp_path / "pred").mkdir()
     for image_id in ids:
@@ -111,27 +111,27 @@ def test_per_image_scores_match_the_stage_score(demo_tree, num_classes, tmp_path
             prediction[prediction.shape[0] // 2 :] = prediction.max(initial=0, where=prediction != IGNORE)
         write_mask(tmp_path / "pred" / f"{image_id}.png", prediction)
 
-    frame = per_image_scores(demo_tree, ids, num_classes, label_map_predictor([tmp_path / "pred"], num_classes))
+    frame = per_image_scores(demo_data, ids, num_classes, label_map_predictor([tmp_path / "pred"], num_classes))
     assert frame["image_id"].tolist() == ids
     assert frame.loc[1:, "miou"].tolist() == [1.0, 1.0, 1.0]
-    alone = evaluate_label_maps(demo_tree, ids[:1], [tmp_path / "pred"], num_classes)
+    alone = evaluate_label_maps(demo_data, ids[:1], [tmp_path / "pred"], num_classes)
     assert frame.loc[0, "miou"] == pytest.approx(mean_iou(alone["confusion"])) and frame.loc[0, "miou"] < 1
 
 
 @pytest.fixture(scope="module")
-def fake_run(demo_tree, tmp_path_factory):
+def fake_run(demo_data, tmp_path_factory):
     """Per-image outputs of a pretend run on the demo tree: CAMs, CRF, pseudo-masks and predictions
     derived from the ground truth, plus the per-image score table (computed, not typed)."""
     root = tmp_path_factory.mktemp("run")
     num_classes = len(VOC_CLASSES)
-    train, val = demo_tree.split_ids("train"), demo_tree.split_ids("val")
-    labels_frame = image_labels(demo_tree, train + val, num_classes)
+    train, val = demo_data.split_ids("train"), demo_data.split_ids("val")
+    labels_frame = image_labels(demo_data, train + val, num_classes)
     labels = {row.image_id: list(row.class_ids) for row in labels_frame.itertuples()}
     folders = {name: root / name for name in ("r0", "r1", "merged", "crf", "pseudo", "seg", "fs")}
     for folder in folders.values():
         folder.mkdir()
     for k, image_id in enumerate(train):
-        truth = read_mask(demo_tree.mask_path(image_id), num_classes)
+        truth = read_mask(demo_data.mask_path(image_id), num_classes)
         cams = np.array([truth == c for c in labels[image_id]], np.float16).reshape(-1, *truth.shape)
         save_npy(folders["r0"] / f"{image_id}.npy", (cams * 0.9).astype(np.float16))
         save_npy(folders["r1"] / f"{image_id}.npy", cams)
@@ -143,7 +143,7 @@ def fake_run(demo_tree, tmp_path_factory):
         pseudo[truth.shape[0] - k :, :] = 0  # and a different amount of lost foreground
         write_mask(folders["pseudo"] / f"{image_id}.png", pseudo)
     for image_id in val:
-        truth = read_mask(demo_tree.mask_path(image_id), num_classes)
+        truth = read_mask(demo_data.mask_path(image_id), num_classes)
         write_mask(folders["seg"] / f"{image_id}.png", np.zeros_like(truth))
         write_mask(folders["fs"] / f"{image_id}.png", np.where(truth == IGNORE, 0, truth).astype(np.uint8))
     specs = {
@@ -155,7 +155,7 @@ def fake_run(demo_tree, tmp_path_factory):
         "segmentation": dict(kind="labels", inputs=[folders["seg"]], split="val", thresholds=[]),
         "fully_supervised": dict(kind="labels", inputs=[folders["fs"]], split="val", thresholds=[]),
     }
-    scores = image_scores_table(demo_tree, specs, labels, num_classes)
+    scores = image_scores_table(demo_data, specs, labels, num_classes)
     return dict(root=root, folders=folders, labels=labels, scores=scores, train=train, val=val)
 
 
@@ -179,10 +179,10 @@ def test_image_scores_table(fake_run):
     assert pseudo["coverage"].min() < 1 and scores.loc[scores["stage"] == "crf", "coverage"].eq(1).all()
 
 
-def fake_train_gallery(demo_tree, run, settings, out):
+def fake_train_gallery(demo_data, run, settings, out):
     """The fake run's train gallery: two rounds, CRF and pseudo-mask panels, ranked by pseudo-mask IoU."""
     gallery_run = TrainGalleryRun(
-        tree=demo_tree,
+        dataset=demo_data,
         labels=run["labels"],
         image_scores=run["scores"],
         round_cam_dirs=[[run["folders"]["r0"]], [run["folders"]["r1"]]],
@@ -194,11 +194,11 @@ def fake_train_gallery(demo_tree, run, settings, out):
     return write_train_gallery(gallery_run, "train", "pseudo_mask", settings, out)
 
 
-def test_train_gallery_files(demo_tree, fake_run, tmp_path):
+def test_train_gallery_files(demo_data, fake_run, tmp_path):
     run = fake_run
     settings = {"sample_size": 3, "best": 2, "worst": 2, "seed": 0}
     out = tmp_path / "train_gallery"
-    chosen = fake_train_gallery(demo_tree, run, settings, out)
+    chosen = fake_train_gallery(demo_data, run, settings, out)
     files = sorted(out.glob("*/*.png"))
     assert len(files) == len(chosen) == 7
     assert {p.parent.name for p in files} == {"sample", "best", "worst"}
@@ -218,12 +218,12 @@ def test_train_gallery_files(demo_tree, fake_run, tmp_path):
         assert path.stat().st_size > 5000
 
 
-def test_train_gallery_wraps_large_panels_into_rows(demo_tree, fake_run, tmp_path):
+def test_train_gallery_wraps_large_panels_into_rows(demo_data, fake_run, tmp_path):
     """report.panel_inches and report.columns (config/photos.yaml): rows of at most `columns` panels of that size."""
     run = fake_run
     settings = {"sample_size": 3, "best": 0, "worst": 0, "seed": 0, "panel_inches": 3.2, "columns": 4}
     out = tmp_path / "train_gallery"
-    fake_train_gallery(demo_tree, run, settings, out)
+    fake_train_gallery(demo_data, run, settings, out)
     files = sorted(out.glob("*/*.png"))
     assert len(files) == 3
     for path in files:
@@ -235,11 +235,11 @@ def test_train_gallery_wraps_large_panels_into_rows(demo_tree, fake_run, tmp_pat
         assert height == pytest.approx((rows * 3.6 + 0.5) * DPI, abs=2)
 
 
-def test_val_gallery_files(demo_tree, fake_run, tmp_path):
+def test_val_gallery_files(demo_data, fake_run, tmp_path):
     run = fake_run
     out = tmp_path / "val_gallery"
     write_val_gallery(
-        demo_tree,
+        demo_data,
         run["scores"],
         "val",
         {"val_sample_size": 5, "seed": 0},

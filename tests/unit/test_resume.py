@@ -35,9 +35,9 @@ ACOL = {"method": "acol", "acol": {"threshold": 0.6}}
 
 
 @pytest.fixture(scope="module")
-def labels(demo_tree, tmp_path_factory):
+def labels(demo_data, tmp_path_factory):
     path = tmp_path_factory.mktemp("labels") / "labels.parquet"
-    image_labels(demo_tree, demo_tree.split_ids("train"), len(VOC_CLASSES)).to_parquet(path)
+    image_labels(demo_data, demo_data.split_ids("train"), len(VOC_CLASSES)).to_parquet(path)
     return load_labels(path)
 
 
@@ -45,14 +45,14 @@ def labels(demo_tree, tmp_path_factory):
     "num_workers, variant", [(0, {}), (1, {}), (1, TAP_AND_HIDING), (0, IRN_FREEZING), (0, SEAM), (0, ACOL)]
 )
 def test_killed_classifier_resumes_bit_identical(
-    demo_tree, labels, tmp_path, monkeypatch, caplog, num_workers, variant
+    demo_data, labels, tmp_path, monkeypatch, caplog, num_workers, variant
 ):
     settings = {**SETTINGS, "num_workers": num_workers, **variant}
-    ids = demo_tree.split_ids("train")[:12]
+    ids = demo_data.split_ids("train")[:12]
 
     def train(name, key="job"):
         return train_on_cpu(
-            demo_tree,
+            demo_data,
             ids,
             labels,
             settings,
@@ -90,13 +90,13 @@ def test_killed_classifier_resumes_bit_identical(
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
-def test_checkpoint_of_another_job_is_not_resumed(demo_tree, labels, tmp_path, monkeypatch, caplog):
-    ids = demo_tree.split_ids("train")[:12]
+def test_checkpoint_of_another_job_is_not_resumed(demo_data, labels, tmp_path, monkeypatch, caplog):
+    ids = demo_data.split_ids("train")[:12]
     settings = {**SETTINGS, "epochs": 2}
 
     def train(name, key):
         checkpoint = tmp_path / "checkpoint.pt"
-        return train_on_cpu(demo_tree, ids, labels, settings, 7, tmp_path, name, checkpoint, fingerprint=key)
+        return train_on_cpu(demo_data, ids, labels, settings, 7, tmp_path, name, checkpoint, fingerprint=key)
 
     with monkeypatch.context() as patch:
         patch.setattr(F, "multilabel_soft_margin_loss", killing_after(3, F.multilabel_soft_margin_loss))
@@ -157,15 +157,15 @@ def test_fingerprint_follows_params_and_inputs(tmp_path):
     assert fingerprint({"lr": 0.1}, [source]) != first
 
 
-def test_killed_cam_shard_skips_finished_images_and_drops_stale_work(demo_tree, labels, tmp_path, monkeypatch, caplog):
-    ids = demo_tree.split_ids("train")[:6]
+def test_killed_cam_shard_skips_finished_images_and_drops_stale_work(demo_data, labels, tmp_path, monkeypatch, caplog):
+    ids = demo_data.split_ids("train")[:6]
     torch.manual_seed(0)
     model = Classifier("resnet18", 20, 16).eval()
     out = tmp_path / "cams" / "shard0"
 
     def run(key):
         with shard_work_dir(out, key) as work:
-            compute_cams(model, demo_tree, ids, labels, {**DEFAULT_SETTINGS, "scales": [1.0]}, work, "cpu")
+            compute_cams(model, demo_data, ids, labels, {**DEFAULT_SETTINGS, "scales": [1.0]}, work, "cpu")
 
     run("reference")
     reference = {p.name: p.read_bytes() for p in out.glob("*.npy")}

@@ -184,15 +184,15 @@ SEGMENTATION = {**TRAINING_SETTINGS, "backbone": "resnet18", "epochs": 3, "resiz
     "arch, options",
     [("unet", {"upsampling": "transpose"}), ("fpn", {}), ("deeplabv3plus", {"output_stride": 16})],
 )
-def test_killed_segmentation_training_resumes_bit_identical(demo_tree, tmp_path, monkeypatch, caplog, arch, options):
+def test_killed_segmentation_training_resumes_bit_identical(demo_data, tmp_path, monkeypatch, caplog, arch, options):
     """The encoder-decoders (their dropout included) resume from the checkpoint to the same weights."""
     settings = {**SEGMENTATION, "arch": arch, "output_stride": 32, **options}
-    ids = demo_tree.split_ids("train")[:12]
-    masks = {i: demo_tree.mask_path(i) for i in ids}
+    ids = demo_data.split_ids("train")[:12]
+    masks = {i: demo_data.mask_path(i) for i in ids}
 
     def train(name):
         job = cpu_job(tmp_path, name, 3, tmp_path / "checkpoint.pt", fingerprint="job")
-        return train_segmentation(TrainingImages(demo_tree, ids, masks, 21), settings, job, desc="test")
+        return train_segmentation(TrainingImages(demo_data, ids, masks, 21), settings, job, desc="test")
 
     straight = train("straight")
     with monkeypatch.context() as patch:  # killed in epoch 3, after the checkpoint of epoch 2 (3 batches/epoch)
@@ -208,7 +208,7 @@ def test_killed_segmentation_training_resumes_bit_identical(demo_tree, tmp_path,
         torch.load(tmp_path / "resumed.pt", weights_only=True)["state_dict"],
         torch.load(tmp_path / "straight.pt", weights_only=True)["state_dict"],
     )
-    image = read_image(demo_tree.image_path(ids[0]))
+    image = read_image(demo_data.image_path(ids[0]))
     prediction = predict(load_segmentation(tmp_path / "resumed.pt"), image, "cpu", scales=[0.75, 1.0])
     assert prediction.shape == image.shape[:2] and prediction.max() < 21
 

@@ -30,22 +30,22 @@ def _labels(tree, tmp_path):
     return path
 
 
-def test_labels_come_from_masks(demo_tree, tmp_path):
-    path = _labels(demo_tree, tmp_path)
+def test_labels_come_from_masks(demo_data, tmp_path):
+    path = _labels(demo_data, tmp_path)
     labels = load_labels(path)
     frame = pd.read_parquet(path)
     assert len(frame) == 32 and list(labels) == frame["image_id"].tolist()
     for class_ids in labels.values():
         assert class_ids == sorted(class_ids) and 0 not in class_ids and 255 not in class_ids
     assert any(len(c) == 0 for c in labels.values())
-    some = demo_tree.split_ids("train")[:3]
-    images = [read_image(demo_tree.image_path(i)).reshape(-1, 3) for i in some]
+    some = demo_data.split_ids("train")[:3]
+    images = [read_image(demo_data.image_path(i)).reshape(-1, 3) for i in some]
     np.testing.assert_allclose(mean_colour(path, some), np.concatenate(images).mean(0), rtol=1e-6)
 
 
-def test_images_without_foreground_are_left_out_and_counted(demo_tree, tmp_path, caplog):
-    labels = load_labels(_labels(demo_tree, tmp_path))
-    ids = demo_tree.split_ids("train")
+def test_images_without_foreground_are_left_out_and_counted(demo_data, tmp_path, caplog):
+    labels = load_labels(_labels(demo_data, tmp_path))
+    ids = demo_data.split_ids("train")
     with caplog.at_level(logging.INFO):
         kept = trainable_ids(ids, labels)
     dropped = sum(1 for i in ids if not labels[i])
@@ -53,13 +53,13 @@ def test_images_without_foreground_are_left_out_and_counted(demo_tree, tmp_path,
     assert f"{dropped} without a foreground label left out" in caplog.text
 
 
-def test_classifier_training_is_deterministic(demo_tree, tmp_path):
-    labels = load_labels(_labels(demo_tree, tmp_path))
-    ids = demo_tree.split_ids("train")
+def test_classifier_training_is_deterministic(demo_data, tmp_path):
+    labels = load_labels(_labels(demo_data, tmp_path))
+    ids = demo_data.split_ids("train")
     runs = []
     for name in ("a", "b"):
         torch.manual_seed(123)  # different global state must not matter: training seeds itself
-        history = train(demo_tree, ids, labels, SETTINGS, 5, tmp_path, name)
+        history = train(demo_data, ids, labels, SETTINGS, 5, tmp_path, name)
         runs.append((history, load_classifier(tmp_path / f"{name}.pt")))
         assert not (tmp_path / f"{name}.ckpt").exists()  # a finished run leaves no checkpoint
     assert list(runs[0][0]["epoch"]) == [1, 2] and {"loss", "mAP", "lr"} <= set(runs[0][0])
@@ -68,20 +68,20 @@ def test_classifier_training_is_deterministic(demo_tree, tmp_path):
         assert torch.equal(p, q)
 
 
-def test_segmentation_trains_and_predicts(demo_tree, tmp_path):
-    ids = demo_tree.split_ids("train")
+def test_segmentation_trains_and_predicts(demo_data, tmp_path):
+    ids = demo_data.split_ids("train")
     settings = {**SETTINGS, "arch": "deeplabv3", "backbone": "resnet18", "epochs": 1}
-    images = TrainingImages(demo_tree, ids, {i: demo_tree.mask_path(i) for i in ids}, 21)
+    images = TrainingImages(demo_data, ids, {i: demo_data.mask_path(i) for i in ids}, 21)
     train_segmentation(images, settings, cpu_job(tmp_path, "seg"), desc="test")
-    image = read_image(demo_tree.image_path(ids[0]))
+    image = read_image(demo_data.image_path(ids[0]))
     prediction = predict(load_segmentation(tmp_path / "seg.pt"), image, "cpu")
     assert prediction.shape == image.shape[:2] and prediction.dtype == np.uint8 and prediction.max() < 21
 
 
-def test_classifier_trains_with_tap_and_hide_and_seek(demo_tree, tmp_path):
-    path = _labels(demo_tree, tmp_path)
+def test_classifier_trains_with_tap_and_hide_and_seek(demo_data, tmp_path):
+    path = _labels(demo_data, tmp_path)
     labels = load_labels(path)
-    ids = demo_tree.split_ids("train")
+    ids = demo_data.split_ids("train")
     settings = {
         **SETTINGS,
         "epochs": 1,
@@ -90,9 +90,9 @@ def test_classifier_trains_with_tap_and_hide_and_seek(demo_tree, tmp_path):
         "hide_and_seek": {"hide_prob": 0.5, "patch_size": 8},
     }
     with pytest.raises(ValueError, match="Hide-and-Seek"):
-        train(demo_tree, ids, labels, settings, 5, tmp_path)
+        train(demo_data, ids, labels, settings, 5, tmp_path)
     history = train(
-        demo_tree,
+        demo_data,
         ids,
         labels,
         settings,
@@ -104,13 +104,13 @@ def test_classifier_trains_with_tap_and_hide_and_seek(demo_tree, tmp_path):
     assert (model.pooling, model.tap_threshold) == ("tap", 0.5) and np.isfinite(history["loss"]).all()
 
 
-def test_hide_and_seek_hides_patches_of_the_training_crops(demo_tree, tmp_path):
-    labels = load_labels(_labels(demo_tree, tmp_path))
-    ids = trainable_ids(demo_tree.split_ids("train"), labels)
+def test_hide_and_seek_hides_patches_of_the_training_crops(demo_data, tmp_path):
+    labels = load_labels(_labels(demo_data, tmp_path))
+    ids = trainable_ids(demo_data.split_ids("train"), labels)
     fill = normalised_colour([100.0, 120.0, 140.0])
-    plain = ClassificationDataset(demo_tree, ids, labels, 20, [40, 64], 48)
+    plain = ClassificationDataset(demo_data, ids, labels, 20, [40, 64], 48)
     hiding = ClassificationDataset(
-        demo_tree, ids, labels, 20, [40, 64], 48, hide_prob=0.5, patch_size=8, hide_fill=fill
+        demo_data, ids, labels, 20, [40, 64], 48, hide_prob=0.5, patch_size=8, hide_fill=fill
     )
     torch.manual_seed(0)
     x, target = plain[0]

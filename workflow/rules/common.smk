@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+from wsss.data import kinds
 from wsss.pipeline import registry
 from wsss.pipeline.config_checks import config_errors
 from wsss.pipeline.resources import segmentation_train_mem_mb
@@ -38,27 +39,42 @@ check_config(config)
 SHARDS = list(range(config["shards"]))
 
 
-def existing_dir(key):
-    """The directory a config key points at; a clear error names the key when it is not there."""
-    path = config.get(key)
-    if path and not os.path.isdir(path):
-        raise WorkflowError(f"config key {key}: {path!r} is not a directory")
+def existing_path(key, path, folder=True):
+    """A path a config key gives, checked: a clear error names the key when it is not there."""
+    if not (os.path.isdir(path) if folder else os.path.isfile(path)):
+        raise WorkflowError(f"config key {key}: {path!r} is not {'a directory' if folder else 'a file'}")
     return path
 
 
-# Where the data comes from: an existing tree (voc_root / sbd_root), else a verified download when
-# mirrors are configured (data.smk), else (VOC only) the built-in demo dataset.
-VOC_ROOT = existing_dir("voc_root") or (
-    "resources/VOC2012" if config["download"]["voc"]["mirrors"] else "resources/demo/VOC2012"
-)
-SBD_ROOT = existing_dir("sbd_root") or ("resources/SBD" if config["download"]["sbd"]["mirrors"] else None)
-DATASET = f"results/{registry.DATA}"  # the dataset index every step reads: lists, SBD masks, where the images are
-LABELS = f"results/{registry.LABELS_FILE}"
+def existing_dir(key):
+    """The directory a config key points at (None when unset)."""
+    return existing_path(key, config[key]) if config.get(key) else None
 
+
+# The data: a dataset kind (wsss.data.kinds) read once by the dataset_index rule into results/data, the one form
+# every later step reads. The voc kind reads an existing tree (voc_root / sbd_root), else a verified download
+# when mirrors are configured (data.smk), else the built-in demo dataset; the other kinds name their files in
+# the dataset section.
+DATASET_KIND = kinds.kind(config["dataset"]["kind"])
+DATASET = f"results/{registry.DATA}"  # the dataset index every step reads: lists, images, masks, tags
+LABELS = f"results/{registry.LABELS_FILE}"
 SPLITS = dict(config["splits"])
-if SPLITS["train"] == "train_aug" and SBD_ROOT is None:
-    logger.warning("No SBD configured (sbd_root or download.sbd): training on VOC train instead of train_aug.")
-    SPLITS["train"] = "train"
+if DATASET_KIND.name == "voc":
+    VOC_ROOT = existing_dir("voc_root") or (
+        "resources/VOC2012" if config["download"]["voc"]["mirrors"] else "resources/demo/VOC2012"
+    )
+    SBD_ROOT = existing_dir("sbd_root") or ("resources/SBD" if config["download"]["sbd"]["mirrors"] else None)
+    DATASET_INPUTS = {"voc": VOC_ROOT, "sbd": SBD_ROOT or []}
+    if SPLITS["train"] == "train_aug" and SBD_ROOT is None:
+        logger.warning("No SBD configured (sbd_root or download.sbd): training on VOC train instead of train_aug.")
+        SPLITS["train"] = "train"
+else:
+    DATASET_INPUTS = DATASET_KIND.inputs(config["dataset"])
+    for name, paths in DATASET_INPUTS.items():
+        for path in [paths] if isinstance(paths, str) else paths:
+            existing_path(f"dataset.{name}", path, folder=name in ("images", "masks"))
+if config["segment"]["images"]:
+    existing_path("segment.images", config["segment"]["images"])
 
 # The runs: the config itself, or each entry of its `experiments` grid (the config with that entry's
 # overrides), each once per training seed when `seeds` replicates them. A run's files live under
@@ -141,8 +157,15 @@ def stages(name):
 
 
 def train_gallery_stages(name):
-    """The run's stages the train gallery shows as panels (a run without the walk has no walk panel)."""
-    return [stage for stage in stages(name) if registry.stage_named(stage).gallery == "train"]
+    """The run's stages the train gallery shows as panels, scored or not (a run without the walk has no walk
+    panel)."""
+    made = registry.stage_names(GRID.configs[name], scored=False)
+    return [stage for stage in made if registry.stage_named(stage).gallery == "train"]
+
+
+def has_bound(name):
+    """Whether a run trains the fully-supervised bound (it needs masks of the train split)."""
+    return registry.GROUND_TRUTH in registry.step("segmentation").args(GRID.configs[name])
 
 
 def per_image_stages(name):
@@ -159,13 +182,17 @@ def unique(paths):
 
 
 def all_artifacts():
-    """Every step's outputs (models, predictions, shard directories) of every run, shared ones once."""
+    """Every step's outputs (models, predictions, shard directories) of every run, shared ones once, and the
+    segmented photos of a run with segment.images."""
     return unique(
-        path
-        for name in RUNS
-        for step in registry.STEPS.values()
-        for arg in step.args(GRID.configs[name])
-        for path in GRID.step_outputs(name, step.name, arg)
+        [
+            path
+            for name in RUNS
+            for step in registry.STEPS.values()
+            for arg in step.args(GRID.configs[name])
+            for path in GRID.step_outputs(name, step.name, arg)
+        ]
+        + [f"results/{GRID.folder(name)}{registry.SEGMENTED}" for name in RUNS if registry.segments(GRID.configs[name])]
     )
 
 
@@ -214,10 +241,14 @@ VAL_GALLERY_CATEGORY = "3. Val gallery: segmentation"
 TRAINING_CATEGORY = "4. Classifier training"
 # The report's figures of a single run, and those of a grid or a replicated run: the tables of every run
 # and the stage plot of each experiment over its seeds (each run's own figures are targets too:
-# results/<run>/report/...).
-REPORT_FIGURES = [
-    f"results/{registry.REPORT}/{figure}"
-    for figure in ("train_gallery", "val_gallery", "class_iou.png", "miou_by_stage.png",
-                   "confusion_segmentation.png", "classifier_curves.png")
-]
+# results/<run>/report/...). Score plots need a scored stage, the confusion matrix a scored segmentation.
+def report_figures(name):
+    scored = stages(name)
+    figures = ["train_gallery", "val_gallery", "classifier_curves.png"]
+    figures += ["class_iou.png", "miou_by_stage.png"] if scored else []
+    figures += ["confusion_segmentation.png"] if registry.RESULT_STAGE in scored else []
+    return [f"results/{GRID.folder(name)}{registry.REPORT}/{figure}" for figure in figures]
+
+
+REPORT_FIGURES = report_figures(RUNS[0])
 GRID_FIGURES = ["results/ranking.txt", "results/summary.txt", f"results/{registry.REPORT}/miou_by_stage.png"]

@@ -96,15 +96,17 @@ rule demo_dataset:
 
 
 rule dataset_index:
-    """Image lists (train_aug when SBD is there), SBD masks as PNG, and where the VOC tree is."""
+    """The dataset kind's images, splits, masks and tags in one form (wsss.data.datasets): image lists, where each
+    image and mask is, the masks the kind makes (SBD's, COCO's) as PNG."""
     input:
-        voc=VOC_ROOT,
-        sbd=SBD_ROOT or [],
+        unpack(lambda wildcards: DATASET_INPUTS),
     output:
         directory(DATASET),
     params:
+        dataset=config["dataset"],
         splits=sorted(set(SPLITS.values())),
-        num_classes=len(config["classes"]),
+        train_split=SPLITS["train"],
+        classes=config["classes"],
     log:
         "logs/dataset_index.log",
     conda:

@@ -5,7 +5,7 @@
 
 rule dvc_data:
     input:
-        [VOC_ROOT] if VOC_ROOT.startswith("resources/") else [],
+        [DATASET_INPUTS["voc"]] if DATASET_KIND.name == "voc" and DATASET_INPUTS["voc"].startswith("resources/") else [],
         DATASET,
         LABELS,
 

@@ -40,6 +40,7 @@ rule miou_table:
         stages=lambda wc: stages(run_name(wc)),
         splits=lambda wc: [stage_spec(run_name(wc), s)["split"] for s in stages(run_name(wc))],
         notes=lambda wc: [registry.stage_note(settings(wc), s) for s in stages(run_name(wc))],
+        unscored=lambda wc: registry.unscored_stages(settings(wc)),  # said in summary.txt
         classes=config["classes"],
     log:
         "logs/{expdir}miou_table.log",
@@ -74,6 +75,7 @@ if GRID.is_grid:  # results/miou.parquet is then every run's rows
             jobs={name: job_benchmarks(name) for name in RUNS},
             folders={name: f"results/{GRID.folder(name)}" for name in RUNS},
             rank_by=config["rank_by"],
+            unscored={stage: reason for name in RUNS for stage, reason in registry.unscored_stages(GRID.configs[name]).items()},
         log:
             "logs/grid_table.log",
         localrule: True

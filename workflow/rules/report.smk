@@ -45,12 +45,13 @@ rule report_train_gallery:
 
 
 rule report_val_gallery:
-    """A seeded sample of val images: segmentation, fully-supervised prediction and ground truth."""
+    """A seeded sample of val images: segmentation, fully-supervised prediction and ground truth (the last two
+    where there are train masks and a mask of the image)."""
     input:
         data=DATASET,
         scores=IMAGE_SCORES,
         segmentation=lambda wc: GRID.scored_outputs(run_name(wc), registry.RESULT_STAGE),
-        fully_supervised=lambda wc: GRID.scored_outputs(run_name(wc), registry.BOUND_STAGE),
+        fully_supervised=lambda wc: GRID.scored_outputs(run_name(wc), registry.BOUND_STAGE) if has_bound(run_name(wc)) else [],
     output:
         report(
             directory("results/{expdir}report/val_gallery"),

@@ -49,3 +49,56 @@ rule predict_segmentation:
         mem_mb=2000,
     script:
         "../../scripts/predict_segmentation.py"
+
+
+def segment_photos_folder(wildcards):
+    """segment.images, which results/segmented needs."""
+    if not registry.segments(settings(wildcards)):
+        raise WorkflowError("results/segmented needs segment.images: a folder of photos to segment (it is null)")
+    return config["segment"]["images"]
+
+
+rule segment_photos:
+    """One shard of the photos of segment.images (any size, .jpg/.jpeg/.png) segmented by the run's network on
+    pseudo-labels with its test-time inference (segmentation.long_side, .inference): a palette label map at
+    each photo's size (labels/) and the photo under its colours (overlays/)."""
+    input:
+        photos=segment_photos_folder,
+        model=upstream_path("segment"),
+    output:
+        directory(step_output("segment")),
+    params:
+        settings=step_params("segment"),
+        num_shards=config["shards"],
+    log:
+        "logs/{expdir}segment_photos/shard{shard}.log",
+    benchmark:
+        step_benchmark("segment", "segment_photos")
+    conda:
+        "../envs/wsss.yaml"
+    threads: config["threads"]["infer"]
+    resources:
+        mem_mb=2000,
+    script:
+        "../../scripts/segment_photos.py"
+
+
+rule segmented:
+    """results/segmented: every segmented photo's label map (labels/) and overlay (overlays/), linked from the
+    shards, and segments.parquet (image, class, class_id, pixels, fraction of the image)."""
+    input:
+        photos=segment_photos_folder,
+        shards=lambda wc: GRID.step_outputs(run_name(wc), "segment"),
+    output:
+        directory(f"results/{{expdir}}{registry.SEGMENTED}"),
+    params:
+        classes=config["classes"],
+    log:
+        "logs/{expdir}segmented.log",
+    conda:
+        "../envs/wsss.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/segmented.py"

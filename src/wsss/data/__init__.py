@@ -1,1 +1,2 @@
-"""What the images and labels are: the VOC tree, the dataset index, image labels, the demo data, downloads."""
+"""What the images and labels are: the dataset kinds (VOC, COCO, tagged photos) and the index every step
+reads, image labels, the demo data, downloads."""

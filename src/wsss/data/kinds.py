@@ -8,7 +8,7 @@ here with the dataset keys it reads; the schema's dataset.kind enum is checked a
 from __future__ import annotations
 
 from wsss.data import coco, tagged
-from wsss.data.datasets import FROM_MASKS, FROM_TAGS, DatasetKind
+from wsss.data.datasets import FROM_MASKS, FROM_TAGS, DatasetKind, IndexRequest, write_index
 from wsss.data.index import build_voc
 
 # The dataset section's keys besides kind, each with its value when a run leaves it unset: a kind reads its
@@ -63,3 +63,10 @@ def masked_splits(config: dict) -> frozenset:
     settings = dataset_settings(config)
     splits = sorted(set(config["splits"].values()))
     return frozenset(kind(settings["kind"]).masked_splits(settings, splits, list(config["classes"])))
+
+
+def index_dataset(request: IndexRequest) -> dict[str, int]:
+    """The dataset_index step: the index of request.settings' kind, written to request.out_dir (the image
+    count per list)."""
+    name = request.settings["kind"]
+    return write_index(kind(name).build(request), request, name)

@@ -1,4 +1,4 @@
-"""Image-level labels derived from segmentation masks (IRN's cls_labels), plus per-image statistics."""
+"""Image-level labels: a dataset's tags, or the classes of each mask (IRN's cls_labels), plus per-image statistics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from wsss.data.voc import IGNORE, ROTATING_ORIENTATIONS, DataError, VOCTree, exif_orientation, read_image, read_mask
+from wsss.data.datasets import Dataset
+from wsss.data.voc import IGNORE, ROTATING_ORIENTATIONS, DataError, exif_orientation, read_image, read_mask
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +34,24 @@ def size_mismatch(image_path, image_shape, mask_path, mask_shape) -> DataError:
     return DataError(message)
 
 
-def image_labels(tree: VOCTree, image_ids: list[str], num_classes: int) -> pd.DataFrame:
+def image_labels(dataset: Dataset, image_ids: list[str], num_classes: int) -> pd.DataFrame:
     """One row per image: its foreground class ids (ascending), size and mean colour.
 
-    The mean colour is kept so erasing can fill with the dataset mean without another pass over the images.
+    The class ids are the dataset's tags (COCO's annotations, a tags CSV) or, for a kind whose labels come
+    from masks (VOC), the classes in its mask (IRN's cls_labels). Every mask there is is read and checked
+    against its image's size either way. The mean colour is kept so erasing can fill with the dataset mean
+    without another pass over the images.
     """
     rows = []
     for image_id in tqdm(image_ids, desc="labels", mininterval=2):
-        mask = read_mask(tree.mask_path(image_id), num_classes)
-        image = read_image(tree.image_path(image_id))
-        if image.shape[:2] != mask.shape:
-            raise size_mismatch(tree.image_path(image_id), image.shape[:2], tree.mask_path(image_id), mask.shape)
-        present = np.unique(mask)
-        class_ids = [int(c) for c in present if c not in (0, IGNORE)]
+        image = read_image(dataset.image_path(image_id))
+        mask_path = dataset.mask_path(image_id)
+        mask = None if mask_path is None else read_mask(mask_path, num_classes)
+        if mask is not None and image.shape[:2] != mask.shape:
+            raise size_mismatch(dataset.image_path(image_id), image.shape[:2], mask_path, mask.shape)
+        class_ids = dataset.tags(image_id)
+        if class_ids is None:
+            class_ids = [int(c) for c in np.unique(mask) if c not in (0, IGNORE)]
         mean = image.reshape(-1, 3).mean(0)
         rows.append(
             {

@@ -1,9 +1,11 @@
-"""Config mistakes said in words, before the schema's own messages: keys that were renamed, and the
+"""Config mistakes said in words, before the schema's own messages: keys that were renamed, the
 combinations the schema's if/then rules rule out, within a section (e.g. U-Net's output stride) or across
 sections (e.g. random-walk labels without the walk), which jsonschema would report as a bare "32 was
-expected"."""
+expected", and a dataset kind's keys (wsss.data.kinds: the ones it needs, and another kind's set by mistake)."""
 
 from __future__ import annotations
+
+from wsss.data.kinds import DATASET_KEYS, KINDS
 
 # (section, old key) -> its new name: one word per meaning (`backbone` in every section, `arch` for the
 # segmentation network only)
@@ -57,6 +59,33 @@ def _combination_errors(config: dict, rule: dict, prefix: tuple, where: str) -> 
     return errors
 
 
+def _dataset_errors(config: dict, where: str) -> list[str]:
+    """The dataset section against its kind's keys: each key the kind needs is set, no other kind's key is,
+    and voc_root / sbd_root only with the voc kind."""
+    settings = config.get("dataset")
+    if not isinstance(settings, dict) or settings.get("kind") not in KINDS:
+        return []  # the schema names the section or the kind
+    kind = KINDS[settings["kind"]]
+    reads = ", ".join(f"dataset.{key}" for key in kind.keys) or "voc_root and sbd_root"
+    errors = [
+        f"{where}dataset.kind: {kind.name} needs dataset.{key} (it is null)"
+        for key in kind.required
+        if settings.get(key) is None
+    ]
+    errors += [
+        f"{where}dataset.{key} is set, but dataset.kind {kind.name} does not read it (it reads {reads})"
+        for key, unset in DATASET_KEYS.items()
+        if key not in kind.keys and settings.get(key, unset) != unset
+    ]
+    if kind.name != "voc":
+        errors += [
+            f"{where}{key} is set, but dataset.kind {kind.name} does not read it (it reads {reads})"
+            for key in ("voc_root", "sbd_root")
+            if config.get(key)
+        ]
+    return errors
+
+
 def config_errors(config: dict, schema: dict, where: str = "") -> list[str]:
     """What is wrong with config in words, each prefixed by where (e.g. "experiments.unet: "); [] if nothing
     these checks know of (the schema then checks the rest)."""
@@ -74,4 +103,4 @@ def config_errors(config: dict, schema: dict, where: str = "") -> list[str]:
     for prefix, rule in rules:
         if "if" in rule:
             errors += _combination_errors(config, rule, prefix, where)
-    return errors
+    return errors + _dataset_errors(config, where)

@@ -23,6 +23,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from wsss.data.kinds import masked_splits
+
 # --- steps --------------------------------------------------------------------------------------------
 
 # The arguments a step can take, by the wildcard that carries it in the rules.
@@ -35,13 +37,15 @@ LABEL_STEPS = {"pseudo_mask": "pseudo_masks", "random_walk": "random_walk"}
 # it is compared with).
 GROUND_TRUTH = "ground_truth"
 SUPERVISIONS = (*LABEL_STEPS, GROUND_TRUTH)
-# Folders of results/ besides the steps': the dataset index, the image labels, scores, figures, benchmarks.
-DATA, LABELS_FILE, METRICS, REPORT, BENCHMARKS = (
+# Folders of results/ besides the steps': the dataset index, the image labels, scores, figures, benchmarks,
+# and the new photos the network segmented (segment.images), gathered from the segment step's shards.
+DATA, LABELS_FILE, METRICS, REPORT, BENCHMARKS, SEGMENTED = (
     "data",
     "labels/image_labels.parquet",
     "metrics",
     "report",
     "benchmarks",
+    "segmented",
 )
 # classifier.method: classic CAM, or a CAM expansion trained into the classifier (wsss.nets.expansion); each
 # expansion method has its own settings sub-section classifier.<method>, read only when it is the method
@@ -53,6 +57,12 @@ CAM_SCORING_KEYS = ("eval_threshold", "oracle_thresholds")
 
 def _rounds(config: dict) -> range:
     return range(config["erasing"]["rounds"])
+
+
+def has_masks(config: dict, split_key: str) -> bool:
+    """Whether the configured split of split_key ("train", "seed_eval", "val") has masks: a stage is scored on
+    the images of its split that have masks, and the fully-supervised bound trains on the train split's."""
+    return config["splits"][split_key] in masked_splits(config)
 
 
 def walks(config: dict) -> bool:
@@ -89,6 +99,11 @@ def _segmentation_settings(config: dict, supervision) -> dict:
         set() if config["segmentation"]["arch"] in UPSAMPLING_ARCHS else {"upsampling"}
     )
     return {"seed": config["seed"], "segmentation": _without(config["segmentation"], unread)}
+
+
+def segments(config: dict) -> bool:
+    """Whether a run segments a folder of new photos (segment.images)."""
+    return bool(config.get("segment", {}).get("images"))
 
 
 def _prediction_settings(config: dict, supervision) -> dict:
@@ -147,8 +162,8 @@ class Step:
             return []
         if self.arg == ROUND:
             return list(_rounds(config))
-        if self.arg == SUPERVISION:
-            return [config["segmentation"]["labels"], GROUND_TRUTH]
+        if self.arg == SUPERVISION:  # the fully-supervised bound needs masks of the train split
+            return [config["segmentation"]["labels"], *([GROUND_TRUTH] if has_masks(config, "train") else [])]
         return [None]
 
 
@@ -249,6 +264,20 @@ STEPS = {
             rules=("predict_segmentation",),
             cost="segmentation",
         ),
+        Step(
+            "segment",
+            "segment",
+            per_shard=True,
+            # the photos, and how the network on the run's pseudo-labels predicts (as its val predictions)
+            settings=lambda config, arg: {
+                "segment": config["segment"],
+                "segmentation": {key: config["segmentation"][key] for key in PREDICTION_KEYS},
+            },
+            upstream=lambda config, arg: [("segmentation", config["segmentation"]["labels"])],
+            rules=("segment_photos",),
+            cost="segmentation",
+            when=segments,
+        ),
     )
 }
 
@@ -290,7 +319,7 @@ OVERRIDABLE = ("seed", "classifier", "erasing", "cam", "crf", "pseudo_mask", "ir
 RESERVED = tuple(
     dict.fromkeys(
         [s.folder.partition("/")[0] for s in STEPS.values()]
-        + [DATA, LABELS_FILE.partition("/")[0], METRICS, REPORT, BENCHMARKS]
+        + [DATA, LABELS_FILE.partition("/")[0], METRICS, REPORT, BENCHMARKS, SEGMENTED]
     )
 )
 
@@ -422,14 +451,41 @@ def stage_named(name: str) -> Stage:
     return _match(name)[0]
 
 
-def stage_names(config: dict) -> list[str]:
-    """Every stage a run of config scores, in pipeline order."""
+def _stage_instances(config: dict, candidate: Stage) -> list[str]:
+    rounds = _rounds(config) if candidate.per_round else [None]
+    return [candidate.name.format(round=r) for r in rounds]
+
+
+def _produced(config: dict, candidate: Stage) -> bool:
+    """Whether a run of config makes the files a stage scores (the bound: only with train masks)."""
+    return candidate.when(config) and (candidate.arg != GROUND_TRUTH or has_masks(config, "train"))
+
+
+def stage_names(config: dict, scored: bool = True) -> list[str]:
+    """Every stage a run of config scores, in pipeline order: those whose split has masks (scored=False: every
+    stage whose files it makes, scored or not, e.g. the galleries' panels)."""
     names = []
     for candidate in STAGES:
-        if candidate.when(config):
-            rounds = _rounds(config) if candidate.per_round else [None]
-            names += [candidate.name.format(round=r) for r in rounds]
+        if _produced(config, candidate) and (has_masks(config, candidate.split) or not scored):
+            names += _stage_instances(config, candidate)
     return names
+
+
+def unscored_stages(config: dict) -> dict[str, str]:
+    """The stages a run of config does not score, each with the reason in words (summary.txt says it): a
+    stage whose split has no masks ("no masks for train"), the bound without train masks to train on."""
+    reasons = {}
+    for candidate in STAGES:
+        if not candidate.when(config):
+            continue
+        if not _produced(config, candidate):
+            reason = f"not trained: no masks for {config['splits']['train']}"
+        elif not has_masks(config, candidate.split):
+            reason = f"no masks for {config['splits'][candidate.split]}"
+        else:
+            continue
+        reasons.update(dict.fromkeys(_stage_instances(config, candidate), reason))
+    return reasons
 
 
 def stage_note(config: dict, name: str) -> str:

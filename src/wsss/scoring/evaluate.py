@@ -7,14 +7,15 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from wsss.data.voc import IGNORE, DataError, VOCTree, index_files, indexed_file, load_npy, read_mask
+from wsss.data.datasets import Dataset
+from wsss.data.voc import IGNORE, DataError, index_files, indexed_file, load_npy, read_mask
 from wsss.scoring.metrics import confusion_matrix, mean_iou, pixel_accuracy
 from wsss.seeds.masks import cam_to_label
 
 PIXEL_COUNTS = ("scored", "labelled", "labelled_correct")
 
 
-def _compare(tree: VOCTree, image_ids, num_classes: int, predict):
+def _compare(dataset: Dataset, image_ids, num_classes: int, predict):
     """Yield (image id, confusion matrix, pixel counts) for each image.
 
     The confusion matrix counts a pixel the prediction leaves unlabelled (255) as background (metrics). The
@@ -22,7 +23,7 @@ def _compare(tree: VOCTree, image_ids, num_classes: int, predict):
     the prediction labels) and "labelled_correct" (of those, the ones it labels right).
     """
     for image_id in tqdm(image_ids, desc="evaluate", mininterval=5):
-        truth = read_mask(tree.mask_path(image_id), num_classes)
+        truth = read_mask(dataset.mask_path(image_id), num_classes)
         prediction = predict(image_id)
         if prediction.shape != truth.shape:
             raise DataError(f"prediction for {image_id} is {prediction.shape}, ground truth is {truth.shape}")
@@ -46,11 +47,11 @@ def confident_precision(counts: dict) -> float:
     return counts["labelled_correct"] / counts["labelled"] if counts["labelled"] else float("nan")
 
 
-def score_predictor(tree: VOCTree, image_ids, num_classes: int, predict) -> dict[str, np.ndarray]:
+def score_predictor(dataset: Dataset, image_ids, num_classes: int, predict) -> dict[str, np.ndarray]:
     """The confusion matrix and pixel counts (_compare) of predict (image id -> label map) over image_ids."""
     confusion = np.zeros((num_classes, num_classes), np.int64)
     totals = dict.fromkeys(PIXEL_COUNTS, 0)
-    for _, image_confusion, counts in _compare(tree, image_ids, num_classes, predict):
+    for _, image_confusion, counts in _compare(dataset, image_ids, num_classes, predict):
         confusion += image_confusion
         for key in totals:
             totals[key] += counts[key]
@@ -78,34 +79,34 @@ def label_map_predictor(label_dirs, num_classes):
     return lambda i: read_mask(indexed_file(index, i, "label map"), num_classes)
 
 
-def evaluate_cams(tree, image_ids, cam_dirs, labels, bg_threshold, num_classes) -> dict[str, np.ndarray]:
+def evaluate_cams(dataset, image_ids, cam_dirs, labels, bg_threshold, num_classes) -> dict[str, np.ndarray]:
     """CAMs -> label maps with the fixed background threshold (from config), scored."""
-    return score_predictor(tree, image_ids, num_classes, cam_predictor(cam_dirs, labels, bg_threshold))
+    return score_predictor(dataset, image_ids, num_classes, cam_predictor(cam_dirs, labels, bg_threshold))
 
 
-def evaluate_cams_oracle(tree, image_ids, cam_dirs, labels, thresholds, num_classes) -> list[dict]:
+def evaluate_cams_oracle(dataset, image_ids, cam_dirs, labels, thresholds, num_classes) -> list[dict]:
     """ORACLE: the same CAMs scored at several background thresholds, chosen against ground truth."""
     index = index_files(cam_dirs, ".npy")
     cams = {i: load_npy(indexed_file(index, i, "CAM")) for i in image_ids}
     return [
-        score_predictor(tree, image_ids, num_classes, lambda i, t=t: cam_to_label(cams[i], labels[i], t))
+        score_predictor(dataset, image_ids, num_classes, lambda i, t=t: cam_to_label(cams[i], labels[i], t))
         for t in thresholds
     ]
 
 
-def evaluate_label_maps(tree, image_ids, label_dirs, num_classes) -> dict[str, np.ndarray]:
+def evaluate_label_maps(dataset, image_ids, label_dirs, num_classes) -> dict[str, np.ndarray]:
     """PNG label maps scored (255 = not labelled: background in the mIoU, left out of the confident precision)."""
-    return score_predictor(tree, image_ids, num_classes, label_map_predictor(label_dirs, num_classes))
+    return score_predictor(dataset, image_ids, num_classes, label_map_predictor(label_dirs, num_classes))
 
 
 IMAGE_SCORES = ("miou", "pixel_accuracy", "coverage", "confident_precision")
 
 
-def per_image_scores(tree, image_ids, num_classes, predict) -> pd.DataFrame:
+def per_image_scores(dataset, image_ids, num_classes, predict) -> pd.DataFrame:
     """One row per image, scored as a stage is (metrics): its own mIoU (over the classes predicted or present
     in it), pixel accuracy, coverage and confident precision."""
     rows = []
-    for image_id, confusion, counts in _compare(tree, image_ids, num_classes, predict):
+    for image_id, confusion, counts in _compare(dataset, image_ids, num_classes, predict):
         rows.append(
             {
                 "image_id": image_id,
@@ -118,9 +119,10 @@ def per_image_scores(tree, image_ids, num_classes, predict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["image_id", *IMAGE_SCORES])
 
 
-def image_scores_table(tree, stage_specs: dict, labels, num_classes) -> pd.DataFrame:
+def image_scores_table(dataset, stage_specs: dict, labels, num_classes) -> pd.DataFrame:
     """Per-image scores of every stage: stage_specs maps stage -> dict(kind, inputs, split, thresholds) with
-    kind "cam" (scored at thresholds[0]) or "labels". Columns: stage, split, image_id, miou, ..."""
+    kind "cam" (scored at thresholds[0]) or "labels", scored on the images of its split that have masks.
+    Columns: stage, split, image_id, miou, ..."""
     frames = []
     for stage, spec in stage_specs.items():
         if spec["kind"] == "cam":
@@ -129,10 +131,10 @@ def image_scores_table(tree, stage_specs: dict, labels, num_classes) -> pd.DataF
             predict = label_map_predictor(spec["inputs"], num_classes)
         else:
             raise ValueError(f"stage {stage!r}: no per-image scores for kind {spec['kind']!r}")
-        scores = per_image_scores(tree, tree.split_ids(spec["split"]), num_classes, predict)
+        scores = per_image_scores(dataset, dataset.masked_ids(spec["split"]), num_classes, predict)
         frames.append(scores.assign(stage=stage, split=spec["split"]))
     columns = ["stage", "split", "image_id", *IMAGE_SCORES]
-    return pd.concat(frames, ignore_index=True)[columns]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
 def save_scores(path, scores: dict[str, np.ndarray], **extra) -> None:
@@ -144,16 +146,16 @@ def load_scores(path) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def evaluate_stage(kind, tree, image_ids, inputs, labels, thresholds, num_classes, out_path) -> None:
+def evaluate_stage(kind, dataset, image_ids, inputs, labels, thresholds, num_classes, out_path) -> None:
     """Score a stage and save its confusion matrix. cam_oracle keeps the best threshold, marked oracle."""
     if kind == "cam":
-        scores = evaluate_cams(tree, image_ids, inputs, labels, thresholds[0], num_classes)
+        scores = evaluate_cams(dataset, image_ids, inputs, labels, thresholds[0], num_classes)
         save_scores(out_path, scores, bg_threshold=thresholds[0], oracle=False)
     elif kind == "cam_oracle":
-        swept = evaluate_cams_oracle(tree, image_ids, inputs, labels, thresholds, num_classes)
+        swept = evaluate_cams_oracle(dataset, image_ids, inputs, labels, thresholds, num_classes)
         best = max(range(len(thresholds)), key=lambda k: mean_iou(swept[k]["confusion"]))
         save_scores(out_path, swept[best], bg_threshold=thresholds[best], oracle=True)
     elif kind == "labels":
-        save_scores(out_path, evaluate_label_maps(tree, image_ids, inputs, num_classes), oracle=False)
+        save_scores(out_path, evaluate_label_maps(dataset, image_ids, inputs, num_classes), oracle=False)
     else:
         raise ValueError(f"unknown stage kind {kind!r}")

@@ -11,7 +11,8 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from wsss.data.voc import IGNORE, VOCTree, index_files, indexed_file, load_npy, read_image, read_mask, voc_palette
+from wsss.data.datasets import Dataset
+from wsss.data.voc import IGNORE, index_files, indexed_file, load_npy, read_image, read_mask, voc_palette
 from wsss.files import atomic_write
 from wsss.pipeline.registry import BOUND_STAGE, RESULT_STAGE, stage_title
 from wsss.seeds.masks import cam_to_label
@@ -80,10 +81,12 @@ def select_gallery(
 
 
 def gallery_file_name(rank: int, image_id: str, class_names: list[str], scores: dict[str, float]) -> str:
-    """<rank>__<image id>__<class+class>__<stage><IoU>...png. The report reads the caption's class names
-    and IoUs back from these fields (Snakemake report patterns), so they are also visible in a file browser."""
+    """<rank>__<image id>__<class+class>__<stage><IoU>...png ("none" for an image without a score: no mask). The
+    report reads the caption's class names and IoUs back from these fields (Snakemake report patterns), so they
+    are also visible in a file browser."""
     classes = "+".join(class_names) or "none"
-    fields = [f"{rank:02d}", image_id, classes, *(f"{key}{value:.3f}" for key, value in scores.items())]
+    figures = {key: "none" if value is None or np.isnan(value) else f"{value:.3f}" for key, value in scores.items()}
+    fields = [f"{rank:02d}", image_id, classes, *(f"{key}{value}" for key, value in figures.items())]
     for field in fields:
         if "__" in field or "/" in field:
             raise ValueError(f"gallery file name field {field!r} may not contain '__' or '/'")
@@ -146,7 +149,7 @@ def _iou(scores: dict[str, float], stage: str) -> str:
 def train_gallery_figure(
     image_id: str,
     image: np.ndarray,
-    truth: np.ndarray,
+    truth: np.ndarray | None,
     round_cams: list[np.ndarray],
     merged_cam: np.ndarray,
     label_maps: dict[str, np.ndarray],
@@ -157,8 +160,9 @@ def train_gallery_figure(
     layout: dict | None = None,
 ) -> Figure:
     """image | CAM heat-map per class and round | merged CAM (labels at the background threshold) | each
-    label map (stage -> map, e.g. CRF, pseudo-mask; ignore white) | ground truth. scores: stage -> this
-    image's mIoU, shown in the titles. layout: _panel_row's panel_inches and columns (the report's)."""
+    label map (stage -> map, e.g. CRF, pseudo-mask; ignore white) | ground truth (where the image has a mask).
+    scores: stage -> this image's mIoU, shown in the titles. layout: _panel_row's panel_inches and columns (the
+    report's)."""
     panels = [("image", image)]
     for round_index, cams in enumerate(round_cams):
         for channel, class_id in enumerate(class_ids):
@@ -173,7 +177,7 @@ def train_gallery_figure(
             (stage_title(stage) + _iou(scores, stage), overlay_mask(image, labels))
             for stage, labels in label_maps.items()
         ),
-        ("ground truth", overlay_mask(image, truth)),
+        *([("ground truth", overlay_mask(image, truth))] if truth is not None else []),
     ]
     names = ", ".join(class_names[c] for c in class_ids) or "no object"
     return _panel_row(panels, f"{image_id}: {names}", **(layout or {}))
@@ -182,22 +186,31 @@ def train_gallery_figure(
 def val_gallery_figure(
     image_id: str,
     image: np.ndarray,
-    truth: np.ndarray,
+    truth: np.ndarray | None,
     segmentation: np.ndarray,
-    fully_supervised: np.ndarray,
+    fully_supervised: np.ndarray | None,
     class_names: list[str],
     scores: dict[str, float],
     layout: dict | None = None,
 ) -> Figure:
-    """image | segmentation (trained on pseudo-masks) | fully-supervised prediction | ground truth."""
+    """image | segmentation (trained on pseudo-masks) | fully-supervised prediction | ground truth; the last two
+    where there are any (the bound needs train masks, the truth a mask of this image). The title names the
+    classes of the truth, or else those the segmentation predicts."""
     panels = [
         ("image", image),
         (stage_title(RESULT_STAGE) + _iou(scores, RESULT_STAGE), overlay_mask(image, segmentation)),
-        (stage_title(BOUND_STAGE) + _iou(scores, BOUND_STAGE), overlay_mask(image, fully_supervised)),
-        ("ground truth", overlay_mask(image, truth)),
     ]
-    present = [class_names[c] for c in np.unique(truth) if c not in (0, IGNORE)]
-    return _panel_row(panels, f"{image_id}: {', '.join(present) or 'no object'}", **(layout or {}))
+    if fully_supervised is not None:
+        panels.append((stage_title(BOUND_STAGE) + _iou(scores, BOUND_STAGE), overlay_mask(image, fully_supervised)))
+    if truth is not None:
+        panels.append(("ground truth", overlay_mask(image, truth)))
+    return _panel_row(panels, f"{image_id}: {_val_title(truth, segmentation, class_names)}", **(layout or {}))
+
+
+def _val_title(truth: np.ndarray | None, segmentation: np.ndarray, class_names: list[str]) -> str:
+    shown = segmentation if truth is None else truth
+    present = ", ".join(class_names[c] for c in np.unique(shown) if c not in (0, IGNORE)) or "no object"
+    return present if truth is not None else f"predicted {present}"
 
 
 # --- score plots --------------------------------------------------------------------------------------
@@ -344,7 +357,7 @@ class TrainGalleryRun:
     folders (per erasing round, then merged), its label-map folders (stage -> shard directories of PNGs, one
     panel each), the class names and the CAMs' background threshold."""
 
-    tree: VOCTree
+    dataset: Dataset
     labels: dict[str, list[int]]
     image_scores: pd.DataFrame
     round_cam_dirs: list[list]
@@ -356,12 +369,15 @@ class TrainGalleryRun:
 
 def write_train_gallery(run: TrainGalleryRun, split: str, rank_stage: str, settings: dict, out_dir) -> pd.DataFrame:
     """<out_dir>/<selection>/<gallery_file_name>.png for the sample, and the best and worst images of split
-    with an object by rank_stage's IoU (settings: sample_size, best, worst, seed). Returns the selection."""
+    with an object by rank_stage's IoU (settings: sample_size, best, worst, seed); only images with a mask are
+    scored, so only those are ranked. Returns the selection."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)  # exists even when every selection is empty
 
     by_image = _scores_by_image(run.image_scores, split)
-    ranked = run.image_scores[(run.image_scores["split"] == split) & (run.image_scores["stage"] == rank_stage)]
-    with_objects = [image_id for image_id in ranked["image_id"] if run.labels[image_id]]
+    ranked = _split_scores(run.image_scores, run.dataset.split_ids(split), split, rank_stage)
+    with_objects = [
+        i for i in ranked["image_id"] if run.labels[i] and not np.isnan(by_image.get(i, {}).get(rank_stage, np.nan))
+    ]
     chosen = select_gallery(
         ranked, settings["sample_size"], settings["best"], settings["worst"], settings["seed"], rankable=with_objects
     )
@@ -371,11 +387,11 @@ def write_train_gallery(run: TrainGalleryRun, split: str, rank_stage: str, setti
     num_classes = len(run.class_names)
     for row in chosen.itertuples():
         image_id, class_ids = row.image_id, run.labels[row.image_id]
-        image = read_image(run.tree.image_path(image_id))
+        image = read_image(run.dataset.image_path(image_id))
         figure = train_gallery_figure(
             image_id,
             image,
-            read_mask(run.tree.mask_path(image_id), num_classes),
+            _truth(run.dataset, image_id, num_classes),
             [load_npy(indexed_file(index, image_id, f"round-{r} CAM")) for r, index in enumerate(round_indexes)],
             load_npy(indexed_file(merged_index, image_id, "merged CAM")),
             {
@@ -385,18 +401,16 @@ def write_train_gallery(run: TrainGalleryRun, split: str, rank_stage: str, setti
             class_ids,
             run.class_names,
             run.bg_threshold,
-            by_image[image_id],
+            by_image.get(image_id, {}),
             panel_layout(settings),
         )
-        name = gallery_file_name(
-            row.rank, image_id, [run.class_names[c] for c in class_ids], {"iou": by_image[image_id][rank_stage]}
-        )
+        name = gallery_file_name(row.rank, image_id, [run.class_names[c] for c in class_ids], {"iou": row.miou})
         save_figure(figure, Path(out_dir) / row.selection / name)
     return chosen
 
 
 def write_val_gallery(
-    tree,
+    dataset: Dataset,
     image_scores: pd.DataFrame,
     split: str,
     settings: dict,
@@ -406,33 +420,52 @@ def write_val_gallery(
     out_dir,
 ) -> pd.DataFrame:
     """<out_dir>/<gallery_file_name>.png for a seeded sample of val images (settings: val_sample_size, seed);
-    the predictions are PNG label maps in segmentation_dirs and fully_supervised_dirs."""
+    the predictions are PNG label maps in segmentation_dirs and fully_supervised_dirs (none: no bound)."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    predictions = {
-        stage: index_files(dirs, ".png")
-        for stage, dirs in ((RESULT_STAGE, segmentation_dirs), (BOUND_STAGE, fully_supervised_dirs))
-    }
+    segmentation = index_files(segmentation_dirs, ".png")
+    fully_supervised = index_files(fully_supervised_dirs, ".png") if fully_supervised_dirs else None
 
     by_image = _scores_by_image(image_scores, split)
-    segmentation = image_scores[(image_scores["split"] == split) & (image_scores["stage"] == RESULT_STAGE)]
-    chosen = select_gallery(segmentation, settings["val_sample_size"], 0, 0, settings["seed"])
+    scores = _split_scores(image_scores, dataset.split_ids(split), split, RESULT_STAGE)
+    chosen = select_gallery(scores, settings["val_sample_size"], 0, 0, settings["seed"])
     num_classes = len(class_names)
     for row in chosen.itertuples():
         image_id = row.image_id
-        truth = read_mask(tree.mask_path(image_id), num_classes)
+        truth = _truth(dataset, image_id, num_classes)
+        predicted = read_mask(
+            indexed_file(segmentation, image_id, f"{stage_title(RESULT_STAGE)} prediction"), num_classes
+        )
+        bound = None
+        if fully_supervised is not None:
+            bound = read_mask(
+                indexed_file(fully_supervised, image_id, f"{stage_title(BOUND_STAGE)} prediction"), num_classes
+            )
+        own = by_image.get(image_id, {})
         figure = val_gallery_figure(
             image_id,
-            read_image(tree.image_path(image_id)),
+            read_image(dataset.image_path(image_id)),
             truth,
-            *(
-                read_mask(indexed_file(index, image_id, f"{stage_title(stage)} prediction"), num_classes)
-                for stage, index in predictions.items()
-            ),
+            predicted,
+            bound,
             class_names,
-            by_image[image_id],
+            own,
             panel_layout(settings),
         )
-        present = [class_names[c] for c in np.unique(truth) if c not in (0, IGNORE)]
-        scores = {"seg": by_image[image_id][RESULT_STAGE], "fs": by_image[image_id][BOUND_STAGE]}
-        save_figure(figure, Path(out_dir) / gallery_file_name(row.rank, image_id, present, scores))
+        shown = predicted if truth is None else truth
+        present = [class_names[c] for c in np.unique(shown) if c not in (0, IGNORE)]
+        scores_of = {"seg": own.get(RESULT_STAGE, np.nan), "fs": own.get(BOUND_STAGE, np.nan)}
+        save_figure(figure, Path(out_dir) / gallery_file_name(row.rank, image_id, present, scores_of))
     return chosen
+
+
+def _split_scores(image_scores: pd.DataFrame, image_ids: list[str], split: str, stage: str) -> pd.DataFrame:
+    """image_id, miou of one stage for every image of a split (NaN where the image has no mask, so no score)."""
+    rows = image_scores[(image_scores["split"] == split) & (image_scores["stage"] == stage)]
+    miou = dict(zip(rows["image_id"], rows["miou"]))
+    return pd.DataFrame({"image_id": image_ids, "miou": [miou.get(i, np.nan) for i in image_ids]})
+
+
+def _truth(dataset: Dataset, image_id: str, num_classes: int) -> np.ndarray | None:
+    """An image's mask, or None where it has none."""
+    path = dataset.mask_path(image_id)
+    return None if path is None else read_mask(path, num_classes)

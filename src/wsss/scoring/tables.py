@@ -67,9 +67,18 @@ def build_tables(
     """(per-class table, per-stage summary) from (stage, split, scores) triples, in pipeline order; both
     start with the experiment's name and the training seed, so the tables of a grid concatenate. notes: per
     stage, how its files were made (registry.stage_note), the summary's note column."""
+    if not stages:  # nothing scored (no masks): the tables keep their columns
+        nothing = {"confusion": np.zeros((len(class_names),) * 2, np.int64), "num_images": 0}
+        nothing.update({f"{key}_pixels": 0 for key in ("scored", "labelled", "labelled_correct")})
+        stages = [("", "", nothing)]
+        empty = True
+    else:
+        empty = False
     per_class = pd.concat([stage_rows(s, split, sc, class_names) for s, split, sc in stages], ignore_index=True)
     per_class["iou"] = per_class["iou"].astype(float)
     summary = pd.DataFrame([stage_summary(s, split, sc) for s, split, sc in stages])
+    if empty:
+        per_class, summary = per_class.iloc[:0], summary.iloc[:0]
     summary["note"] = list(notes) if notes is not None else ""
     for frame in (per_class, summary):
         frame.insert(0, "experiment", experiment)
@@ -128,10 +137,20 @@ SCORING_NOTE = (
 SHOWN = {"miou": "mIoU", "pixel_accuracy": "pix.acc", "coverage": "coverage", "confident_precision": "conf.prec"}
 
 
-def format_summary(runs: pd.DataFrame) -> str:
+def not_scored_lines(unscored: dict[str, str] | None) -> list[str]:
+    """ "not scored: cam, crf, pseudo_mask (no masks for train)": the stages a run makes but cannot score, by
+    reason (registry.unscored_stages)."""
+    by_reason: dict[str, list[str]] = {}
+    for stage, reason in (unscored or {}).items():
+        by_reason.setdefault(reason, []).append(stage)
+    return [f"not scored: {', '.join(stages)} ({reason})" for reason, stages in by_reason.items()]
+
+
+def format_summary(runs: pd.DataFrame, unscored: dict[str, str] | None = None) -> str:
     """A readable per-stage table of one or more runs (rows of per-run summaries, an experiment and a seed
     column): each figure as the mean ± sd over the seeds of its experiment; the segmentation /
-    fully-supervised ratio (per seed, then averaged) when both stages are there."""
+    fully-supervised ratio (per seed, then averaged) when both stages are there; the stages not scored and
+    why (unscored: stage -> reason)."""
     experiments = list(dict.fromkeys(runs["experiment"]))
     lines = []
     for name in experiments:
@@ -161,6 +180,13 @@ def format_summary(runs: pd.DataFrame) -> str:
         if len(ratio):
             lines.append(f"segmentation / fully-supervised mIoU: {mean_sd(ratio.values)}")
         lines.append("")
+    if not experiments:
+        lines += [
+            f"{'stage':<18}{'split':<8}" + "".join(f"{h:>10}" for h in SHOWN.values()) + f"{'images':>8}  note",
+            "",
+        ]
+    if unscored:
+        lines += [*not_scored_lines(unscored), ""]
     lines.append(SCORING_NOTE)
     return "\n".join(lines)
 
@@ -200,8 +226,10 @@ def write_tables(
     experiment: str = "default",
     seed: int | None = None,
     notes: list[str] | None = None,
+    unscored: dict[str, str] | None = None,
 ) -> str:
-    """Load each stage's scores, write the per-class and summary parquet files and the text summary.
+    """Load each stage's scores, write the per-class and summary parquet files and the text summary (which
+    also names the stages not scored: unscored, stage -> reason).
 
     metrics_path (JSON) and plots_path (CSV, class x stage IoU) are the same figures in DVC's formats.
     """
@@ -214,7 +242,7 @@ def write_tables(
             json.dump(metrics_json(summary), handle, indent=2)
     if plots_path:
         per_class_wide(per_class).to_csv(plots_path, index=False)
-    return write_text(text_path, format_summary(summary), "summary")
+    return write_text(text_path, format_summary(summary, unscored), "summary")
 
 
 # The parts of an experiment's compute time: one column per registry cost ("<cost>_s").
@@ -341,7 +369,14 @@ class GridTableFiles:
 
 
 def write_grid_tables(
-    miou_paths, summary_paths, jobs: dict, folders: dict, run_experiments: dict, rank_by: str, files: GridTableFiles
+    miou_paths,
+    summary_paths,
+    jobs: dict,
+    folders: dict,
+    run_experiments: dict,
+    rank_by: str,
+    files: GridTableFiles,
+    unscored: dict[str, str] | None = None,
 ) -> str:
     """Concatenate the runs' tables (each carries its experiment and seed columns) into files: every run's
     per-class rows, each experiment's figures as mean ± sd over its seeds, and the experiments ranked by
@@ -349,7 +384,7 @@ def write_grid_tables(
     pd.concat(map(pd.read_parquet, miou_paths), ignore_index=True).to_parquet(files.miou, index=False)
     runs = pd.concat(map(pd.read_parquet, summary_paths), ignore_index=True)
     summary_over_seeds(runs).to_parquet(files.summary, index=False)
-    write_text(files.summary_text, format_summary(runs), "summary")
+    write_text(files.summary_text, format_summary(runs, unscored), "summary")
     costs = {run: experiment_costs(jobs[run], folders[run]) for run in jobs}
     table = ranking_table(runs, costs, run_experiments, rank_by)
     table.to_parquet(files.ranking, index=False)

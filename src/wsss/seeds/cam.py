@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from wsss.data.voc import GRID_DIR, VOCTree, pending_ids, read_image, save_npy
+from wsss.data.datasets import Dataset
+from wsss.data.voc import GRID_DIR, pending_ids, read_image, save_npy
 from wsss.nets.expansion import peak_normalised
 from wsss.nets.hardware import autocast, flipped_pair, for_inference
 from wsss.nets.models import Classifier
@@ -302,7 +303,7 @@ def image_and_grid_cams(
 
 
 def compute_cams(
-    model: Classifier, tree: VOCTree, image_ids, labels, settings: dict, out_dir: Path, device, eraser=None
+    model: Classifier, dataset: Dataset, image_ids, labels, settings: dict, out_dir: Path, device, eraser=None
 ) -> None:
     """Write <out_dir>/<image id>.npy (image_cams) and <out_dir>/GRID_DIR/<image id>.npy (the stride-4 grid
     CAMs the random walk reads) for every image not written yet; an eraser hides earlier rounds' regions first.
@@ -312,7 +313,7 @@ def compute_cams(
     (out_dir / GRID_DIR).mkdir(parents=True, exist_ok=True)
     model = for_inference(model, device)
     for image_id in tqdm(pending_ids(image_ids, out_dir, ".npy"), desc=f"CAMs {out_dir.name}", mininterval=5):
-        image = read_image(tree.image_path(image_id))
+        image = read_image(dataset.image_path(image_id))
         if eraser is not None:
             image = eraser(image_id, image)
         cams, grid_cams = image_and_grid_cams(model, image, labels[image_id], settings, device)

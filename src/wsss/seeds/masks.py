@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from wsss.data.datasets import Dataset
 from wsss.data.labels import load_labels
-from wsss.data.voc import GRID_DIR, IGNORE, DataError, VOCTree, load_npy, pending_ids, read_image, save_npy, write_mask
+from wsss.data.voc import GRID_DIR, IGNORE, DataError, load_npy, pending_ids, read_image, save_npy, write_mask
 from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 
 
@@ -102,14 +103,14 @@ def pseudo_mask(
     return mask
 
 
-def label_shard(tree, image_ids, cam_dir, labels, out_dir, to_label, grid_cams: bool = False) -> None:
+def label_shard(dataset, image_ids, cam_dir, labels, out_dir, to_label, grid_cams: bool = False) -> None:
     """Write <out_dir>/<id>.png = to_label(image, cams, class_ids) for every image of one shard not written yet;
     grid_cams: to_label(image, cams, class_ids, grid_cams=...), the image's stride-4 CAMs too (GRID_DIR)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = pending_ids(image_ids, out_dir, ".png")
     for image_id in tqdm(todo, desc=f"{out_dir.parent.name} {out_dir.name}", mininterval=5):
-        image = read_image(tree.image_path(image_id))
+        image = read_image(dataset.image_path(image_id))
         cams = load_npy(Path(cam_dir) / f"{image_id}.npy")
         if cams.shape[1:] != image.shape[:2] or len(cams) != len(labels[image_id]):
             raise DataError(
@@ -128,7 +129,7 @@ def label_cam_shard(inputs, out_dir, shard, params: dict, to_label, grid_cams: b
     decides to_label), which with all the inputs make the fingerprint of the partial work a rerun continues.
     grid_cams: to_label reads the stride-4 CAMs too (see label_shard).
     """
-    tree = VOCTree.open(inputs.data)
+    dataset = Dataset.open(inputs.data)
     with shard_work_dir(out_dir, fingerprint(params, inputs)) as work:
-        image_ids = tree.shard_ids(params["split"], shard, params["num_shards"])
-        label_shard(tree, image_ids, inputs.cams, load_labels(inputs.labels), work, to_label, grid_cams)
+        image_ids = dataset.shard_ids(params["split"], shard, params["num_shards"])
+        label_shard(dataset, image_ids, inputs.cams, load_labels(inputs.labels), work, to_label, grid_cams)

@@ -46,11 +46,11 @@ def train_classifier(
     class_names: the config's classes (background first); settings["head_init"] imagenet starts the CAM head
     of the named classes from the ImageNet classifier in the weights file (wsss.nets.imagenet_head).
     """
-    tree, labels, weights = images.tree, images.targets, job.weights
+    dataset, labels, weights = images.dataset, images.targets, job.weights
     num_foreground = images.num_classes - 1
     hiding = settings["hide_and_seek"]
     dataset = ClassificationDataset(
-        tree,
+        dataset,
         trainable_ids(images.image_ids, labels),
         labels,
         num_foreground,

@@ -7,28 +7,29 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset as TorchDataset
 
-from wsss.data.voc import VOCTree, read_image, read_mask
+from wsss.data.datasets import Dataset
+from wsss.data.voc import read_image, read_mask
 from wsss.nets.transforms import augment, hide_patches
 
 
 @dataclass(frozen=True)
 class TrainingImages:
-    """What a network is trained on: images of a VOC tree and, per image id, its target: the image-level
+    """What a network is trained on: images of a dataset and, per image id, its target: the image-level
     labels (class ids, for the classifier) or the path of its label map (the segmentation network, IRN)."""
 
-    tree: VOCTree
+    dataset: Dataset
     image_ids: list[str]
     targets: dict
     num_classes: int  # background included
 
 
-class ImageDataset(Dataset):
-    """The images of a VOC tree, by index; a subclass turns each into a training sample."""
+class ImageDataset(TorchDataset):
+    """The images of a dataset, by index; a subclass turns each into a training sample."""
 
-    def __init__(self, tree: VOCTree, image_ids):
-        self.tree, self.image_ids = tree, list(image_ids)
+    def __init__(self, dataset: Dataset, image_ids):
+        self.dataset, self.image_ids = dataset, list(image_ids)
 
     def __len__(self):
         return len(self.image_ids)
@@ -36,7 +37,7 @@ class ImageDataset(Dataset):
     def image(self, index) -> tuple[str, np.ndarray]:
         """(image id, RGB image) of a sample."""
         image_id = self.image_ids[index]
-        return image_id, read_image(self.tree.image_path(image_id))
+        return image_id, read_image(self.dataset.image_path(image_id))
 
 
 class ClassificationDataset(ImageDataset):
@@ -48,7 +49,7 @@ class ClassificationDataset(ImageDataset):
 
     def __init__(
         self,
-        tree: VOCTree,
+        dataset: Dataset,
         image_ids,
         labels,
         num_foreground,
@@ -61,7 +62,7 @@ class ClassificationDataset(ImageDataset):
     ):
         if hide_prob > 0 and hide_fill is None:
             raise ValueError("Hide-and-Seek needs the colour of hidden patches (hide_fill)")
-        super().__init__(tree, image_ids)
+        super().__init__(dataset, image_ids)
         self.labels, self.num_foreground, self.eraser = labels, num_foreground, eraser
         self.resize_long, self.crop_size = resize_long, crop_size
         self.hide_prob, self.patch_size, self.hide_fill = hide_prob, patch_size, hide_fill
@@ -84,7 +85,7 @@ class SegmentationDataset(ImageDataset):
         missing = [i for i in images.image_ids if i not in images.targets]
         if missing:
             raise ValueError(f"{len(missing)} training images have no mask, e.g. {missing[0]}")
-        super().__init__(images.tree, images.image_ids)
+        super().__init__(images.dataset, images.image_ids)
         self.mask_paths, self.num_classes = images.targets, images.num_classes
         self.resize_long, self.crop_size = resize_long, crop_size
 
