@@ -48,3 +48,20 @@ def test_a_combination_across_sections_is_said_in_words():
     assert errors_of({"classifier": {"method": "seam"}, "cam": {"method": "gradcam"}}, "experiments.s: ") == [
         "experiments.s: classifier.method: seam needs cam.method: cam (it is gradcam)"
     ]
+
+
+def test_a_dataset_kinds_keys_are_said_in_words():
+    """A kind without the keys it needs, another kind's keys set by mistake, voc_root with a kind that reads none."""
+    config = deep_merge(CONFIG, {"dataset": {"kind": "tagged", "annotations": {"train": "a.json"}}, "voc_root": "v"})
+    errors = config_errors(config, SCHEMA)
+    assert "dataset.kind: tagged needs dataset.images (it is null)" in errors
+    assert "dataset.kind: tagged needs dataset.tags (it is null)" in errors
+    reads = "it reads dataset.images, dataset.tags, dataset.masks"
+    assert f"dataset.annotations is set, but dataset.kind tagged does not read it ({reads})" in errors
+    assert f"voc_root is set, but dataset.kind tagged does not read it ({reads})" in errors
+    coco = deep_merge(CONFIG, {"dataset": {"kind": "coco", "images": "i", "annotations": {"train": "t.json"}}})
+    assert config_errors(coco, SCHEMA) == []
+    voc = deep_merge(CONFIG, {"dataset": {"tags": "t.csv"}})
+    assert config_errors(voc, SCHEMA) == [
+        "dataset.tags is set, but dataset.kind voc does not read it (it reads voc_root and sbd_root)"
+    ]

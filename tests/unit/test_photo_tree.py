@@ -2,6 +2,7 @@
 the networks train at (cam.long_side, segmentation.long_side), resized back to each image."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,13 +16,13 @@ from tests.helpers import (
 from tests.voc_data import index_voc, make_photo_tree
 from tests.workflow_helpers import REPO
 from wsss.data.labels import image_labels
-from wsss.data.voc import DataError, read_image, read_mask, write_mask
+from wsss.data.voc import VOC_CLASSES, DataError, read_image, read_mask, write_mask
 from wsss.nets.hardware import autocast, memory_format
 from wsss.nets.models import Classifier, segmentation_model
 from wsss.nets.transforms import long_side_size, resize_image, to_tensor
 from wsss.pipeline.experiments import Grid
 from wsss.seeds.cam import DEFAULT_SETTINGS, aligned_size, image_cams, method_maps, multiscale_cam, normalise, upsample
-from wsss.training.segmentation import predict
+from wsss.training.segmentation import gather_segmented, predict, predict_images
 
 SCALES = [1.0, 0.5, 1.5, 2.0]  # the default config's
 
@@ -152,6 +153,36 @@ def test_predictions_at_long_side_have_the_image_size(segmenter):
         (logits[0] + logits[1].flip(-1))[None], size=(375, 500), mode="bilinear", align_corners=False
     )
     np.testing.assert_array_equal(prediction, logits[0].argmax(0).numpy().astype(np.uint8))
+
+
+def test_new_photos_get_label_maps_overlays_and_a_table(segmenter, tmp_path):
+    """Segmenting a folder of photos (results/segmented): a palette label map at each photo's size, its overlay,
+    resumable shard by shard, gathered with a table of each photo's classes and their share of its pixels."""
+    sizes = {"a": (61, 90), "b": (120, 47), "c": (33, 33)}
+    paths = {}
+    for image_id, (height, width) in sizes.items():
+        paths[image_id] = tmp_path / "photos" / f"{image_id}.jpg"
+        paths[image_id].parent.mkdir(exist_ok=True)
+        Image.fromarray(photo(height, width, seed=len(paths))).save(paths[image_id])
+    shards = [tmp_path / "shard0", tmp_path / "shard1"]
+    predict_images(segmenter, {"a": paths["a"]}, shards[0] / "labels", "cpu", 64, overlay_dir=shards[0] / "overlays")
+    first = (shards[0] / "labels" / "a.png").stat().st_mtime_ns
+    shard0 = {"a": paths["a"], "b": paths["b"]}
+    predict_images(segmenter, shard0, shards[0] / "labels", "cpu", 64, overlay_dir=shards[0] / "overlays")
+    assert (shards[0] / "labels" / "a.png").stat().st_mtime_ns == first  # written once: a rerun resumes
+    predict_images(segmenter, {"c": paths["c"]}, shards[1] / "labels", "cpu", 64, overlay_dir=shards[1] / "overlays")
+    table = gather_segmented(shards, tmp_path / "segmented", list(VOC_CLASSES))
+    for image_id, (height, width) in sizes.items():
+        with Image.open(tmp_path / "segmented" / "labels" / f"{image_id}.png") as label:
+            assert label.mode == "P" and label.size == (width, height)
+            counts = np.bincount(np.asarray(label).ravel(), minlength=256)
+        with Image.open(tmp_path / "segmented" / "overlays" / f"{image_id}.jpg") as overlay:
+            assert overlay.format == "JPEG" and overlay.size == (width, height)
+        own = table[table["image"] == image_id]
+        assert own["pixels"].sum() == height * width and np.isclose(own["fraction"].sum(), 1)
+        assert dict(zip(own["class_id"], own["pixels"])) == {c: n for c, n in enumerate(counts) if n}
+        assert list(own["class"]) == [VOC_CLASSES[c] for c in own["class_id"]]
+    assert table.equals(pd.read_parquet(tmp_path / "segmented" / "segments.parquet"))
 
 
 def test_predictions_without_long_side_are_bit_identical_to_before(segmenter):

@@ -10,6 +10,7 @@ import yaml
 
 from tests.helpers import library_with_a_new_stage
 from tests.workflow_helpers import REPO
+from wsss.data.kinds import DATASET_KEYS, KINDS
 from wsss.nets.backbones import ARCHS, OUTPUT_STRIDES
 from wsss.nets.models import POOLINGS, RESTRICTED_STRIDES, SEGMENTATION_ARCHS, SEGMENTATION_NETWORKS, UPSAMPLINGS
 from wsss.pipeline import registry
@@ -38,6 +39,11 @@ def test_the_schema_enums_are_the_librarys():
     assert properties["classifier"]["properties"]["method"]["enum"] == list(registry.CLASSIFIER_METHODS)
     assert properties["segmentation"]["properties"]["arch"]["enum"] == list(SEGMENTATION_ARCHS)
     assert properties["segmentation"]["properties"]["upsampling"]["enum"] == list(UPSAMPLINGS)
+    assert properties["dataset"]["properties"]["kind"]["enum"] == list(KINDS)
+    # every key a kind reads is a key of the section, and the default config leaves them all unset
+    assert set(properties["dataset"]["required"]) == {"kind", *DATASET_KEYS}
+    assert {key for kind in KINDS.values() for key in kind.keys} <= set(DATASET_KEYS)
+    assert {key: CONFIG["dataset"][key] for key in DATASET_KEYS} == DATASET_KEYS
     # the archs' output strides: the schema's if/then rules name the library's constraints
     rules = {
         tuple(r["if"]["properties"]["arch"].get("enum", [r["if"]["properties"]["arch"].get("const")])): r["then"]
@@ -67,6 +73,27 @@ def test_stage_names_parse_back_and_carry_their_titles():
     assert "cam_oracle" in names and "cam_oracle" not in registry.stage_names(without_oracle)
 
 
+def test_stages_are_scored_where_their_split_has_masks(monkeypatch):
+    """Photos with tags and masks of val only: the seeds' stages on train are made but not scored, the network
+    is scored on val, and the fully-supervised bound (it trains on train masks) is left out; summary.txt says
+    why for each."""
+    monkeypatch.setattr(registry, "masked_splits", lambda config: frozenset({"val"}))
+    config = {**CONFIG, "random_walk": {**CONFIG["random_walk"], "enabled": False}}
+    assert registry.stage_names(config) == ["segmentation"]
+    made = registry.stage_names(config, scored=False)
+    assert made == ["cam_r0", "cam_r1", "cam", "cam_oracle", "crf", "pseudo_mask", "segmentation"]
+    assert registry.step("segmentation").args(config) == ["pseudo_mask"]
+    assert registry.step("predictions").args(config) == ["pseudo_mask"]
+    unscored = registry.unscored_stages(config)
+    assert unscored["crf"] == "no masks for train" and unscored["cam_r1"] == "no masks for train"
+    assert unscored["fully_supervised"] == "not trained: no masks for train" and "segmentation" not in unscored
+    assert "random_walk" not in unscored  # switched off, not unscored
+    monkeypatch.setattr(registry, "masked_splits", lambda config: frozenset())
+    assert registry.stage_names(config) == [] and set(registry.unscored_stages(config)) == {*made, "fully_supervised"}
+    monkeypatch.setattr(registry, "masked_splits", lambda config: frozenset({"train", "val"}))
+    assert registry.unscored_stages(config) == {} and "fully_supervised" in registry.stage_names(config)
+
+
 def test_label_sources_are_scored_stages_of_their_steps():
     """segmentation.labels names a stage, and LABEL_STEPS the step that stage scores (the report ranks the
     train gallery by that stage); the schema offers exactly these."""
@@ -78,14 +105,16 @@ def test_label_sources_are_scored_stages_of_their_steps():
 
 def test_every_step_reads_upstream_steps_of_the_registry():
     """The step graph is closed (every upstream step exists) and acyclic (closure terminates), and a run's
-    result needs every step except the CRF stage's (scored, not used further) and, on the confident
-    pseudo-masks, IRN's two; on IRN's random-walk labels it needs those too."""
+    result needs every step except the CRF stage's (scored, not used further), the segmented new photos (they
+    follow the network) and, on the confident pseudo-masks, IRN's two; on IRN's random-walk labels it needs
+    those too."""
     on_masks = dict(CONFIG, segmentation=dict(CONFIG["segmentation"], labels="pseudo_mask"))
     needed = {step for step, _ in registry.closure(on_masks, "predictions", "pseudo_mask")}
-    assert needed == set(registry.STEPS) - {"crf", "irn", "random_walk"}
+    assert needed == set(registry.STEPS) - {"crf", "irn", "random_walk", "segment"}
     on_walk = dict(CONFIG, segmentation=dict(CONFIG["segmentation"], labels="random_walk"))
     needed = {step for step, _ in registry.closure(on_walk, "predictions", "random_walk")}
-    assert needed == set(registry.STEPS) - {"crf"}
+    assert needed == set(registry.STEPS) - {"crf", "segment"}
+    assert registry.closure(on_walk, "segment")[-2:] == [("segmentation", "random_walk"), ("segment", None)]
     # the result stage scores the network on the run's own pseudo-labels; the bound's needs no CAM
     assert registry.stage(registry.RESULT_STAGE, on_walk) == (registry.stage_named("segmentation"), "random_walk")
     assert registry.closure(on_walk, "predictions", "ground_truth") == [
