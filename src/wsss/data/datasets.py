@@ -89,9 +89,10 @@ class DatasetKind:
     words: wsss.pipeline.config_checks), required: those of them it cannot do without;
     inputs: dataset section -> {name: file or folder} the dataset_index rule declares as inputs (None: the
     workflow decides, as for voc's downloads and demo);
-    masked_splits: (dataset section, split names, classes) -> the splits with at least one mask, known when
-    the workflow is planned: stages are scored on those only, and the fully-supervised bound needs the
-    train split among them.
+    masked_splits: (dataset section, split names, classes, train split) -> the splits with at least one mask,
+    known when the workflow is planned: stages are scored on those only, and the fully-supervised bound needs
+    the train split among them (the tagged kind puts a CSV's rows in the train split when it has no split
+    column, so it needs that split's name).
     """
 
     name: str
@@ -100,8 +101,8 @@ class DatasetKind:
     keys: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     inputs: Callable[[dict], dict] | None = None
-    masked_splits: Callable[[dict, list[str], list[str]], frozenset] = lambda settings, splits, classes: frozenset(
-        splits
+    masked_splits: Callable[[dict, list[str], list[str], str], frozenset] = (
+        lambda settings, splits, classes, train_split: frozenset(splits)
     )
     description: str = ""
 

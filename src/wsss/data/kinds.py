@@ -62,7 +62,8 @@ def masked_splits(config: dict) -> frozenset:
     """The configured splits (names) with at least one mask, known when the workflow is planned."""
     settings = dataset_settings(config)
     splits = sorted(set(config["splits"].values()))
-    return frozenset(kind(settings["kind"]).masked_splits(settings, splits, list(config["classes"])))
+    classes, train_split = list(config["classes"]), config["splits"]["train"]
+    return frozenset(kind(settings["kind"]).masked_splits(settings, splits, classes, train_split))
 
 
 def index_dataset(request: IndexRequest) -> dict[str, int]:
