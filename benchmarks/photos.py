@@ -3,7 +3,7 @@
     python benchmarks/photos.py [RESULTS] [--runs seed0 seed1 seed2]
 
 RESULTS (default results/) holds the run: a single run's benchmarks/ folder, or one folder per run (seed<k>/,
-a grid's experiments). Meant for config/photos.yaml on the coco340 development set (README, "Your own photos"),
+a grid's experiments). Meant for config/photos.yaml on the coco340 development set (README, "Your own data"),
 but reads any run. Per rule: its jobs, their summed and longest seconds, the largest peak RSS, and for the
 per-image steps the images each second of job time covers (start-up included: a job's first ~4 s load torch).
 The run's wall time is from the first job's start (its benchmark file's mtime less its seconds) to the last

@@ -26,6 +26,8 @@ class NotRun:
 
 
 DEMO, DVC_ORIGIN, COLLEAGUE, COLLEAGUE_CLONE, VOC = "demo", "demo (DVC section)", "colleague", "colleague/wsss", "voc"
+# "Your own data": a project copy per kind, on a subset of coco340 (tests/own_data.py)
+OWN_VOC, OWN_TAGGED, OWN_COCO = "own data: VOC tree", "own data: tagged photos", "own data: COCO"
 
 # README command (as extracted) -> (mode, place). Places run their commands in README order.
 RUNNERS = {
@@ -80,10 +82,22 @@ RUNNERS = {
     # demo-sized settings on an existing tree: dry run here (the option order); tests/workflow/test_voc_data.py's
     # `existing` fixture runs these settings for real on such a tree (voc_root from a config file)
     "snakemake --cores all results/miou.parquet --config voc_root=/data/my_dataset/VOC2012": (DRY_RUN, VOC),
-    # real photos: dry runs on the tiny tree here; tests/workflow/test_photos.py runs config/photos.yaml for real on a
-    # coco340 subset and the benchmark on its results
-    ".venv/bin/snakemake --cores all results/miou.parquet --configfile config/photos.yaml --config "
-    "voc_root=../shared/data/coco340-voc/VOC2012": (DRY_RUN, VOC),
+    # your own data: each kind's command for real on a coco340 subset (tests/own_data.py: one epoch per network in
+    # config/photos.yaml); test_readme.py compares the runs, test_photos.py checks the VOC tree's on real JPEGs
+    ".venv/bin/snakemake --cores all --configfile config/photos.yaml --config "
+    "voc_root=../shared/data/coco340-voc/VOC2012": (REAL, OWN_VOC),
+    ".venv/bin/snakemake --cores all --configfile config/photos.yaml config/coco-voc.yaml --config dataset='{kind: "
+    "coco, images: ../shared/data/coco340-voc/VOC2012/JPEGImages, annotations: {train: "
+    "../shared/data/coco340-voc/coco/instances_train.json, val: "
+    "../shared/data/coco340-voc/coco/instances_val.json}}'": (REAL, OWN_COCO),
+    ".venv/bin/snakemake --cores all --configfile config/photos.yaml --config dataset='{kind: tagged, images: "
+    "my_photos, tags: my_tags.csv, masks: my_masks}'": (REAL, OWN_TAGGED),
+    ".venv/bin/snakemake --cores all results/segmented --configfile config/photos.yaml --config dataset='{kind: "
+    "tagged, images: my_photos, tags: my_tags.csv, masks: my_masks}' segment='{images: new_photos}'": (
+        REAL,
+        OWN_TAGGED,
+    ),
+    # over seeds: a dry run on the tiny tree (the seeds replicate what the runs above check)
     ".venv/bin/snakemake --cores all --configfile config/photos.yaml config/demo-seeds.yaml --config "
     "voc_root=../shared/data/coco340-voc/VOC2012": (DRY_RUN, VOC),
     ".venv/bin/python benchmarks/photos.py results": NotRun(
@@ -102,7 +116,11 @@ SUBSTITUTIONS = {
     "/data/VOCdevkit/VOC2012": "voc_root",
     "/data/benchmark_RELEASE/dataset": "sbd_root",
     "/data/my_dataset/VOC2012": "voc_root",
-    "../shared/data/coco340-voc/VOC2012": "voc_root",
+    "../shared/data/coco340-voc": "coco340",  # the VOC place: its tiny tree's parent; the own-data places: the subset
+    "my_photos": "my_photos",
+    "my_tags.csv": "my_tags.csv",
+    "my_masks": "my_masks",
+    "new_photos": "new_photos",
     # my_voc.yaml: a file of that name in VOC (config/voc2012.yaml + the fixture's voc_root/sbd_root);
     # my_account: kept (a dry run submits nothing)
 }

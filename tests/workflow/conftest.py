@@ -137,3 +137,15 @@ def dvc_origin(tmp_path_factory):
     from tests.readme_runner import DvcOrigin, make_dvc_origin
 
     return built_once(tmp_path_factory, "dvc-origin", make_dvc_origin, DvcOrigin)
+
+
+@pytest.fixture(scope="session")
+def own_data(tmp_path_factory):
+    """The README's "Your own data" commands run on a coco340 subset in three forms (tests/own_data.py): the
+    VOC tree, COCO's JSON, tagged photos (and their results/segmented); test_readme.py compares them and
+    test_photos.py checks the VOC tree's run on real JPEGs. Skipped, saying why, without ../shared's coco340."""
+    from tests.own_data import COCO340, OwnDataRuns, make_own_data_runs
+
+    if not COCO340.is_dir():
+        pytest.skip(f"the coco340 development set is not at {COCO340} (../shared/data/coco340-voc, outside the repo)")
+    return built_once(tmp_path_factory, "own-data", make_own_data_runs, OwnDataRuns)

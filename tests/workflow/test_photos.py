@@ -1,7 +1,7 @@
-"""config/photos.yaml end to end on real photos: an 18-image subset of the coco340 development set (COCO JPEGs up
-to 640 px, masks with crowd regions at 255), read from ../shared and linked into a VOC-layout tree, one epoch per
-network. Checks the artefacts on real JPEGs, not their quality (benchmarks/photos.py and the closing notes measure
-that on the whole set over seeds)."""
+"""config/photos.yaml end to end on real photos: the README's VOC-tree command (one epoch per network) on a 12-image
+subset of the coco340 development set (COCO JPEGs up to 640 px, masks with crowd regions at 255), read from
+../shared (conftest.py's own_data, tests/own_data.py). Checks the artefacts on real JPEGs, not their quality
+(benchmarks/photos.py and the closing notes measure that on the whole set over seeds)."""
 
 import re
 import subprocess
@@ -13,50 +13,15 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.workflow_helpers import REPO, TINY, copy_workflow, run
+from tests.workflow_helpers import REPO
 from wsss.data.labels import load_labels
 from wsss.data.voc import IGNORE, load_npy, read_mask
 
-COCO340 = REPO.parent / "shared" / "data" / "coco340-voc" / "VOC2012"
-NUM_TRAIN, NUM_VAL = 12, 6
-# one epoch per network and one CAM scale pair: the profile's resolutions and CRF stay as they are
-QUICK = {
-    "classifier": {"epochs": 1},
-    "cam": {"scales": [1.0, 2.0]},
-    "segmentation": {"epochs": 1},
-    "report": {"sample_size": 2, "best": 1, "worst": 1, "val_sample_size": 2},
-    "threads": TINY["threads"],
-}
-
-
-def crowd_ids(root, ids):
-    return [i for i in ids if (np.array(Image.open(root / "SegmentationClass" / f"{i}.png")) == IGNORE).any()]
-
-
-def subset(root, split, count):
-    """The first count ids of a split, with up to two crowd images among them (255 regions in the masks)."""
-    ids = (root / "ImageSets" / "Segmentation" / f"{split}.txt").read_text().split()
-    crowd = crowd_ids(root, ids)[:2]
-    return sorted(crowd + [i for i in ids if i not in crowd][: count - len(crowd)])
-
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    if not COCO340.is_dir():
-        pytest.skip(f"the coco340 development set is not at {COCO340} (../shared/data/coco340-voc, outside the repo)")
-    base = tmp_path_factory.mktemp("photos")
-    tree = base / "coco18" / "VOC2012"
-    splits = {"train": subset(COCO340, "train", NUM_TRAIN), "val": subset(COCO340, "val", NUM_VAL)}
-    for folder, suffix in (("JPEGImages", ".jpg"), ("SegmentationClass", ".png")):
-        (tree / folder).mkdir(parents=True)
-        for image_id in splits["train"] + splits["val"]:
-            (tree / folder / f"{image_id}{suffix}").symlink_to(COCO340 / folder / f"{image_id}{suffix}")
-    (tree / "ImageSets" / "Segmentation").mkdir(parents=True)
-    for split, ids in splits.items():
-        (tree / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
-    workdir = copy_workflow(base / "w", {**QUICK, "voc_root": str(tree)})
-    run(workdir, "all", configfiles=("config/photos.yaml", "tiny.yaml"))
-    return workdir, tree, splits
+def photos(own_data):
+    """(the VOC-tree run's project, its tree, split -> ids)."""
+    return own_data.voc, own_data.coco340 / "VOC2012", own_data.splits
 
 
 def test_photos_profile_runs_every_stage(photos):
@@ -119,7 +84,7 @@ def test_gallery_panels_are_photo_sized(photos):
 
 
 def test_benchmark_reads_the_runs_steps(photos):
-    """benchmarks/photos.py (README, "Your own photos") on the run: every step's time, memory and images/s."""
+    """benchmarks/photos.py (README, "Your own data") on the run: every step's time, memory and images/s."""
     workdir, _, splits = photos
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks/photos.py"), "results"],
@@ -141,11 +106,13 @@ def test_training_benchmark_scores_held_out_train_photos(photos):
     variant, the network scored on train photos it did not train on."""
     _, tree, splits = photos
     command = [sys.executable, str(REPO / "benchmarks/photos_training.py"), "--voc-root", str(tree)]
-    options = ["--fit-images", "9", "--held-images", "2", "--epochs", "1", "--variants", "sgd", "adamw_2.5e-4"]
+    options = ["--fit-images", "6", "--held-images", "2", "--epochs", "1", "--variants", "sgd", "adamw_2.5e-4"]
     result = subprocess.run(command + options, capture_output=True, text=True, check=True)
-    assert "9 train photos train, 2 other train photos score" in result.stdout, result.stdout
+    assert "6 train photos train, 2 other train photos score" in result.stdout, result.stdout
     lines = re.findall(r"(\S+): held-out train mIoU (\d\.\d+), on its own training photos (\d\.\d+)", result.stdout)
     assert [name for name, *_ in lines] == ["sgd", "adamw_2.5e-4"], result.stdout
     assert all(0 <= float(held) <= 1 and 0 <= float(own) <= 1 for _, held, own in lines)
     leaves_none = subprocess.run(command + ["--fit-images", str(len(splits["train"]))], capture_output=True, text=True)
-    assert leaves_none.returncode != 0 and f"leaves none of the {NUM_TRAIN} train photos" in leaves_none.stderr
+    assert (
+        leaves_none.returncode != 0 and f"leaves none of the {len(splits['train'])} train photos" in leaves_none.stderr
+    )

@@ -39,9 +39,13 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
 import yaml
+from PIL import Image
 
 from tests.readme_runner import (
     COLLEAGUE,
@@ -58,6 +62,7 @@ from tests.readme_runner import (
 )
 from tests.voc_data import make_voc_and_sbd
 from tests.workflow_helpers import BIN, ENV, copy_finished_run, fake_venv, job_counts
+from wsss.data.voc import read_mask
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +155,7 @@ def voc(tmp_path_factory):
     fake_venv(root)
     my_voc = yaml.safe_load((root / "config/voc2012.yaml").read_text())
     (root / "my_voc.yaml").write_text(yaml.safe_dump({**my_voc, "voc_root": str(voc_root), "sbd_root": str(sbd_root)}))
-    return {VOC: root, "voc_root": voc_root, "sbd_root": sbd_root}
+    return {VOC: root, "voc_root": voc_root, "sbd_root": sbd_root, "coco340": voc_root.parent}
 
 
 def test_voc_commands(voc):
@@ -171,3 +176,61 @@ def test_voc_commands(voc):
             assert "grid_table" in result.stdout
         if "workflow/profiles/slurm" in command:  # the profile's per-rule resources and the command line's defaults
             assert "gpu=1, cpus_per_gpu=8" in result.stdout and "slurm_account=my_account" in result.stdout
+
+
+def same_files(left: Path, right: Path, pattern: str) -> list[str]:
+    """The relative paths of pattern's files under left, after checking right has the same files, byte for byte."""
+    files = sorted(p.relative_to(left).as_posix() for p in left.glob(pattern))
+    assert files and files == sorted(p.relative_to(right).as_posix() for p in right.glob(pattern)), pattern
+    for name in files:
+        assert (left / name).read_bytes() == (right / name).read_bytes(), name
+    return files
+
+
+def test_own_data_commands(own_data):
+    """The "Your own data" commands, run as written (tests/own_data.py): the tagged photos (tags from COCO's JSON,
+    masks of val only) make the VOC-tree run's labels, CAMs, pseudo-masks and network bit for bit and score val
+    only; COCO's JSON gives the same labels and masks that agree with the tree's PNGs; the network segments new
+    photos into results/segmented."""
+    voc, tagged, coco = (own_data.voc / "results", own_data.tagged / "results", own_data.coco / "results")
+    labels = pd.read_parquet(voc / "labels/image_labels.parquet")
+    pd.testing.assert_frame_equal(labels, pd.read_parquet(tagged / "labels/image_labels.parquet"), check_exact=True)
+    pd.testing.assert_frame_equal(labels, pd.read_parquet(coco / "labels/image_labels.parquet"), check_exact=True)
+    cams = same_files(voc, tagged, "cams/*/shard*/**/*.npy")
+    assert len([name for name in cams if "/stride4/" not in name]) == 2 * len(own_data.splits["train"])  # r0, merged
+    same_files(voc, tagged, "crf/shard*/*.png")
+    same_files(voc, tagged, "pseudo_masks/shard*/*.png")
+    same_files(voc, tagged, "segmentation/pseudo_mask/predictions/*.png")
+    ours, theirs = (torch.load(r / "segmentation/pseudo_mask/model.pt", weights_only=True) for r in (tagged, voc))
+    for key, value in theirs["state_dict"].items():
+        assert torch.equal(ours["state_dict"][key], value), key
+    # the tagged run scores val only, and says why not the rest; no bound without train masks
+    summary = pd.read_parquet(tagged / "summary.parquet")
+    assert list(summary["stage"]) == ["segmentation"] and summary["num_images"].tolist() == [
+        len(own_data.splits["val"])
+    ]
+    text = (tagged / "summary.txt").read_text()
+    assert "not scored: cam_r0, cam, cam_oracle, crf, pseudo_mask (no masks for train)" in text, text
+    assert "not scored: fully_supervised (not trained: no masks for train)" in text, text
+    assert not (tagged / "segmentation/ground_truth").exists()
+    assert sorted(p.name for p in (tagged / "report/train_gallery/sample").glob("*.png"))  # galleries, no scores
+    assert all("iounone" in p.name for p in (tagged / "report/train_gallery").rglob("*.png"))
+    # new photos: a label map at each photo's size, an overlay, and the table
+    photos = sorted(own_data.new_photos.glob("*.jpg"))
+    segments = pd.read_parquet(tagged / "segmented/segments.parquet")
+    assert sorted(segments["image"].unique()) == [p.stem for p in photos]
+    for photo in photos:
+        with Image.open(photo) as image, Image.open(tagged / "segmented/labels" / f"{photo.stem}.png") as label:
+            assert label.mode == "P" and label.size == image.size
+        assert (tagged / "segmented/overlays" / f"{photo.stem}.jpg").is_file()
+        assert segments[segments["image"] == photo.stem]["fraction"].sum() == pytest.approx(1)
+    # COCO's JSON: masks rasterised with pycocotools agree with the tree's PNGs (drawn with PIL's outline)
+    agree = total = 0
+    for image_id in own_data.splits["train"] + own_data.splits["val"]:
+        mine = read_mask(coco / "data/masks" / f"{image_id}.png", 21)
+        truth = read_mask(own_data.coco340 / "VOC2012/SegmentationClass" / f"{image_id}.png", 21)
+        agree, total = agree + int((mine == truth).sum()), total + truth.size
+    assert agree / total >= 0.99, agree / total
+    coco_summary = pd.read_parquet(coco / "summary.parquet").set_index("stage")
+    assert {"cam", "crf", "pseudo_mask", "segmentation", "fully_supervised"} <= set(coco_summary.index)
+    assert coco_summary.loc["segmentation", "num_images"] == len(own_data.splits["val"])
