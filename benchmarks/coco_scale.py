@@ -13,6 +13,9 @@ and how fast it rasterises masks.
    b. wsss.data.coco.read_coco with categories "all": read, checked, grouped by image (wall time, peak RSS);
    c. the masks of --sample images with a class, rasterised (wsss.data.coco.rasterise) and then rasterised
       and written as palette PNGs (write_masks): masks/s and the time projected for all images with a class.
+3. Planning config/coco2014.yaml (layered on config/voc2012.yaml, as the README types it) with that JSON as both
+   splits' annotations: `snakemake -n results/miou.parquet`, wall time over --repeats runs. Planning reads no
+   JSON (the DAG grows with shards, not images), so it should not depend on --images.
 Prints figures only; the temporary folder is removed.
 """
 
@@ -22,6 +25,8 @@ import argparse
 import json
 import math
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -165,11 +170,38 @@ def measure(script: str, *arguments) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def planning_seconds(work: Path, annotations: Path, repeats: int) -> tuple[list[float], str]:
+    """Wall times of `snakemake -n` for config/coco2014.yaml in a copy of the workflow, and its job table."""
+    project = work / "project"
+    for name in ("Snakefile", "workflow", "scripts", "config"):
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, project / name)
+    (work / "images").mkdir(exist_ok=True)
+    paths = {"images": str(work / "images"), "annotations": {"train": str(annotations), "val": str(annotations)}}
+    (project / "plan.yaml").write_text(json.dumps({"dataset": paths}))  # JSON is YAML
+    snakemake = Path(sys.executable).with_name("snakemake")
+    command = [str(snakemake), "-n", "results/miou.parquet", "--configfile", "config/voc2012.yaml"]
+    command += ["config/coco2014.yaml", "plan.yaml"]
+    times, table = [], ""
+    for _ in range(repeats):
+        start = time.perf_counter()
+        done = subprocess.run(command, cwd=project, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        if done.returncode != 0:
+            sys.exit(f"the dry run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        table = done.stdout[done.stdout.find("Job stats:") :].split("\n\n")[0]
+    return times, table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=COCO_TRAIN2014_IMAGES, help="images in the synthetic JSON")
     parser.add_argument("--sample", type=int, default=2000, help="masks rasterised and written")
     parser.add_argument("--vertices", type=float, default=24.0, help="mean x, y pairs per polygon")
+    parser.add_argument("--repeats", type=int, default=3, help="dry runs of config/coco2014.yaml timed")
     args = parser.parse_args()
     classes = json.dumps(["background"] + [category["name"] for category in CATEGORIES])
     with tempfile.TemporaryDirectory(prefix="coco_scale_") as work:
@@ -194,6 +226,11 @@ def main() -> None:
                 f"{what:22s} {masks['masks']:,} masks in {seconds:.1f} s: {rate:,.0f} masks/s, "
                 f"all {masks['with_class']:,} images with a class: {masks['with_class'] / rate / 60:.1f} min"
             )
+        times, table = planning_seconds(Path(work), path, args.repeats)
+        print(
+            f"planning config/coco2014.yaml (snakemake -n): median {statistics.median(times):.2f} s over "
+            f"{len(times)} runs ({', '.join(f'{t:.2f}' for t in times)})\n{table}"
+        )
 
 
 if __name__ == "__main__":

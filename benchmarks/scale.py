@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wsss.data.index import train_aug_ids
 from wsss.data.voc import save_npy
+from wsss.data.voc_sbd import train_aug_ids
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")

@@ -79,6 +79,8 @@ RUNNERS = {
     "snakemake --cores all --configfile config/voc2012.yaml config/voc2012-grid.yaml": (DRY_RUN, VOC),
     "snakemake --cores all results/miou.parquet --configfile config/voc2012.yaml --config "
     "voc_root=/data/VOCdevkit/VOC2012 sbd_root=/data/benchmark_RELEASE/dataset": (DRY_RUN, VOC),
+    # MS COCO 2014: its downloads and 64 shards planned (tests/workflow/test_coco_plan.py plans it on COCO-sized JSON)
+    "snakemake --cores all results/miou.parquet --configfile config/voc2012.yaml config/coco2014.yaml": (DRY_RUN, VOC),
     # demo-sized settings on an existing tree: dry run here (the option order); tests/workflow/test_voc_data.py's
     # `existing` fixture runs these settings for real on such a tree (voc_root from a config file)
     "snakemake --cores all results/miou.parquet --config voc_root=/data/my_dataset/VOC2012": (DRY_RUN, VOC),

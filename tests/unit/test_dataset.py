@@ -17,9 +17,9 @@ from wsss.data.datasets import (
     stored_path,
     write_index,
 )
-from wsss.data.index import train_aug_ids
 from wsss.data.kinds import index_dataset
 from wsss.data.voc import DataError
+from wsss.data.voc_sbd import train_aug_ids
 
 
 @pytest.fixture(scope="module")

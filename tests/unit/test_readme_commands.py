@@ -2,6 +2,7 @@
 runs them) and none puts a target after an option that takes several values."""
 
 import re
+import shlex
 
 from tests.readme_runner import RUNNERS, readme_commands, untagged_command_blocks
 from tests.workflow_helpers import REPO
@@ -24,7 +25,7 @@ def test_targets_come_before_options_that_take_several_values():
     """Issue 12: `--configfile a.yaml results/miou.parquet` reads the target as a second config file."""
     several = r"--(configfiles?|config|default-resources|default-res|set-resources|set-threads)\b|-C\b"
     for command in readme_commands():
-        words = command.split()
+        words = shlex.split(command)  # a quoted value (dataset='{kind: ...}') is one word
         for i, word in enumerate(words):
             if re.fullmatch(several, word):
                 rest = words[i + 1 :]

@@ -174,6 +174,9 @@ def test_voc_commands(voc):
             assert re.search(r"^train_classifier\s+6$", result.stdout, re.M), result.stdout[-2000:]
             assert re.search(r"^train_segmentation\s+8$", result.stdout, re.M), result.stdout[-2000:]
             assert "grid_table" in result.stdout
+        if "coco2014.yaml" in command:  # the three COCO archives fetched and extracted, 64 shards of CAMs
+            for rule, count in (("download_archive", 3), ("extract_archive", 3), ("cams", 64)):
+                assert re.search(rf"^{rule}\s+{count}$", result.stdout, re.M), result.stdout[-2000:]
         if "workflow/profiles/slurm" in command:  # the profile's per-rule resources and the command line's defaults
             assert "gpu=1, cpus_per_gpu=8" in result.stdout and "slurm_account=my_account" in result.stdout
 

@@ -22,8 +22,9 @@ from tests.workflow_helpers import (
     resource_files,
     run,
 )
-from wsss.data.index import read_sbd_mask
-from wsss.data.voc import VOCTree, read_mask, voc_palette
+from wsss.data.datasets import Dataset
+from wsss.data.voc import read_mask, voc_palette
+from wsss.data.voc_sbd import read_sbd_mask
 
 # Demo-sized training on the tree: one erasing round and one shard keep the test short.
 VOC_TINY = {
@@ -81,7 +82,7 @@ def test_every_artefact_has_its_images_stored_size(data, existing):
     voc, _, _ = data
     modes = {Image.open(p).mode for p in (voc / "JPEGImages").glob("*.jpg")}
     assert modes == {"RGB", "L", "CMYK"}
-    tree = VOCTree(voc)
+    tree = Dataset.open(existing / "results/data")
     sizes = {p.stem: Image.open(p).size[::-1] for p in (voc / "JPEGImages").glob("*.jpg")}
     labels = pd.read_parquet(existing / "results/labels/image_labels.parquet").set_index("image_id")
     for folder in ("cams/r0", "cams/merged"):
@@ -120,7 +121,7 @@ def test_another_long_side_reruns_only_what_it_decides(data, existing):
 
 def test_sbd_masks_are_converted_for_images_voc_does_not_annotate(data, existing):
     voc, sbd, train_aug = data
-    converted = sorted((existing / "results/data/SegmentationClassAug").glob("*.png"))
+    converted = sorted((existing / "results/data/masks").glob("*.png"))
     without_voc_mask = [i for i in train_aug if not (voc / "SegmentationClass" / f"{i}.png").exists()]
     assert [p.stem for p in converted] == without_voc_mask and len(converted) == 8
     for path in converted:

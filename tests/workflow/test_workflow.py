@@ -9,7 +9,8 @@ import yaml
 from PIL import Image
 
 from tests.workflow_helpers import REPO, TINY, copy_finished_run, dry_run_plans, job_counts, planned_jobs, run
-from wsss.data.voc import VOCTree, read_image, voc_palette
+from wsss.data.datasets import Dataset
+from wsss.data.voc import read_image, voc_palette
 from wsss.pipeline import registry
 from wsss.pipeline.experiments import deep_merge, step_settings
 from wsss.pipeline.registry import stage_title
@@ -82,7 +83,7 @@ def test_irn_and_random_walk_artifacts(workdir):
     assert len(history) == yaml.safe_load((workdir / "config/config.yaml").read_text())["irn"]["epochs"]
     assert not (results / "irn" / "checkpoint.pt").exists()
     labels = pd.read_parquet(results / "labels" / "image_labels.parquet").set_index("image_id")["class_ids"]
-    tree = VOCTree.open(results / "data")
+    tree = Dataset.open(results / "data")
     masks = sorted((results / "random_walk").glob("shard*/*.png"))
     assert sorted(p.stem for p in masks) == sorted(tree.split_ids("train"))
     assert {p.parent.name for p in masks} == {"shard0", "shard1"}
@@ -90,7 +91,7 @@ def test_irn_and_random_walk_artifacts(workdir):
         png = Image.open(path)
         assert png.mode == "P" and png.getpalette()[: 3 * 21] == voc_palette()[: 3 * 21]
         label = np.asarray(png)
-        assert label.shape == read_image(workdir / tree.image_path(path.stem)).shape[:2]
+        assert label.shape == read_image(tree.image_path(path.stem)).shape[:2]
         assert set(np.unique(label)) <= {0, *labels[path.stem]}  # 255 never: every pixel labelled
 
 
@@ -135,6 +136,8 @@ OTHER_VALUES = {
     "download.weights": ["http://127.0.0.1:9/"],
     "download.voc.md5": "0" * 32,  # read by the download, which the demo does not run
     "download.sbd.md5": "0" * 32,
+    "download.coco.mirrors": ["http://127.0.0.1:9/"],  # read by the coco kind's downloads only
+    **{f"download.coco.md5.{archive}": "0" * 32 for archive in DEFAULT_CONFIG["download"]["coco"]["md5"]},
     "demo.max_objects": 2,
     "expected_train_aug": 10582,
     "demo.classes": ["aeroplane", "bird", "car", "cat"],
@@ -167,6 +170,11 @@ UNPLANNED = {
     "experiments": "a grid of runs (tests/workflow/test_grid.py)",
     "voc_root": "a directory of images (tests/workflow/test_voc_data.py)",
     "sbd_root": "a directory of SBD masks (tests/workflow/test_voc_data.py)",
+    **{
+        f"dataset.{key}": "the kind of data and its files (tests/own_data.py: each kind run by test_readme.py)"
+        for key in DEFAULT_CONFIG["dataset"]
+    },
+    "segment.images": "a folder of photos to segment (tests/own_data.py, test_readme.py)",
 }
 # The dataset itself (its images, classes, the splits its index lists): every step reruns when it changes.
 # splits.val: val -> train leaves val out of the index (splits.seed_eval: train -> val does not change it).

@@ -51,6 +51,48 @@ def existing_dir(key):
     return existing_path(key, config[key]) if config.get(key) else None
 
 
+# Downloads (when config download.<source>.mirrors are set), on the submit host. The literature's data: VOC 2012
+# trainval and the SBD release (Hariharan et al.) used for train_aug, MS COCO 2014's images and annotations;
+# their published md5 sums are config values (download.<source>.md5: one sum, or one per archive of the
+# source). Archive -> its source:
+ARCHIVES = {
+    "VOCtrainval_11-May-2012.tar": "voc",
+    "benchmark.tgz": "sbd",
+    "train2014.zip": "coco",
+    "val2014.zip": "coco",
+    "annotations_trainval2014.zip": "coco",
+}
+# Where and how patiently a file is fetched (the mirrors, download.retries / backoff_s / timeout_s) is no param:
+# the checksum decides what is accepted, so a changed mirror list or timeout refetches nothing and retrains no
+# network. The scripts read them from the config (wsss.data.download.fetch_settings).
+# resources/<folder> -> the archive it is extracted from and the part of it the workflow reads.
+DOWNLOADED = {
+    "VOC2012": dict(archive="VOCtrainval_11-May-2012.tar", member_root="VOCdevkit/VOC2012",
+                    keep=["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"]),
+    "SBD": dict(archive="benchmark.tgz", member_root="benchmark_RELEASE/dataset", keep=["cls", "train.txt", "val.txt"]),
+    "COCO2014/train2014": dict(archive="train2014.zip", member_root="train2014", keep=[]),
+    "COCO2014/val2014": dict(archive="val2014.zip", member_root="val2014", keep=[]),
+    "COCO2014/annotations": dict(archive="annotations_trainval2014.zip", member_root="annotations",
+                                 keep=["instances_train2014.json", "instances_val2014.json"]),
+}
+
+
+def archive_md5(archive):
+    """The published md5 of an archive (download.<source>.md5: the source's one, or its entry for the file)."""
+    md5 = config["download"][ARCHIVES[archive]]["md5"]
+    return md5.get(archive) if isinstance(md5, dict) else md5
+
+
+def download_folder(path):
+    """The resources/<folder> a missing path of the config lies in, when that folder is downloaded (its source
+    has mirrors): the rule that extracts it makes the path. None otherwise."""
+    for folder, spec in DOWNLOADED.items():
+        inside = os.path.normpath(path) == f"resources/{folder}" or os.path.normpath(path).startswith(f"resources/{folder}/")
+        if inside and config["download"][ARCHIVES[spec["archive"]]]["mirrors"]:
+            return f"resources/{folder}"
+    return None
+
+
 # The data: a dataset kind (wsss.data.kinds) read once by the dataset_index rule into results/data, the one form
 # every later step reads. The voc kind reads an existing tree (voc_root / sbd_root), else a verified download
 # when mirrors are configured (data.smk), else the built-in demo dataset; the other kinds name their files in
@@ -68,11 +110,14 @@ if DATASET_KIND.name == "voc":
     if SPLITS["train"] == "train_aug" and SBD_ROOT is None:
         logger.warning("No SBD configured (sbd_root or download.sbd): training on VOC train instead of train_aug.")
         SPLITS["train"] = "train"
-else:
-    DATASET_INPUTS = DATASET_KIND.inputs(config["dataset"])
-    for name, paths in DATASET_INPUTS.items():
+else:  # the kind's files, or the downloaded folders they will be in (config/coco2014.yaml)
+    DATASET_INPUTS = {}
+    for name, paths in DATASET_KIND.inputs(config["dataset"]).items():
+        declared = []
         for path in [paths] if isinstance(paths, str) else paths:
-            existing_path(f"dataset.{name}", path, folder=name in ("images", "masks"))
+            folder = None if os.path.exists(path) else download_folder(path)
+            declared.append(folder or existing_path(f"dataset.{name}", path, folder=name in ("images", "masks")))
+        DATASET_INPUTS[name] = declared[0] if isinstance(paths, str) else list(dict.fromkeys(declared))
 if config["segment"]["images"]:
     existing_path("segment.images", config["segment"]["images"])
 

@@ -1,27 +1,12 @@
-# Downloads (when config download.<source>.mirrors are set). The literature's data: VOC 2012 trainval and the
-# SBD release (Hariharan et al.) used for train_aug; their published md5 sums are config values
-# (download.voc.md5, download.sbd.md5).
-ARCHIVES = {"voc": "VOCtrainval_11-May-2012.tar", "sbd": "benchmark.tgz"}
-ARCHIVE_SOURCE = {file: source for source, file in ARCHIVES.items()}
-# Where and how patiently a file is fetched (the mirrors, download.retries / backoff_s / timeout_s) is no param:
-# the checksum decides what is accepted, so a changed mirror list or timeout refetches nothing and retrains no
-# network. The scripts read them from the config (wsss.data.download.fetch_settings).
-DOWNLOADED = {
-    "VOC2012": dict(source="voc", member_root="VOCdevkit/VOC2012",
-                    keep=["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"]),
-    "SBD": dict(source="sbd", member_root="benchmark_RELEASE/dataset", keep=["cls", "train.txt", "val.txt"]),
-}
-
-
 rule download_archive:
     """A dataset archive from the first configured mirror that delivers the published md5 (on the submit host)."""
     output:
         "resources/downloads/{archive}",
     params:
-        source=lambda wc: ARCHIVE_SOURCE[wc.archive],
-        md5=lambda wc: config["download"][ARCHIVE_SOURCE[wc.archive]]["md5"],
+        source=lambda wc: ARCHIVES[wc.archive],
+        md5=lambda wc: archive_md5(wc.archive),
     wildcard_constraints:
-        archive="|".join(re.escape(file) for file in ARCHIVES.values()),
+        archive="|".join(re.escape(file) for file in ARCHIVES),
     log:
         "logs/download/{archive}.log",
     localrule: True
@@ -37,14 +22,14 @@ rule download_archive:
 rule extract_archive:
     """The part of an archive the workflow reads, extracted safely and atomically."""
     input:
-        lambda wc: f"resources/downloads/{ARCHIVES[DOWNLOADED[wc.dataset]['source']]}",
+        lambda wc: f"resources/downloads/{DOWNLOADED[wc.dataset]['archive']}",
     output:
         directory("resources/{dataset}"),
     params:
         member_root=lambda wc: DOWNLOADED[wc.dataset]["member_root"],
         keep=lambda wc: DOWNLOADED[wc.dataset]["keep"],
     wildcard_constraints:
-        dataset="VOC2012|SBD",
+        dataset="|".join(re.escape(folder) for folder in DOWNLOADED),
     log:
         "logs/extract/{dataset}.log",
     localrule: True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from wsss.data import coco, tagged
 from wsss.data.datasets import FROM_MASKS, FROM_TAGS, DatasetKind, IndexRequest, write_index
-from wsss.data.index import build_voc
+from wsss.data.voc_sbd import build_voc
 
 # The dataset section's keys besides kind, each with its value when a run leaves it unset: a kind reads its
 # own keys, and another kind's key set in the config is a mistake said in words (wsss.pipeline.config_checks)

@@ -61,7 +61,7 @@ def voc_palette() -> list[int]:
 @dataclass(frozen=True)
 class VOCTree:
     """A directory in VOC 2012 layout (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/), as the voc
-    dataset kind reads it (wsss.data.index); the steps read every kind through wsss.data.datasets.Dataset.
+    dataset kind reads it (wsss.data.voc_sbd); the steps read every kind through wsss.data.datasets.Dataset.
 
     ``extra_masks`` holds masks of images that VOC itself does not annotate (SBD's, for train_aug).
     """
