@@ -208,6 +208,13 @@ def train_gallery_stages(name):
     return [stage for stage in made if registry.stage_named(stage).gallery == "train"]
 
 
+def segment_photos_folder(wildcards):
+    """segment.images, which results/segmented needs."""
+    if not registry.segments(settings(wildcards)):
+        raise WorkflowError("results/segmented needs segment.images: a folder of photos to segment (it is null)")
+    return config["segment"]["images"]
+
+
 def has_bound(name):
     """Whether a run trains the fully-supervised bound (it needs masks of the train split)."""
     return registry.GROUND_TRUTH in registry.step("segmentation").args(GRID.configs[name])

@@ -51,13 +51,6 @@ rule predict_segmentation:
         "../../scripts/predict_segmentation.py"
 
 
-def segment_photos_folder(wildcards):
-    """segment.images, which results/segmented needs."""
-    if not registry.segments(settings(wildcards)):
-        raise WorkflowError("results/segmented needs segment.images: a folder of photos to segment (it is null)")
-    return config["segment"]["images"]
-
-
 rule segment_photos:
     """One shard of the photos of segment.images (any size, .jpg/.jpeg/.png) segmented by the run's network on
     pseudo-labels with its test-time inference (segmentation.long_side, .inference): a palette label map at
