@@ -1,10 +1,10 @@
-"""Verified downloads and safe extraction of dataset archives and backbone weights.
+"""Verified downloads and safe extraction of dataset archives (tar or zip) and backbone weights.
 
 A download resumes a partial file with an HTTP Range request, retries with exponential backoff, moves
 on to the next mirror when one fails, and only renames the file to its final name once its checksum
-matches. Extraction checks every member before writing anything, extracts into a temporary directory
-with Python's tarfile ``data`` filter, and renames that directory into place: a bad archive never
-leaves a half-extracted tree.
+matches. Extraction of a tar (VOC, SBD) or zip (MS COCO) archive checks every member before writing
+anything, extracts into a temporary directory (tar members through Python's tarfile ``data`` filter),
+and renames that directory into place: a bad archive never leaves a half-extracted tree.
 """
 
 from __future__ import annotations
@@ -12,11 +12,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
+import stat
 import tarfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -165,50 +169,112 @@ def _member_problem(member: tarfile.TarInfo) -> str | None:
     return None
 
 
-def extract(archive: Path, dest: Path, member_root: str = "", keep: tuple[str, ...] = ()) -> Path:
-    """Extract the members under ``member_root`` of a tar archive into dest, atomically.
+def _zip_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip member must not be extracted, or None. Checked before anything is written."""
+    name, mode = info.orig_filename, info.external_attr >> 16  # filename is cut at a NUL; orig_filename is not
+    if not name or "\0" in name:
+        return "invalid name"
+    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
+        return "absolute path"
+    if ".." in re.split(r"[/\\]", name):
+        return "path with '..'"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+        return "device or fifo"
+    return None
 
-    ``keep`` limits extraction to those sub-paths of member_root (e.g. only JPEGImages of VOC). Unsafe
-    members (absolute paths, '..', device files, links leaving the archive) are rejected by name before
-    anything is written; a truncated or corrupt archive raises ArchiveError; either way dest is not created.
+
+def _is_zip(archive: Path) -> bool:
+    """Whether archive is a zip, by its first bytes: zipfile.is_zipfile also says yes to a tar ending in a zip."""
+    with open(archive, "rb") as handle:
+        return handle.read(4) in (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty zip
+
+
+def _relative(name: str, member_root: str, keep: tuple[str, ...]) -> PurePosixPath | None:
+    """The path of member name below member_root, or None when member_root or keep leave it out."""
+    path, root = PurePosixPath(name), PurePosixPath(member_root) if member_root else None
+    if root is not None and root != path and root not in path.parents:
+        return None
+    relative = path.relative_to(root) if root is not None else path
+    if keep and not any(relative.parts[: len(PurePosixPath(k).parts)] == PurePosixPath(k).parts for k in keep):
+        return None
+    return relative
+
+
+def _extract_tar(archive: Path, tmp: Path, member_root: str, keep: tuple[str, ...]) -> int:
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()  # reads the whole index: a truncated archive fails here
+        selected = []
+        for member in members:
+            problem = _member_problem(member)
+            if problem:
+                raise ArchiveError(f"{archive}: refusing to extract member {member.name!r} ({problem})")
+            relative = _relative(member.name, member_root, keep)
+            if relative is not None:
+                selected.append((member, relative))
+        if not selected:
+            raise ArchiveError(f"{archive} has no members under {member_root!r}")
+        tmp.mkdir(parents=True)
+        for member, relative in tqdm(selected, desc=f"extract {archive.name}", mininterval=2):
+            if str(relative) == ".":
+                continue
+            member.name = str(relative)  # symlink targets are relative to the member: unaffected
+            tar.extract(member, tmp, filter="data")
+    return len(selected)
+
+
+def _extract_zip(archive: Path, tmp: Path, member_root: str, keep: tuple[str, ...]) -> int:
+    with zipfile.ZipFile(archive) as zip_file:  # reads the central directory: a truncated archive fails here
+        selected = []
+        for info in zip_file.infolist():
+            problem = _zip_problem(info)
+            if problem:
+                raise ArchiveError(f"{archive}: refusing to extract member {info.orig_filename!r} ({problem})")
+            relative = _relative(info.filename, member_root, keep)
+            if relative is not None:
+                selected.append((info, relative))
+        if not selected:
+            raise ArchiveError(f"{archive} has no members under {member_root!r}")
+        tmp.mkdir(parents=True)
+        for info, relative in tqdm(selected, desc=f"extract {archive.name}", mininterval=2):
+            target = tmp / relative
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            if str(relative) == ".":
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:  # zipfile checks the CRC as the member is read
+                with zip_file.open(info) as source, open(target, "wb") as out:
+                    shutil.copyfileobj(source, out, CHUNK)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+                raise ArchiveError(f"cannot extract {archive}: member {info.filename!r}: {error}") from error
+    return len(selected)
+
+
+def extract(archive: Path, dest: Path, member_root: str = "", keep: tuple[str, ...] = ()) -> Path:
+    """Extract the members under ``member_root`` of a tar or zip archive into dest, atomically.
+
+    The archive's kind is told by its content, not its name. ``keep`` limits extraction to those
+    sub-paths of member_root (e.g. only JPEGImages of VOC, two JSON files of COCO's annotations). Unsafe
+    members (absolute paths, '..', device files, tar links leaving the archive, any zip symlink, invalid
+    names) are rejected by name before anything is written; a truncated or corrupt archive (a zip
+    member failing its CRC included) raises ArchiveError; either way dest is not created.
     """
     archive, dest = Path(archive), Path(dest)
     if dest.exists():
         raise FileExistsError(f"{dest} already exists; remove it to extract {archive.name} again")
-    root = PurePosixPath(member_root) if member_root else None
     tmp = dest.with_name(f".{dest.name}.extracting")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        with tarfile.open(archive) as tar:
-            members = tar.getmembers()  # reads the whole index: a truncated archive fails here
-            selected = []
-            for member in members:
-                problem = _member_problem(member)
-                if problem:
-                    raise ArchiveError(f"{archive}: refusing to extract member {member.name!r} ({problem})")
-                path = PurePosixPath(member.name)
-                if root is not None and root != path and root not in path.parents:
-                    continue
-                relative = path.relative_to(root) if root is not None else path
-                if keep and not any(
-                    relative.parts[: len(PurePosixPath(k).parts)] == PurePosixPath(k).parts for k in keep
-                ):
-                    continue
-                selected.append((member, relative))
-            if not selected:
-                raise ArchiveError(f"{archive} has no members under {member_root!r}")
-            tmp.mkdir(parents=True)
-            for member, relative in tqdm(selected, desc=f"extract {archive.name}", mininterval=2):
-                if str(relative) == ".":
-                    continue
-                member.name = str(relative)  # symlink targets are relative to the member: unaffected
-                tar.extract(member, tmp, filter="data")
+        count = (_extract_zip if _is_zip(archive) else _extract_tar)(archive, tmp, member_root, keep)
         os.replace(tmp, dest)
-    except (tarfile.TarError, EOFError, OSError) as error:
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError, EOFError, OSError) as error:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ArchiveError(f"cannot extract {archive}: {error}") from error
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("extracted %d members of %s into %s", len(selected), archive, dest)
+    log.info("extracted %d members of %s into %s", count, archive, dest)
     return dest
