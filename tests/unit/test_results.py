@@ -13,6 +13,7 @@ from wsss.scoring.tables import (
     per_class_wide,
     ranking_table,
     summary_over_seeds,
+    write_tables,
 )
 
 
@@ -104,6 +105,28 @@ def test_dvc_views_carry_the_same_figures():
     assert list(wide.columns) == ["class_name", "crf", "segmentation"]
     assert list(wide["class_name"]) == ["background", "cat"]  # classes absent from ground truth are left out
     assert wide.set_index("class_name").loc["cat", "segmentation"] == pytest.approx(0.6)
+
+
+def test_nothing_scored_keeps_the_tables_and_says_why(tmp_path):
+    """Photos with tags and no masks: no stage is scored; the tables keep their columns and summary.txt names
+    each stage left unscored, with the reason."""
+    unscored = {"cam": "no masks for train", "crf": "no masks for train", "segmentation": "no masks for val"}
+    paths = {name: tmp_path / name for name in ("miou.parquet", "summary.parquet", "summary.txt", "m.json", "p.csv")}
+    text = write_tables(
+        [],
+        list(VOC_CLASSES),
+        paths["miou.parquet"],
+        paths["summary.parquet"],
+        paths["summary.txt"],
+        metrics_path=paths["m.json"],
+        plots_path=paths["p.csv"],
+        unscored=unscored,
+    )
+    assert "not scored: cam, crf (no masks for train)" in text and "not scored: segmentation (no masks for val)" in text
+    assert text.splitlines()[0].split()[:2] == ["stage", "split"]  # the table's header, without rows
+    assert pd.read_parquet(paths["summary.parquet"]).empty and pd.read_parquet(paths["miou.parquet"]).empty
+    assert {"stage", "miou", "num_images"} <= set(pd.read_parquet(paths["summary.parquet"]).columns)
+    assert paths["m.json"].read_text().strip() == "{}"
 
 
 def run_summary(experiment, seed, seg, full):
