@@ -21,8 +21,9 @@ from wsss.nets.hardware import autocast, memory_format
 from wsss.nets.models import Classifier, segmentation_model
 from wsss.nets.transforms import long_side_size, resize_image, to_tensor
 from wsss.pipeline.experiments import Grid
+from wsss.scoring.segments import gather_segmented
 from wsss.seeds.cam import DEFAULT_SETTINGS, aligned_size, image_cams, method_maps, multiscale_cam, normalise, upsample
-from wsss.training.segmentation import gather_segmented, predict, predict_images
+from wsss.training.segmentation import predict, predict_images
 
 SCALES = [1.0, 0.5, 1.5, 2.0]  # the default config's
 

@@ -6,11 +6,18 @@ import yaml
 from tests.workflow_helpers import REPO
 
 PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
-GPU_RULES = ["train_classifier", "cams", "train_segmentation", "predict_segmentation", "train_irn", "random_walk"]
-CPU_RULES = ["crf", "pseudo_masks", "merge_cams", "evaluate_stage"]
+GPU_RULES = [
+    "train_classifier",
+    "cams",
+    "train_segmentation",
+    "predict_segmentation",
+    "segment_photos",
+    "train_irn",
+    "random_walk",
+]
+CPU_RULES = ["crf", "pseudo_masks", "merge_cams", "evaluate_stage", "image_labels"]
 LOCAL_RULES = [
     "demo_dataset",
-    "image_labels",
     "miou_table",
     "download_archive",
     "extract_archive",

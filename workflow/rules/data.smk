@@ -113,7 +113,6 @@ rule image_labels:
         splits=sorted(set(SPLITS.values())),  # the images it labels: which split is which decides nothing
     log:
         "logs/image_labels.log",
-    localrule: True  # quick: run by Snakemake itself, never submitted to a cluster
     conda:
         "../envs/wsss.yaml"
     threads: 1

@@ -4,8 +4,6 @@ inference (scales, flip, dense CRF)."""
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from wsss.data.voc import IGNORE, pending_ids, read_image, read_mask, write_mask
+from wsss.data.voc import IGNORE, pending_ids, read_image, write_mask
 from wsss.files import atomic_write
 from wsss.nets.checkpoints import load_checkpoint, load_state
 from wsss.nets.hardware import autocast, flipped_pair, for_inference, memory_format
@@ -154,46 +152,3 @@ def predict_images(
             with atomic_write(Path(overlay_dir) / f"{image_id}.jpg") as tmp:
                 Image.fromarray(overlay_mask(image, label)).save(tmp, format="JPEG", quality=90)
         write_mask(out_dir / f"{image_id}.png", label)
-
-
-def segments_table(label_paths: Mapping[str, Path], class_names: list[str]) -> pd.DataFrame:
-    """One row per image and class it holds (background too): image, class, class_id, pixels, fraction (of
-    the image's pixels), from the images' label maps."""
-    rows = []
-    for image_id, path in sorted(label_paths.items()):
-        label = read_mask(path, len(class_names))
-        ids, counts = np.unique(label, return_counts=True)
-        rows += [
-            {
-                "image": image_id,
-                "class": class_names[c] if c != IGNORE else "ignore",
-                "class_id": int(c),
-                "pixels": int(n),
-                "fraction": float(n / label.size),
-            }
-            for c, n in zip(ids, counts)
-        ]
-    return pd.DataFrame(rows, columns=["image", "class", "class_id", "pixels", "fraction"])
-
-
-def gather_segmented(shard_dirs, out_dir, class_names: list[str]) -> pd.DataFrame:
-    """results/segmented from the segment step's shards: labels/ and overlays/ of every photo (hard links to
-    the shards' files: no copy; a copy where the file system has no links) and segments.parquet
-    (segments_table), written last."""
-    out_dir = Path(out_dir)
-    labels = {}
-    for folder in ("labels", "overlays"):
-        (out_dir / folder).mkdir(parents=True, exist_ok=True)
-        for shard in shard_dirs:
-            for path in sorted((Path(shard) / folder).iterdir()):
-                target = out_dir / folder / path.name
-                try:
-                    os.link(path, target)
-                except OSError:
-                    shutil.copy2(path, target)
-                if folder == "labels":
-                    labels[path.stem] = target
-    table = segments_table(labels, class_names)
-    table.to_parquet(out_dir / "segments.parquet", index=False)
-    log.info("segmented %d photos into %s", len(labels), out_dir)
-    return table
