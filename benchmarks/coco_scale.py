@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scale import time_dry_runs  # benchmarks/scale.py: this folder is the script's first import path
 
 COCO_TRAIN2014_IMAGES, COCO_TRAIN2014_ANNOTATIONS = 82_783, 604_907
 NO_ANNOTATION_SHARE = 702 / 82_783  # train2014's images without an annotation
@@ -170,30 +170,15 @@ def measure(script: str, *arguments) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 def planning_seconds(work: Path, annotations: Path, repeats: int) -> tuple[list[float], str]:
-    """Wall times of `snakemake -n` for config/coco2014.yaml in a copy of the workflow, and its job table."""
-    project = work / "project"
-    for name in ("Snakefile", "workflow", "scripts", "config"):
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, project / name)
+    """Wall times of `snakemake -n` for config/coco2014.yaml with the JSON as both splits' annotations, and its
+    job table."""
     (work / "images").mkdir(exist_ok=True)
+    (work / "project").mkdir()
     paths = {"images": str(work / "images"), "annotations": {"train": str(annotations), "val": str(annotations)}}
-    (project / "plan.yaml").write_text(json.dumps({"dataset": paths}))  # JSON is YAML
-    snakemake = Path(sys.executable).with_name("snakemake")
-    command = [str(snakemake), "-n", "results/miou.parquet", "--configfile", "config/voc2012.yaml"]
-    command += ["config/coco2014.yaml", "plan.yaml"]
-    times, table = [], ""
-    for _ in range(repeats):
-        start = time.perf_counter()
-        done = subprocess.run(command, cwd=project, capture_output=True, text=True)
-        times.append(time.perf_counter() - start)
-        if done.returncode != 0:
-            sys.exit(f"the dry run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-        table = done.stdout[done.stdout.find("Job stats:") :].split("\n\n")[0]
-    return times, table
+    configfiles = ["config/voc2012.yaml", "config/coco2014.yaml"]
+    times, out = time_dry_runs(work / "project", configfiles, json.dumps({"dataset": paths}), repeats)  # JSON is YAML
+    return times, out[out.find("Job stats:") :].split("\n\n")[0]
 
 
 def main() -> None:

@@ -54,15 +54,14 @@ def voc_sized_tree(root: Path) -> tuple[Path, Path, int]:
     return voc, sbd_dir, len(train_aug_ids(voc_train, voc_val, sbd_train, sbd_val))
 
 
-def time_dry_run(work: Path, voc: Path, sbd: Path, rounds: int, repeats: int) -> tuple[list[float], str]:
+def time_dry_runs(work: Path, configfiles: list[str], extra: str, repeats: int) -> tuple[list[float], str]:
+    """Wall times of `snakemake -n results/miou.parquet --configfile <configfiles> extra.yaml` in a copy of the
+    workflow in work (extra: that file's YAML), and the last run's output. benchmarks/coco_scale.py uses it too."""
     for name in ("Snakefile", "workflow", "scripts", "config"):
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, work / name)
-    # Nested values go through a file: Snakemake's --config parses them with YAML's BaseLoader (strings).
-    (work / "scale.yaml").write_text(
-        f"voc_root: {voc}\nsbd_root: {sbd}\nerasing: {{rounds: {rounds}, threshold: 0.5}}\n"
-    )
-    command = [str(SNAKEMAKE), "-n", "results/miou.parquet", "--configfile", "config/voc2012.yaml", "scale.yaml"]
+    (work / "extra.yaml").write_text(extra)
+    command = [str(SNAKEMAKE), "-n", "results/miou.parquet", "--configfile", *configfiles, "extra.yaml"]
     times, out = [], ""
     for _ in range(repeats):
         start = time.perf_counter()
@@ -98,7 +97,9 @@ def main() -> None:
         tmp = Path(tmp)
         voc, sbd, train_aug = voc_sized_tree(tmp / "data")
         (tmp / "work").mkdir()
-        times, out = time_dry_run(tmp / "work", voc, sbd, args.rounds, args.repeats)
+        # Nested values go through a file: Snakemake's --config parses them with YAML's BaseLoader (strings).
+        extra = f"voc_root: {voc}\nsbd_root: {sbd}\nerasing: {{rounds: {args.rounds}, threshold: 0.5}}\n"
+        times, out = time_dry_runs(tmp / "work", ["config/voc2012.yaml"], extra, args.repeats)
         total = next(line.split()[1] for line in out.splitlines() if line.startswith("total"))
         print(f"tree: train_aug {train_aug} images, val {VOC_VAL}; {args.rounds} erasing rounds; {total} jobs planned")
         print(

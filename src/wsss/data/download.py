@@ -202,19 +202,29 @@ def _relative(name: str, member_root: str, keep: tuple[str, ...]) -> PurePosixPa
     return relative
 
 
+def _selected(archive: Path, members, problem, names, member_root: str, keep: tuple[str, ...]) -> list:
+    """(member, its path below member_root) of the members extract() writes, after every member is checked:
+    problem(member) says why one must not be written (the first such is an ArchiveError naming it); names(member)
+    gives (the name to show, the name to place it by)."""
+    selected = []
+    for member in members:
+        shown, name = names(member)
+        why = problem(member)
+        if why:
+            raise ArchiveError(f"{archive}: refusing to extract member {shown!r} ({why})")
+        relative = _relative(name, member_root, keep)
+        if relative is not None:
+            selected.append((member, relative))
+    if not selected:
+        raise ArchiveError(f"{archive} has no members under {member_root!r}")
+    return selected
+
+
 def _extract_tar(archive: Path, tmp: Path, member_root: str, keep: tuple[str, ...]) -> int:
     with tarfile.open(archive) as tar:
         members = tar.getmembers()  # reads the whole index: a truncated archive fails here
-        selected = []
-        for member in members:
-            problem = _member_problem(member)
-            if problem:
-                raise ArchiveError(f"{archive}: refusing to extract member {member.name!r} ({problem})")
-            relative = _relative(member.name, member_root, keep)
-            if relative is not None:
-                selected.append((member, relative))
-        if not selected:
-            raise ArchiveError(f"{archive} has no members under {member_root!r}")
+        names = attrgetter("name", "name")
+        selected = _selected(archive, members, _member_problem, names, member_root, keep)
         tmp.mkdir(parents=True)
         for member, relative in tqdm(selected, desc=f"extract {archive.name}", mininterval=2):
             if str(relative) == ".":
@@ -226,16 +236,8 @@ def _extract_tar(archive: Path, tmp: Path, member_root: str, keep: tuple[str, ..
 
 def _extract_zip(archive: Path, tmp: Path, member_root: str, keep: tuple[str, ...]) -> int:
     with zipfile.ZipFile(archive) as zip_file:  # reads the central directory: a truncated archive fails here
-        selected = []
-        for info in zip_file.infolist():
-            problem = _zip_problem(info)
-            if problem:
-                raise ArchiveError(f"{archive}: refusing to extract member {info.orig_filename!r} ({problem})")
-            relative = _relative(info.filename, member_root, keep)
-            if relative is not None:
-                selected.append((info, relative))
-        if not selected:
-            raise ArchiveError(f"{archive} has no members under {member_root!r}")
+        names = attrgetter("orig_filename", "filename")  # zipfile cuts filename at a NUL
+        selected = _selected(archive, zip_file.infolist(), _zip_problem, names, member_root, keep)
         tmp.mkdir(parents=True)
         for info, relative in tqdm(selected, desc=f"extract {archive.name}", mininterval=2):
             target = tmp / relative

@@ -106,11 +106,13 @@ def segments(config: dict) -> bool:
     return bool(config.get("segment", {}).get("images"))
 
 
+def _inference_settings(config: dict) -> dict:
+    """How a trained network predicts (PREDICTION_KEYS): its val predictions and the photos it segments."""
+    return {"segmentation": {key: config["segmentation"][key] for key in PREDICTION_KEYS}}
+
+
 def _prediction_settings(config: dict, supervision) -> dict:
-    return {
-        "segmentation": {key: config["segmentation"][key] for key in PREDICTION_KEYS},
-        "splits": {"val": config["splits"]["val"]},  # the images it predicts
-    }
+    return {**_inference_settings(config), "splits": {"val": config["splits"]["val"]}}  # the images it predicts
 
 
 @dataclass(frozen=True)
@@ -269,10 +271,7 @@ STEPS = {
             "segment",
             per_shard=True,
             # the photos, and how the network on the run's pseudo-labels predicts (as its val predictions)
-            settings=lambda config, arg: {
-                "segment": config["segment"],
-                "segmentation": {key: config["segmentation"][key] for key in PREDICTION_KEYS},
-            },
+            settings=lambda config, arg: {"segment": config["segment"], **_inference_settings(config)},
             upstream=lambda config, arg: [("segmentation", config["segmentation"]["labels"])],
             rules=("segment_photos",),
             cost="segmentation",
