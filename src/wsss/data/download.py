@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from operator import attrgetter
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
