@@ -22,17 +22,40 @@ from wsss.nets.models import UNREAD_UPSAMPLING, segmentation_model
 from wsss.nets.transforms import resize_long_side, to_tensor
 from wsss.scoring.figures import overlay_mask
 from wsss.seeds.masks import crf_inference_prob
+from wsss.training.class_weights import NONE, count_labels, weighting, write_class_weights
 from wsss.training.datasets import SegmentationDataset, TrainingImages
 from wsss.training.loop import TrainingJob, train_and_save
 
 log = logging.getLogger(__name__)
 
 
-def train_segmentation(images: TrainingImages, settings: dict, job: TrainingJob, desc: str) -> pd.DataFrame:
+CLASS_WEIGHTS_FILE = "class_weights.json"
+
+
+def train_segmentation(
+    images: TrainingImages,
+    settings: dict,
+    job: TrainingJob,
+    desc: str,
+    class_names: list[str] | None = None,
+    class_weights_path: Path | None = None,
+) -> pd.DataFrame:
     """Train the segmentation network on images' label maps (settings: the segmentation section); resumes from
     the job's checkpoint when it is of the same fingerprint (see training.fit), and removes it once the model
-    and history are written."""
+    and history are written.
+
+    The loss weighs the classes by settings["class_weights"] (wsss.training.class_weights), counted over the
+    label maps before training and written to class_weights_path (default: class_weights.json next to the
+    model) under class_names (default: the class ids). A resumed job counts the same labels again (its
+    fingerprint covers them), so it trains with the same weights."""
     dataset = SegmentationDataset(images, settings["resize_long"], settings["crop_size"])
+    method = settings.get("class_weights", NONE)
+    class_weight = count_class_weights(
+        images,
+        method,
+        class_names or [str(c) for c in range(images.num_classes)],
+        class_weights_path or Path(job.model_path).with_name(CLASS_WEIGHTS_FILE),
+    )
     torch.manual_seed(job.seed)
     upsampling = settings.get("upsampling", UNREAD_UPSAMPLING)
     model = segmentation_model(
@@ -49,9 +72,6 @@ def train_segmentation(images: TrainingImages, settings: dict, job: TrainingJob,
     head_ids = {id(p) for p in head}
     backbone = [p for p in model.parameters() if id(p) not in head_ids]
 
-    def loss_fn(outputs, targets):
-        return F.cross_entropy(outputs["out"], targets, ignore_index=IGNORE)
-
     meta = dict(
         arch=settings["arch"],
         backbone=settings["backbone"],
@@ -59,7 +79,37 @@ def train_segmentation(images: TrainingImages, settings: dict, job: TrainingJob,
         upsampling=upsampling,
         num_classes=images.num_classes,
     )
+    loss_fn = segmentation_loss(None if method == NONE else class_weight)
     return train_and_save(model, dataset, loss_fn, backbone, head, settings, job, meta, desc=desc)
+
+
+def count_class_weights(images: TrainingImages, method: str, class_names: list[str], path: Path) -> torch.Tensor:
+    """The loss's class weights (float32, one per class) of images' label maps by method, written with their
+    pixel counts to path (also for method "none": all 1, so every run has the file)."""
+    weigh = weighting(method)
+    counts = count_labels((images.targets[i] for i in images.image_ids), images.num_classes)
+    weights = weigh(counts)
+    write_class_weights(path, method, class_names, weights, counts)
+    log.info("class weights (%s): %s", method, dict(zip(class_names, np.round(weights, 4).tolist())))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def segmentation_loss(class_weight: torch.Tensor | None):
+    """Pixel-wise cross-entropy with 255 ignored. With class_weight, torch's weighted mean: the sum of
+    w[y] * loss over the labelled pixels divided by the sum of their w[y] (not by their count), so the weights'
+    scale does not change the step size; without, the plain mean (the loss before class weights, unchanged)."""
+    if class_weight is None:
+
+        def loss_fn(outputs, targets):
+            return F.cross_entropy(outputs["out"], targets, ignore_index=IGNORE)
+
+        return loss_fn
+
+    def weighted_loss_fn(outputs, targets):
+        logits = outputs["out"]
+        return F.cross_entropy(logits, targets, weight=class_weight.to(logits.device), ignore_index=IGNORE)
+
+    return weighted_loss_fn
 
 
 def load_segmentation(path) -> torch.nn.Module:
