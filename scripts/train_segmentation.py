@@ -19,8 +19,10 @@ else:
     image_ids = dataset.split_ids(params.split)
     mask_paths = index_files(snakemake.input.masks, ".png")
 train_segmentation(
-    TrainingImages(dataset, image_ids, mask_paths, params.num_classes),
+    TrainingImages(dataset, image_ids, mask_paths, len(params.classes)),
     settings["segmentation"],
     TrainingJob.for_rule(snakemake, settings["seed"], device(), supervision=supervision),
     desc=f"segmentation ({supervision})",
+    class_names=params.classes,
+    class_weights_path=snakemake.output.class_weights,
 )

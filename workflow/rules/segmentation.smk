@@ -1,7 +1,8 @@
 rule train_segmentation:
     """The segmentation network (segmentation.arch) on the pseudo-labels of segmentation.labels
     (segmentation/pseudo_mask/ or segmentation/random_walk/), or on the ground truth for the fully-supervised
-    bound (segmentation/ground_truth/)."""
+    bound (segmentation/ground_truth/); the loss's class weights (segmentation.class_weights), counted over
+    those labels, go to class_weights.json."""
     input:
         data=DATASET,
         masks=upstream("segmentation"),
@@ -9,10 +10,11 @@ rule train_segmentation:
     output:
         model=step_output("segmentation", "model.pt"),
         history=step_output("segmentation", "history.parquet"),
+        class_weights=step_output("segmentation", "class_weights.json"),
     params:
         settings=step_params("segmentation"),
         split=SPLITS["train"],
-        num_classes=len(config["classes"]),
+        classes=config["classes"],
     log:
         "logs/{expdir}train_segmentation/{supervision}.log",
     benchmark:

@@ -252,7 +252,7 @@ STEPS = {
             upstream=lambda config, supervision: (
                 [] if supervision == GROUND_TRUTH else [(LABEL_STEPS[supervision], None)]
             ),
-            files=("model.pt", "history.parquet"),
+            files=("model.pt", "history.parquet", "class_weights.json"),
             rules=("train_segmentation",),
             cost="segmentation",
         ),
@@ -325,7 +325,8 @@ RESERVED = tuple(
 
 def segmentation_note(config: dict) -> str:
     """A segmentation network and its test-time inference in a few words, e.g. "deeplabv3 on resnet101;
-    scales 0.5-1.75 (6) + flip + CRF" (the literature's figures depend on both)."""
+    scales 0.5-1.75 (6) + flip + CRF" (the literature's figures depend on both), and its loss's class weights
+    unless they are "none" ("...; median_frequency class weights")."""
     settings = config["segmentation"]
     inference = settings["inference"]
     scales = [f"{scale:g}" for scale in inference["scales"]]
@@ -335,6 +336,7 @@ def segmentation_note(config: dict) -> str:
         f"{arch} on {settings['backbone']}; {scales}"
         + " + flip" * inference["flip"]
         + " + CRF" * bool(inference["crf"])
+        + (f"; {settings['class_weights']} class weights" if settings.get("class_weights", "none") != "none" else "")
     )
 
 
