@@ -1,7 +1,8 @@
 """Config mistakes said in words, before the schema's own messages: keys that were renamed, the
 combinations the schema's if/then rules rule out, within a section (e.g. U-Net's output stride) or across
 sections (e.g. random-walk labels without the walk), which jsonschema would report as a bare "32 was
-expected", and a dataset kind's keys (wsss.data.kinds: the ones it needs, and another kind's set by mistake)."""
+expected", a dataset kind's keys (wsss.data.kinds: the ones it needs, and another kind's set by mistake), and
+the comparisons JSON Schema cannot make (segmentation.inference.tile's overlap < size)."""
 
 from __future__ import annotations
 
@@ -86,6 +87,20 @@ def _dataset_errors(config: dict, where: str) -> list[str]:
     return errors
 
 
+def _tile_errors(config: dict, where: str) -> list[str]:
+    """segmentation.inference.tile's overlap against its size (JSON Schema cannot compare two values): the tiles'
+    stride, size - overlap, must be at least 1 px."""
+    tile = _value(config, ("segmentation", "inference", "tile"))
+    if not isinstance(tile, dict) or not all(isinstance(tile.get(key), int) for key in ("size", "overlap")):
+        return []  # null, or the schema names what is missing
+    if tile["overlap"] < tile["size"]:
+        return []
+    return [
+        f"{where}segmentation.inference.tile: overlap {tile['overlap']} needs to be less than size {tile['size']}"
+        " (the tiles move on by size - overlap)"
+    ]
+
+
 def config_errors(config: dict, schema: dict, where: str = "") -> list[str]:
     """What is wrong with config in words, each prefixed by where (e.g. "experiments.unet: "); [] if nothing
     these checks know of (the schema then checks the rest)."""
@@ -103,4 +118,4 @@ def config_errors(config: dict, schema: dict, where: str = "") -> list[str]:
     for prefix, rule in rules:
         if "if" in rule:
             errors += _combination_errors(config, rule, prefix, where)
-    return errors + _dataset_errors(config, where)
+    return errors + _dataset_errors(config, where) + _tile_errors(config, where)

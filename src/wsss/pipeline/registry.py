@@ -107,8 +107,13 @@ def segments(config: dict) -> bool:
 
 
 def _inference_settings(config: dict) -> dict:
-    """How a trained network predicts (PREDICTION_KEYS): its val predictions and the photos it segments."""
-    return {"segmentation": {key: config["segmentation"][key] for key in PREDICTION_KEYS}}
+    """How a trained network predicts (PREDICTION_KEYS): its val predictions and the photos it segments;
+    inference.tile only when set: null (whole images) predicts as before tiles existed, so it leaves the params
+    and partial-work fingerprints of earlier runs as they were."""
+    settings = {key: config["segmentation"][key] for key in PREDICTION_KEYS}
+    if settings["inference"].get("tile") is None:
+        settings["inference"] = _without(settings["inference"], {"tile"})
+    return {"segmentation": settings}
 
 
 def _prediction_settings(config: dict, supervision) -> dict:
@@ -325,16 +330,19 @@ RESERVED = tuple(
 
 def segmentation_note(config: dict) -> str:
     """A segmentation network and its test-time inference in a few words, e.g. "deeplabv3 on resnet101;
-    scales 0.5-1.75 (6) + flip + CRF" (the literature's figures depend on both), and its loss's class weights
-    unless they are "none" ("...; median_frequency class weights")."""
+    scales 0.5-1.75 (6) + flip + CRF", "+ tiles 256/64" for tiles of 256 px overlapping by 64 (the literature's
+    figures depend on both), and its loss's class weights unless they are "none" ("...; median_frequency class
+    weights")."""
     settings = config["segmentation"]
     inference = settings["inference"]
+    tile = inference.get("tile")  # absent in configs older than the key: whole images
     scales = [f"{scale:g}" for scale in inference["scales"]]
     scales = f"scales {scales[0]}-{scales[-1]} ({len(scales)})" if len(scales) > 2 else f"scale {', '.join(scales)}"
     arch = settings["arch"] + (f" ({settings['upsampling']})" if settings["arch"] in UPSAMPLING_ARCHS else "")
     return (
         f"{arch} on {settings['backbone']}; {scales}"
         + " + flip" * inference["flip"]
+        + (f" + tiles {tile['size']}/{tile['overlap']}" if tile else "")
         + " + CRF" * bool(inference["crf"])
         + (f"; {settings['class_weights']} class weights" if settings.get("class_weights", "none") != "none" else "")
     )

@@ -126,34 +126,112 @@ def load_segmentation(path) -> torch.nn.Module:
 
 
 # The inference DeepLab and most WSSS papers score with is multi-scale (0.5-1.75) + flip, often + CRF; the
-# default here is one scale + flip.
-DEFAULT_INFERENCE = {"scales": [1.0], "flip": True, "crf": None}
+# default here is one scale + flip, on the whole image (tile None).
+DEFAULT_INFERENCE = {"scales": [1.0], "flip": True, "crf": None, "tile": None}
+
+
+def check_tile(tile: Mapping | None) -> None:
+    """A tile setting the tiling can use: None, or {size: >= 16 px, overlap: 0 <= overlap < size} (the stride
+    size - overlap must move the tile on)."""
+    if tile is None:
+        return
+    size, overlap = tile["size"], tile["overlap"]
+    if size < 16 or not 0 <= overlap < size:
+        raise ValueError(f"segmentation.inference.tile needs size >= 16 and 0 <= overlap < size (got {dict(tile)})")
+
+
+def tile_starts(length: int, tile_length: int, stride: int) -> list[int]:
+    """Where the tiles of one side start: every stride from 0, the last one aligned to the side's end (so a side
+    at least a tile long needs no padding; one tile at 0 where tile_length is the side's length)."""
+    last = length - tile_length
+    return [*range(0, last, stride), last]
+
+
+def tile_taper(tile_length: int, overlap: int) -> torch.Tensor:
+    """One side's blending weight (float32, tile_length): 1 in the tile's middle, falling linearly towards its
+    edges inside the overlap to 1 / (overlap + 1) at the border pixel: (distance to the nearest edge + 1) /
+    (overlap + 1), at most 1. Border pixels see the least context, so they count least where tiles overlap;
+    the weight stays positive so that a pixel only one tile covers (the image's own border) keeps its logits."""
+    index = torch.arange(tile_length, dtype=torch.float32)
+    distance = torch.minimum(index, tile_length - 1 - index)
+    return ((distance + 1) / (overlap + 1)).clamp(max=1.0)
+
+
+def network_logits(model: torch.nn.Module, x: torch.Tensor, device, flip: bool) -> tuple[torch.Tensor, int]:
+    """(Logits (C, h, w) of one image tensor (3, h, w), plus those of its horizontal flip flipped back when flip;
+    how many were summed)."""
+    batch = flipped_pair(x, device) if flip else x[None].to(device, memory_format=memory_format(device))
+    with autocast(device):
+        logits = model(batch)["out"].float()
+    return (logits[0] + logits[1].flip(-1) if flip else logits[0]), len(batch)
+
+
+def tiled_logits(
+    model: torch.nn.Module, x: torch.Tensor, device, tile: Mapping, flip: bool
+) -> tuple[torch.Tensor, int]:
+    """(Logits (C, h, w), how many passes they stand for) of an image tensor (3, h, w) from tiles of
+    tile["size"] px a side (a side shorter than that: its length) on a grid of stride size - overlap
+    (tile_starts), each with its flip when flip (network_logits), blended where they overlap: the sum of each
+    tile's logits times its weight (the outer product of tile_taper along both sides) over the sum of the
+    weights. A weighted mean, so the logits keep the scale of a whole-image pass, and a tile with its flip counts
+    as two passes, as the whole image does.
+
+    The alternatives: U-Net's overlap-tile (Ronneberger et al. 2015, Sec. 2 and Fig. 2) runs unpadded
+    convolutions on input tiles larger than their output tiles by the context, mirror-pads the image's border
+    and lays the output tiles edge to edge, with no blending; mmsegmentation's slide_inference
+    (mmseg/models/segmentors/encoder_decoder.py) averages overlapping windows with equal weights (overlap 0 here:
+    every weight is 1, and only the last tile of a row or column overlaps another). The networks here pad their
+    convolutions, so a tile's border logits see less context than its middle: the taper counts them least."""
+    height, width = x.shape[-2:]
+    size, overlap = tile["size"], tile["overlap"]
+    tile_height, tile_width = min(size, height), min(size, width)
+    weight = (tile_taper(tile_height, overlap)[:, None] * tile_taper(tile_width, overlap)[None]).to(device)
+    total, weights = None, torch.zeros((height, width), device=device)
+    for top in tile_starts(height, tile_height, size - overlap):
+        for left in tile_starts(width, tile_width, size - overlap):
+            crop = x[:, top : top + tile_height, left : left + tile_width]
+            logits, count = network_logits(model, crop, device, flip)
+            logits = logits * weight
+            if total is None:
+                total = torch.zeros((logits.shape[0], height, width), device=device)
+            total[:, top : top + tile_height, left : left + tile_width] += logits
+            weights[top : top + tile_height, left : left + tile_width] += weight
+    return total / weights, count
 
 
 @torch.no_grad()
 def predict_logits(
-    model: torch.nn.Module, image: np.ndarray, device, long_side: int | None = None, scales=(1.0,), flip: bool = True
+    model: torch.nn.Module,
+    image: np.ndarray,
+    device,
+    long_side: int | None = None,
+    scales=(1.0,),
+    flip: bool = True,
+    tile: Mapping | None = None,
 ) -> tuple[torch.Tensor, int]:
     """(Summed logits (C, H, W) over the scales and flips, how many were summed) for one image.
 
     At each scale the image is resized with PIL bicubic so that its long side is scale * long_side (long_side
     None: scale * its own long side; long_side is the resolution the network was trained at) and the
-    logits (plus those of the horizontal flip, flipped back) are resized bilinearly to H x W.
+    logits (plus those of the horizontal flip, flipped back) are resized bilinearly to H x W. tile
+    ({size, overlap} in px): where the resized image is larger than size in either side, its logits come from
+    overlapping tiles (tiled_logits); None, or an image within one tile: the whole image at once.
     """
+    check_tile(tile)
     device = torch.device(device)
     height, width = image.shape[:2]
     total, count = None, 0
     for scale in scales:
         side = round(scale * (long_side or max(height, width)))
         x = to_tensor(resize_long_side(image, side))
-        batch = flipped_pair(x, device) if flip else x[None].to(device, memory_format=memory_format(device))
-        with autocast(device):
-            logits = model(batch)["out"].float()
-        logits = logits[0] + logits[1].flip(-1) if flip else logits[0]
+        if tile is not None and max(x.shape[-2:]) > tile["size"]:
+            logits, summed = tiled_logits(model, x, device, tile, flip)
+        else:
+            logits, summed = network_logits(model, x, device, flip)
         if logits.shape[-2:] != (height, width):
             logits = F.interpolate(logits[None], size=(height, width), mode="bilinear", align_corners=False)[0]
         total = logits if total is None else total + logits
-        count += len(batch)
+        count += summed
     return total, count
 
 
@@ -165,11 +243,12 @@ def predict(
     scales=(1.0,),
     flip: bool = True,
     crf: dict | None = None,
+    tile: Mapping | None = None,
 ) -> np.ndarray:
     """Class-id map (uint8 HxW) for one image: the argmax of the logits summed over scales and flips
-    (predict_logits); crf (dense-CRF parameters, wsss.seeds.masks.dense_crf): the argmax of a dense CRF over
-    the softmax of their mean instead (DeepLab v1/v2's post-processing)."""
-    logits, count = predict_logits(model, image, device, long_side, scales, flip)
+    (predict_logits; tile: overlapping tiles, or None); crf (dense-CRF parameters, wsss.seeds.masks.dense_crf):
+    the argmax of a dense CRF over the softmax of their mean instead (DeepLab v1/v2's post-processing)."""
+    logits, count = predict_logits(model, image, device, long_side, scales, flip, tile)
     if crf is None:
         return logits.argmax(0).cpu().numpy().astype(np.uint8)
     probs = torch.softmax(logits / count, 0).cpu().numpy()
@@ -186,8 +265,8 @@ def predict_images(
     overlay_dir: Path | None = None,
 ) -> None:
     """Write <out_dir>/<id>.png (a palette label map at the image's size) for every image (id -> file) not
-    written yet (long_side, inference's scales, flip and crf: see predict; default DEFAULT_INFERENCE), and with
-    overlay_dir <overlay_dir>/<id>.jpg, the image under its labels' colours, before it (so a label map under
+    written yet (long_side, inference's scales, flip, crf and tile: see predict; default DEFAULT_INFERENCE), and
+    with overlay_dir <overlay_dir>/<id>.jpg, the image under its labels' colours, before it (so a label map under
     its final name has its overlay: a killed job resumes with the images it had not finished)."""
     inference = {**DEFAULT_INFERENCE, **(inference or {})}
     out_dir = Path(out_dir)
@@ -197,7 +276,7 @@ def predict_images(
     model = for_inference(model, device)
     for image_id in tqdm(pending_ids(list(image_paths), out_dir, ".png"), desc="predict", mininterval=5):
         image = read_image(image_paths[image_id])
-        label = predict(model, image, device, long_side, inference["scales"], inference["flip"], inference["crf"])
+        label = predict(model, image, device, long_side, *(inference[k] for k in ("scales", "flip", "crf", "tile")))
         if overlay_dir is not None:
             with atomic_write(Path(overlay_dir) / f"{image_id}.jpg") as tmp:
                 Image.fromarray(overlay_mask(image, label)).save(tmp, format="JPEG", quality=90)
