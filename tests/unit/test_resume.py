@@ -32,6 +32,10 @@ IRN_FREEZING = {"frozen_bn": True, "frozen_stages": 2, "momentum": 1e-4}
 # SEAM's two branches with its PCM, and ACoL's two heads: two classification losses per step each.
 SEAM = {"method": "seam", "seam": {"scale": 0.5, "er_weight": 1.0, "ecr_weight": 1.0, "min_pool_weight": 1.0}}
 ACOL = {"method": "acol", "acol": {"threshold": 0.6}}
+# Mixup-CAM: each batch mixed by draws from the loader's generator, with both regularisers; on ACoL's two heads,
+# with Hide-and-Seek before the mixing, in a loader worker.
+MIXUP = {"mixup": {"alpha": 0.4, "entropy_weight": 0.02, "concentration_weight": 0.05}}
+ACOL_HIDING_MIXUP = {**ACOL, "hide_and_seek": TAP_AND_HIDING["hide_and_seek"], **MIXUP}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +46,8 @@ def labels(demo_data, tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "num_workers, variant", [(0, {}), (1, {}), (1, TAP_AND_HIDING), (0, IRN_FREEZING), (0, SEAM), (0, ACOL)]
+    "num_workers, variant",
+    [(0, {}), (1, {}), (1, TAP_AND_HIDING), (0, IRN_FREEZING), (0, SEAM), (0, ACOL), (1, ACOL_HIDING_MIXUP)],
 )
 def test_killed_classifier_resumes_bit_identical(
     demo_data, labels, tmp_path, monkeypatch, caplog, num_workers, variant

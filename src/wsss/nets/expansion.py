@@ -104,8 +104,11 @@ def seam_losses(full: dict, small: dict, targets: torch.Tensor) -> dict[str, tor
     the branches' multi-label soft-margin losses; er, the L1 between the full branch's max-normed CAM resized
     to the small image's size and the small branch's (foreground, absent classes zeroed); ecr, each PCM output
     against the other branch's one-hot CAM over the hardest ECR_TOP of entries, summed over both directions; min_pool,
-    the mean over branches of the ReLU'd lowest quarter of the PCM's foreground max (at input size)."""
-    label = torch.cat([torch.ones_like(targets[:, :1]), targets], 1)[:, :, None, None].float()
+    the mean over branches of the ReLU'd lowest quarter of the PCM's foreground max (at input size).
+    Soft targets (mixup's mixed labels): cls takes them as they are; the class masks keep every class of the
+    mixed image (target > 0), so ER, ECR and min_pool see the maps of both images' classes, unscaled."""
+    present = (targets > 0).to(targets.dtype)  # multi-hot targets: the same values
+    label = torch.cat([torch.ones_like(present[:, :1]), present], 1)[:, :, None, None].float()
 
     def at_input(maps, size):
         return F.interpolate(maps.float(), size=tuple(size), mode="bilinear", align_corners=True)
@@ -134,9 +137,10 @@ def seam_losses(full: dict, small: dict, targets: torch.Tensor) -> dict[str, tor
 
 def acol_erase_mask(maps: torch.Tensor, targets: torch.Tensor | None, threshold: float) -> torch.Tensor:
     """ACoL's online erasing, per class: 0 where the class's map, min-max normalised per image, is >= threshold,
-    1 elsewhere: (N, K, h, w). targets (N, K) multi-hot: classes absent from an image erase nothing (ACoL erases
-    the ground-truth class's region); None: every class erases its own region (inference, where only the
-    image's classes are kept). From the detached maps: no gradient flows through the mask."""
+    1 elsewhere: (N, K, h, w). targets (N, K) multi-hot, or soft (mixup's: every class of the mixed image, target
+    > 0, erases): classes absent from an image erase nothing (ACoL erases the ground-truth class's region); None:
+    every class erases its own region (inference, where only the image's classes are kept). From the detached
+    maps: no gradient flows through the mask."""
     maps = maps.detach().float()
     low, high = maps.amin((2, 3), keepdim=True), maps.amax((2, 3), keepdim=True)
     spread = high - low  # no epsilon, as ACoL: a pixel exactly at the threshold is erased; a flat map erases nothing
@@ -178,6 +182,11 @@ class SEAMClassifier(Classifier):
             small = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=True)
             outputs["small"] = self.branch(small)
         return outputs
+
+    @staticmethod
+    def training_maps(outputs: dict) -> torch.Tensor:
+        """The full branch's raw CAM (the 1x1 head's maps, before the PCM)."""
+        return outputs["raw"]
 
     def loss(self, outputs: dict, targets: torch.Tensor) -> torch.Tensor:
         losses = seam_losses(outputs, outputs["small"], targets)
@@ -259,9 +268,12 @@ class MultiDilationClassifier(Classifier):
     def forward(self, x: torch.Tensor) -> dict | torch.Tensor:
         features = self.features(x)
         logits = self.logits(features)
-        if not self.dilated:
+        if not self.dilated and not self.returns_maps:
             return logits
-        return {"logits": logits, "dilated_logits": [conv(features).mean((2, 3)) for conv in self.dilated]}
+        outputs = {"logits": logits, "dilated_logits": [conv(features).mean((2, 3)) for conv in self.dilated]}
+        if self.returns_maps:
+            outputs["maps"] = self.classifier(features)  # the 1x1 head's (H_1)
+        return outputs
 
     def loss(self, outputs, targets: torch.Tensor) -> torch.Tensor:
         if not isinstance(outputs, dict):

@@ -57,6 +57,9 @@ class Classifier(nn.Module):
     """
 
     method = "cam"  # classifier.method (wsss.nets.expansion.CLASSIFIER_METHODS)
+    # forward also returns the CAM head's maps ({"logits", "maps"}): set by a training whose loss reads them
+    # (Mixup-CAM's concentration term, wsss.training.mixup); a plain attribute, not saved with the model
+    returns_maps = False
 
     def __init__(
         self,
@@ -80,17 +83,27 @@ class Classifier(nn.Module):
         self.output_stride = output_stride  # CAMs align their upsampling to it (wsss.seeds.cam)
         self.features.freeze(frozen_stages, frozen_bn)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.features(x))
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict:
+        features = self.features(x)
+        logits = self.logits(features)
+        if self.returns_maps:
+            return {"logits": logits, "maps": self.classifier(features)}
+        return logits
 
     def loss(self, outputs, targets: torch.Tensor) -> torch.Tensor:
-        """The training loss of forward's outputs: multi-label soft margin."""
-        return F.multilabel_soft_margin_loss(outputs, targets)
+        """The training loss of forward's outputs: multi-label soft margin (targets multi-hot, or soft: mixup's)."""
+        return F.multilabel_soft_margin_loss(self.batch_logits(outputs), targets)
 
     @staticmethod
     def batch_logits(outputs) -> torch.Tensor:
         """(N, num_foreground) image-level scores from forward's outputs (the epoch mAP's)."""
         return outputs["logits"] if isinstance(outputs, dict) else outputs
+
+    @staticmethod
+    def training_maps(outputs: dict) -> torch.Tensor:
+        """The CAM head's (N, num_foreground, h, w) maps, before ReLU, from forward's outputs in training (with
+        returns_maps, or a method's own dict): what Mixup-CAM's concentration term reads."""
+        return outputs["maps"]
 
     def method_settings(self) -> dict:
         """The method's own settings (classifier.<method>), saved with the model; none for classic CAM."""

@@ -16,6 +16,7 @@ from wsss.scoring.metrics import average_precision
 from wsss.seeds.erasing import Eraser
 from wsss.training.datasets import ClassificationDataset, TrainingImages
 from wsss.training.loop import TrainingJob, train_and_save
+from wsss.training.mixup import OFF, batch_mixer, regularised_loss
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ def train_classifier(
     erasing fills mined regions; required when settings["hide_and_seek"]["hide_prob"] > 0.
     class_names: the config's classes (background first); settings["head_init"] imagenet starts the CAM head
     of the named classes from the ImageNet classifier in the weights file (wsss.nets.imagenet_head).
+    settings["mixup"] (Mixup-CAM, wsss.training.mixup; absent: off) mixes the batches the dataset gives, after
+    erasing and Hide-and-Seek, and adds its regularisers to the method's loss.
     """
     dataset, labels, weights = images.dataset, images.targets, job.weights
     num_foreground = images.num_classes - 1
@@ -80,11 +83,13 @@ def train_classifier(
             raise ValueError("classifier.head_init: imagenet needs classifier.pretrained weights and the class names")
         init_head_from_imagenet(model.classifier, weights, list(class_names[1:]))
     backbone, head = model.param_groups()
+    mixup = settings.get("mixup", OFF)
+    loss = regularised_loss(model, mixup)
     scores, targets = [], []
 
     def on_batch(outputs, batch_targets):
         scores.append(model.batch_logits(outputs).detach().float().cpu())
-        targets.append(batch_targets.cpu())
+        targets.append((batch_targets > 0).float().cpu())  # a mixed image shows both images' classes
 
     def on_epoch_end():
         result = {"mAP": average_precision(torch.cat(scores).numpy(), torch.cat(targets).numpy())}
@@ -104,7 +109,7 @@ def train_classifier(
     return train_and_save(
         model,
         dataset,
-        model.loss,
+        loss,
         backbone,
         head,
         settings,
@@ -114,6 +119,7 @@ def train_classifier(
         desc=f"classifier r{round_index}",
         on_batch=on_batch,
         on_epoch_end=on_epoch_end,
+        mix=batch_mixer(mixup["alpha"]),
     )
 
 

@@ -167,6 +167,7 @@ def fit(
     on_batch: Callable[[object, torch.Tensor], None] | None = None,
     on_epoch_end: Callable[[], dict] | None = None,
     mixed_precision: bool | None = None,
+    mix: Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> list[dict]:
     """Train for settings['epochs'] epochs; returns one record per epoch (loss, lr, seconds, extras).
 
@@ -176,6 +177,9 @@ def fit(
     and inputs). A call that finds a checkpoint with the same fingerprint resumes after its epoch; on CPU the
     result is bit-identical to an uninterrupted run.
     mixed_precision (default: on for CUDA) runs the forward pass under autocast with a gradient scaler.
+    mix (inputs, targets, generator) -> (inputs, targets): each batch, on the device, before the forward pass
+    (mixup, wsss.training.mixup); it draws from the loader's generator, whose state the checkpoint keeps, so a
+    resumed run mixes as an uninterrupted one. None: batches as the loader gives them.
     """
     # Frozen parameters (requires_grad False) stay out of the optimiser: no update, not even weight decay.
     groups = [
@@ -220,6 +224,9 @@ def fit(
         for inputs, targets in bar:
             inputs = inputs.to(device, memory_format=model_format, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
+            if mix is not None:
+                inputs, targets = mix(inputs, targets, loader.generator)
+                inputs = inputs.contiguous(memory_format=model_format)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=mixed_precision):
                 outputs = model(inputs)
                 loss = loss_fn(outputs, targets)
