@@ -39,6 +39,7 @@ def test_the_schema_enums_are_the_librarys():
     assert properties["classifier"]["properties"]["method"]["enum"] == list(registry.CLASSIFIER_METHODS)
     assert properties["segmentation"]["properties"]["arch"]["enum"] == list(SEGMENTATION_ARCHS)
     assert properties["segmentation"]["properties"]["upsampling"]["enum"] == list(UPSAMPLINGS)
+    assert properties["segmentation"]["properties"]["loss"]["enum"] == list(registry.SEGMENTATION_LOSSES)
     assert properties["dataset"]["properties"]["kind"]["enum"] == list(KINDS)
     # every key a kind reads is a key of the section, and the default config leaves them all unset
     assert set(properties["dataset"]["required"]) == {"kind", *DATASET_KEYS}

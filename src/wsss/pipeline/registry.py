@@ -93,11 +93,25 @@ UPSAMPLING_ARCHS = ("unet",)
 PREDICTION_KEYS = ("long_side", "inference")
 
 
+# segmentation.loss: the default cross-entropy, or SEC's seeding, expansion and constrain loss
+# (wsss.training.sec), whose settings are segmentation.sec.
+SEGMENTATION_LOSSES = CROSS_ENTROPY, SEC_LOSS = ("cross_entropy", "sec")
+
+
+def trains_with_sec(config: dict, supervision) -> bool:
+    """Whether the network on supervision trains with SEC's loss: the pseudo-label network of a run with
+    segmentation.loss sec (its cues are the pseudo-masks); the fully-supervised bound always trains with
+    cross-entropy on the ground truth."""
+    return supervision != GROUND_TRUTH and config["segmentation"]["loss"] == SEC_LOSS
+
+
 def _segmentation_settings(config: dict, supervision) -> dict:
-    # labels is the supervision (the folder and the upstream step); upsampling: UPSAMPLING_ARCHS only
+    # labels is the supervision (the folder and the upstream step); upsampling: UPSAMPLING_ARCHS only;
+    # loss and sec only for SEC's loss, so a cross-entropy network's settings are those from before the key
     unread = {"labels", *PREDICTION_KEYS} | (
         set() if config["segmentation"]["arch"] in UPSAMPLING_ARCHS else {"upsampling"}
     )
+    unread |= set() if trains_with_sec(config, supervision) else {"loss", "sec"}
     return {"seed": config["seed"], "segmentation": _without(config["segmentation"], unread)}
 
 
@@ -396,6 +410,11 @@ class Stage:
         return re.escape(self.name).replace(re.escape("{round}"), r"(\d+)")
 
 
+def result_note(config: dict) -> str:
+    """segmentation_note of the network on pseudo-labels, which says when it trained with SEC's loss."""
+    return segmentation_note(config) + "; SEC loss" * (config["segmentation"]["loss"] == SEC_LOSS)
+
+
 STAGES = (
     Stage("cam_r{round}", "CAM round {round}", "cams", CAM, "seed_eval"),
     Stage("cam", "merged CAM", "merged_cams", CAM, "seed_eval", ranked=True),
@@ -421,7 +440,7 @@ STAGES = (
         ranked=True,
         gallery="val",
         role=RESULT,
-        note=segmentation_note,
+        note=result_note,
     ),
     Stage(
         "fully_supervised",

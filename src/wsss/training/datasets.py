@@ -1,5 +1,6 @@
 """The training samples of the three trained networks: augmented images with multi-hot targets (the
-classifier) or with label maps (the segmentation network, IRN's boundary branch)."""
+classifier) or with label maps (the segmentation network, IRN's boundary branch), or, for SEC's loss, with
+cues, image-level labels and the crop on the loss grid."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch.utils.data import Dataset as TorchDataset
 from wsss.data.datasets import Dataset
 from wsss.data.voc import read_image, read_mask
 from wsss.nets.transforms import augment, hide_patches
+from wsss.training.sec import cues_on_grid, grid_size, image_on_grid
 
 
 @dataclass(frozen=True)
@@ -94,3 +96,27 @@ class SegmentationDataset(ImageDataset):
         mask = read_mask(self.mask_paths[image_id], self.num_classes)
         x, y = augment(image, mask, self.resize_long, self.crop_size)
         return x, y
+
+
+class SecDataset(SegmentationDataset):
+    """SegmentationDataset's crops (the same augmentation draws) with SEC's targets (wsss.training.sec):
+    "cues": the crop's label map on the loss grid (cues_on_grid: its pseudo-mask's confident labels, IGNORE
+    between), "classes": the image's foreground classes (multi-hot, class 1 first, from labels: image id ->
+    class ids), "image": the crop on the grid as uint8 RGB for the CRF (image_on_grid), which stays on the
+    CPU (HOST_TARGETS). The grid is grid_size(crop_size, stride) on a side."""
+
+    HOST_TARGETS = ("image",)
+
+    def __init__(self, images: TrainingImages, resize_long, crop_size, labels: dict, stride: int):
+        unlabelled = [i for i in images.image_ids if i not in labels]
+        if unlabelled:
+            raise ValueError(f"{len(unlabelled)} training images have no image-level labels, e.g. {unlabelled[0]}")
+        super().__init__(images, resize_long, crop_size)
+        self.labels, self.cells = labels, grid_size(crop_size, stride)
+
+    def __getitem__(self, index):
+        x, y = super().__getitem__(index)
+        classes = torch.zeros(self.num_classes - 1)
+        classes[[c - 1 for c in self.labels[self.image_ids[index]]]] = 1
+        targets = {"cues": cues_on_grid(y, self.cells), "classes": classes, "image": image_on_grid(x, self.cells)}
+        return x, targets

@@ -120,6 +120,14 @@ def _as_tuples(value):
     return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
+def to_device(targets, device: torch.device, host_targets=()):
+    """A batch's targets on the device: a tensor, or a dict of tensors (SEC's) whose host_targets keys stay on
+    the CPU (what only CPU code reads: the CRF's image)."""
+    if isinstance(targets, dict):
+        return {k: v if k in host_targets else v.to(device, non_blocking=True) for k, v in targets.items()}
+    return targets.to(device, non_blocking=True)
+
+
 def load_resumable(checkpoint_path: Path, fingerprint: str) -> dict | None:
     """The checkpoint to resume from, or None: missing, unreadable, or written by a different job
     (other settings or inputs: a different fingerprint), which must not be continued."""
@@ -168,6 +176,7 @@ def fit(
     on_epoch_end: Callable[[], dict] | None = None,
     mixed_precision: bool | None = None,
     mix: Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    host_targets: tuple[str, ...] = (),
 ) -> list[dict]:
     """Train for settings['epochs'] epochs; returns one record per epoch (loss, lr, seconds, extras).
 
@@ -180,6 +189,7 @@ def fit(
     mix (inputs, targets, generator) -> (inputs, targets): each batch, on the device, before the forward pass
     (mixup, wsss.training.mixup); it draws from the loader's generator, whose state the checkpoint keeps, so a
     resumed run mixes as an uninterrupted one. None: batches as the loader gives them.
+    Targets are a tensor, or a dict of tensors whose host_targets keys stay on the CPU (to_device).
     """
     # Frozen parameters (requires_grad False) stay out of the optimiser: no update, not even weight decay.
     groups = [
@@ -223,7 +233,7 @@ def fit(
         bar = tqdm(loader, desc=f"{desc} epoch {epoch}/{settings['epochs']}", mininterval=5)
         for inputs, targets in bar:
             inputs = inputs.to(device, memory_format=model_format, non_blocking=True)
-            targets = targets.to(device, non_blocking=True)
+            targets = to_device(targets, device, host_targets)
             if mix is not None:
                 inputs, targets = mix(inputs, targets, loader.generator)
                 inputs = inputs.contiguous(memory_format=model_format)

@@ -1,5 +1,6 @@
-"""The segmentation step: a network of wsss.nets.models trained on (pseudo-)masks with 255 ignored, and its
-inference (scales, flip, dense CRF)."""
+"""The segmentation step: a network of wsss.nets.models trained on (pseudo-)masks with 255 ignored (cross-entropy,
+or SEC's loss on the confident pseudo-masks as cues: wsss.training.sec), and its inference (scales, flip, dense
+CRF)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ from wsss.nets.checkpoints import load_checkpoint, load_state
 from wsss.nets.hardware import autocast, flipped_pair, for_inference, memory_format
 from wsss.nets.models import UNREAD_UPSAMPLING, segmentation_model
 from wsss.nets.transforms import resize_long_side, to_tensor
+from wsss.pipeline.registry import CROSS_ENTROPY, SEC_LOSS, SEGMENTATION_LOSSES
 from wsss.scoring.figures import overlay_mask
 from wsss.seeds.masks import crf_inference_prob
 from wsss.training.class_weights import NONE, count_labels, weighting, write_class_weights
-from wsss.training.datasets import SegmentationDataset, TrainingImages
+from wsss.training.datasets import SecDataset, SegmentationDataset, TrainingImages
 from wsss.training.loop import TrainingJob, train_and_save
+from wsss.training.sec import SecLoss
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +42,21 @@ def train_segmentation(
     desc: str,
     class_names: list[str] | None = None,
     class_weights_path: Path | None = None,
+    image_labels: dict | None = None,
 ) -> pd.DataFrame:
     """Train the segmentation network on images' label maps (settings: the segmentation section); resumes from
     the job's checkpoint when it is of the same fingerprint (see training.fit), and removes it once the model
     and history are written.
 
-    The loss weighs the classes by settings["class_weights"] (wsss.training.class_weights), counted over the
-    label maps before training and written to class_weights_path (default: class_weights.json next to the
-    model) under class_names (default: the class ids). A resumed job counts the same labels again (its
-    fingerprint covers them), so it trains with the same weights."""
-    dataset = SegmentationDataset(images, settings["resize_long"], settings["crop_size"])
+    The cross-entropy weighs the classes by settings["class_weights"] (wsss.training.class_weights), counted
+    over the label maps before training and written to class_weights_path (default: class_weights.json next to
+    the model) under class_names (default: the class ids). A resumed job counts the same labels again (its
+    fingerprint covers them), so it trains with the same weights. SEC's loss (settings["loss"] "sec") reads the
+    label maps as cues and image_labels (image id -> foreground class ids); its history adds each term's epoch
+    mean."""
+    loss_name = settings.get("loss", CROSS_ENTROPY)  # the step's settings leave out loss for cross-entropy
+    if loss_name not in SEGMENTATION_LOSSES:
+        raise ValueError(f"segmentation.loss must be one of {', '.join(SEGMENTATION_LOSSES)}, got {loss_name!r}")
     method = settings.get("class_weights", NONE)
     class_weight = count_class_weights(
         images,
@@ -56,6 +64,35 @@ def train_segmentation(
         class_names or [str(c) for c in range(images.num_classes)],
         class_weights_path or Path(job.model_path).with_name(CLASS_WEIGHTS_FILE),
     )
+    if loss_name == SEC_LOSS:
+        return _train_with_sec(images, settings, job, desc, image_labels)
+    dataset = SegmentationDataset(images, settings["resize_long"], settings["crop_size"])
+    model, backbone, head, meta = _new_network(images, settings, job)
+    loss_fn = segmentation_loss(None if method == NONE else class_weight)
+    return train_and_save(model, dataset, loss_fn, backbone, head, settings, job, meta, desc=desc)
+
+
+def _train_with_sec(
+    images: TrainingImages, settings: dict, job: TrainingJob, desc: str, image_labels: dict | None
+) -> pd.DataFrame:
+    """train_segmentation with SEC's loss: SecDataset's cues, classes and grid images, SecLoss's terms."""
+    if image_labels is None:
+        raise ValueError("segmentation.loss sec needs the image-level labels (its expansion loss reads them)")
+    sec = settings["sec"]
+    dataset = SecDataset(images, settings["resize_long"], settings["crop_size"], image_labels, sec["stride"])
+    model, backbone, head, meta = _new_network(images, settings, job)
+    loss = SecLoss(sec)
+
+    def loss_fn(outputs, targets):
+        return loss(outputs["out"], targets)
+
+    options = dict(on_epoch_end=loss.epoch_record, host_targets=SecDataset.HOST_TARGETS)
+    return train_and_save(model, dataset, loss_fn, backbone, head, settings, job, meta, desc=desc, **options)
+
+
+def _new_network(images: TrainingImages, settings: dict, job: TrainingJob) -> tuple:
+    """(model, backbone parameters, head parameters, meta for its file): the network of settings started from
+    the job's weights, after seeding torch with the job's seed (its new head's initialisation)."""
     torch.manual_seed(job.seed)
     upsampling = settings.get("upsampling", UNREAD_UPSAMPLING)
     model = segmentation_model(
@@ -71,7 +108,6 @@ def train_segmentation(
     head = list(model.classifier.parameters())
     head_ids = {id(p) for p in head}
     backbone = [p for p in model.parameters() if id(p) not in head_ids]
-
     meta = dict(
         arch=settings["arch"],
         backbone=settings["backbone"],
@@ -79,8 +115,7 @@ def train_segmentation(
         upsampling=upsampling,
         num_classes=images.num_classes,
     )
-    loss_fn = segmentation_loss(None if method == NONE else class_weight)
-    return train_and_save(model, dataset, loss_fn, backbone, head, settings, job, meta, desc=desc)
+    return model, backbone, head, meta
 
 
 def count_class_weights(images: TrainingImages, method: str, class_names: list[str], path: Path) -> torch.Tensor:
