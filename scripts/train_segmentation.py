@@ -1,4 +1,5 @@
 from wsss.data.datasets import Dataset
+from wsss.data.labels import load_labels
 from wsss.data.voc import index_files
 from wsss.nets.hardware import device
 from wsss.pipeline.registry import GROUND_TRUTH
@@ -18,6 +19,7 @@ if supervision == GROUND_TRUTH:  # the fully-supervised bound: the train images 
 else:
     image_ids = dataset.split_ids(params.split)
     mask_paths = index_files(snakemake.input.masks, ".png")
+labels = snakemake.input.get("labels", [])  # SEC's loss only (registry.trains_with_sec)
 train_segmentation(
     TrainingImages(dataset, image_ids, mask_paths, len(params.classes)),
     settings["segmentation"],
@@ -25,4 +27,5 @@ train_segmentation(
     desc=f"segmentation ({supervision})",
     class_names=params.classes,
     class_weights_path=snakemake.output.class_weights,
+    image_labels=load_labels(labels[0]) if labels else None,
 )

@@ -273,6 +273,12 @@ def job_benchmarks(name):
     return jobs
 
 
+def sec_labels(wildcards):
+    """The image-level labels a segmentation network trained with SEC's loss reads (its expansion loss); no
+    input otherwise."""
+    return [LABELS] if registry.trains_with_sec(settings(wildcards), wildcards.supervision) else []
+
+
 def pretrained_weights(settings):
     """The ImageNet weights file a network starts from, or nothing for a random initialisation."""
     return [f"resources/weights/{settings['backbone']}.{settings['pretrained']}.pth"] if settings.get("pretrained") else []

@@ -2,10 +2,12 @@ rule train_segmentation:
     """The segmentation network (segmentation.arch) on the pseudo-labels of segmentation.labels
     (segmentation/pseudo_mask/ or segmentation/random_walk/), or on the ground truth for the fully-supervised
     bound (segmentation/ground_truth/); the loss's class weights (segmentation.class_weights), counted over
-    those labels, go to class_weights.json."""
+    those labels, go to class_weights.json; with segmentation.loss sec, the pseudo-label network trains with
+    SEC's loss on the pseudo-masks as cues and the image-level labels."""
     input:
         data=DATASET,
         masks=upstream("segmentation"),
+        labels=sec_labels,
         weights=lambda wc: pretrained_weights(settings(wc)["segmentation"]),
     output:
         model=step_output("segmentation", "model.pt"),
