@@ -161,6 +161,7 @@ OTHER_VALUES = {
     "pseudo_mask.bg_threshold": 0.5,
     "segmentation.inference.scales": [1.0, 0.5],
     "segmentation.inference.crf": CRF,
+    "segmentation.inference.tile": {"size": 48, "overlap": 16},
     "report.columns": 3,
     "rank_by": "crf",
 }
