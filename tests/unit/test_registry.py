@@ -27,9 +27,17 @@ def test_the_schema_enums_are_the_librarys():
     properties = SCHEMA["properties"]
     assert properties["rank_by"]["enum"] == list(registry.RANKED_STAGES)
     assert set(properties["experiments"]["additionalProperties"]["properties"]) == set(registry.OVERRIDABLE)
-    # an experiment may override what the steps read (with erasing rounds, the erasing threshold too), but
-    # not the data: the shards and the val split the predictions are made on are every run's
-    sections = registry.read_sections({**CONFIG, "erasing": {**CONFIG["erasing"], "rounds": 2}})
+    # an experiment may override what the steps read (with erasing rounds, the erasing threshold too; with
+    # saliency, its source), but not the data: the shards and the val split the predictions are made on are
+    # every run's
+    sections = registry.read_sections(
+        {
+            **CONFIG,
+            "erasing": {**CONFIG["erasing"], "rounds": 2},
+            "saliency": {**CONFIG["saliency"], "source": "fine_grained"},
+            "pseudo_mask": {**CONFIG["pseudo_mask"], "saliency_threshold": 0.5},
+        }
+    )
     assert set(registry.OVERRIDABLE) == set(sections) - {"shards", "splits"}
     assert SCHEMA["definitions"]["backbone"]["enum"] == list(ARCHS)
     assert SCHEMA["definitions"]["optimizer"]["enum"] == list(OPTIMIZERS)
@@ -107,14 +115,14 @@ def test_label_sources_are_scored_stages_of_their_steps():
 def test_every_step_reads_upstream_steps_of_the_registry():
     """The step graph is closed (every upstream step exists) and acyclic (closure terminates), and a run's
     result needs every step except the CRF stage's (scored, not used further), the segmented new photos (they
-    follow the network) and, on the confident pseudo-masks, IRN's two; on IRN's random-walk labels it needs
-    those too."""
+    follow the network), the saliency maps (switched off) and, on the confident pseudo-masks, IRN's two; on
+    IRN's random-walk labels it needs those too."""
     on_masks = dict(CONFIG, segmentation=dict(CONFIG["segmentation"], labels="pseudo_mask"))
     needed = {step for step, _ in registry.closure(on_masks, "predictions", "pseudo_mask")}
-    assert needed == set(registry.STEPS) - {"crf", "irn", "random_walk", "segment"}
+    assert needed == set(registry.STEPS) - {"crf", "irn", "random_walk", "segment", "saliency"}
     on_walk = dict(CONFIG, segmentation=dict(CONFIG["segmentation"], labels="random_walk"))
     needed = {step for step, _ in registry.closure(on_walk, "predictions", "random_walk")}
-    assert needed == set(registry.STEPS) - {"crf", "segment"}
+    assert needed == set(registry.STEPS) - {"crf", "segment", "saliency"}
     assert registry.closure(on_walk, "segment")[-2:] == [("segmentation", "random_walk"), ("segment", None)]
     # the result stage scores the network on the run's own pseudo-labels; the bound's needs no CAM
     assert registry.stage(registry.RESULT_STAGE, on_walk) == (registry.stage_named("segmentation"), "random_walk")

@@ -15,7 +15,15 @@ GPU_RULES = [
     "train_irn",
     "random_walk",
 ]
-CPU_RULES = ["crf", "pseudo_masks", "merge_cams", "evaluate_stage", "image_labels"]
+CPU_RULES = [
+    "crf",
+    "pseudo_masks",
+    "saliency",
+    "merge_cams",
+    "evaluate_stage",
+    "evaluate_saliency_oracle",
+    "image_labels",
+]
 LOCAL_RULES = [
     "demo_dataset",
     "miou_table",

@@ -196,6 +196,40 @@ def upstream_path(step, only=None):
     return path
 
 
+def saliency_folder(values):
+    """A run's folder of precomputed saliency maps (saliency.source), checked; None where the run uses none."""
+    if not registry.uses_saliency(values) or registry.computes_saliency(values):
+        return None
+    methods = ", ".join(registry.SALIENCY_METHODS)
+    return existing_path(f"saliency.source (a method: {methods}; or a folder of maps)", values["saliency"]["source"])
+
+
+for name in RUNS:  # every run's folder, when the workflow is planned
+    saliency_folder(GRID.configs[name])
+
+
+def saliency_maps(step):
+    """Input function: the saliency maps a per-shard step reads, one directory: its shard of the saliency step
+    (a method), or the folder saliency.source; nothing where the run uses no saliency."""
+    computed = upstream(step, only="saliency")
+
+    def maps(wildcards):
+        values = settings(wildcards)
+        if registry.computes_saliency(values):
+            (shard,) = computed(wildcards)
+            return shard
+        return saliency_folder(values) or []
+
+    return maps
+
+
+def run_saliency_maps(name):
+    """Every directory of a run's saliency maps: the saliency step's shards, or the folder saliency.source."""
+    if registry.computes_saliency(GRID.configs[name]):
+        return GRID.step_outputs(name, "saliency")
+    return [saliency_folder(GRID.configs[name])]
+
+
 def stages(name):
     """Every scored stage of a run, in pipeline order."""
     return registry.stage_names(GRID.configs[name])
@@ -250,12 +284,21 @@ def all_artifacts():
 
 def stage_spec(name, stage):
     """What a stage of a run scores (registry.STAGES): its step's outputs, their kind, the split, the CAM
-    thresholds."""
+    thresholds (the saliency oracle's: saliency thresholds), and for the saliency oracle its maps and how the
+    CAMs claim the salient pixels (what the pseudo-masks read: pseudo_mask.fg_threshold, crf)."""
     scored = registry.stage_named(stage)
-    cam = GRID.configs[name]["cam"]
-    thresholds = {registry.CAM: [cam["eval_threshold"]], registry.CAM_ORACLE: cam["oracle_thresholds"]}
-    return dict(kind=scored.kind, inputs=GRID.scored_outputs(name, stage), split=config["splits"][scored.split],
+    values = GRID.configs[name]
+    thresholds = {
+        registry.CAM: [values["cam"]["eval_threshold"]],
+        registry.CAM_ORACLE: values["cam"]["oracle_thresholds"],
+        registry.SALIENCY_ORACLE: values["saliency"]["oracle_thresholds"],
+    }
+    spec = dict(kind=scored.kind, inputs=GRID.scored_outputs(name, stage), split=config["splits"][scored.split],
                 thresholds=thresholds.get(scored.kind, []))
+    if scored.kind == registry.SALIENCY_ORACLE:  # its rule: evaluate_saliency_oracle
+        spec["saliency"] = dict(maps=run_saliency_maps(name), fg_threshold=values["pseudo_mask"]["fg_threshold"],
+                                crf=values["crf"])
+    return spec
 
 
 def job_benchmarks(name):

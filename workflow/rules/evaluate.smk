@@ -12,7 +12,7 @@ rule evaluate_stage:
         thresholds=lambda wc: stage_spec(run_name(wc), wc.stage)["thresholds"],
         num_classes=len(config["classes"]),
     wildcard_constraints:
-        stage=registry.STAGE_PATTERN,
+        stage=registry.STAGE_PATTERN,  # the saliency oracle aside: its own rule below
     log:
         "logs/{expdir}evaluate/{stage}.log",
     conda:
@@ -22,6 +22,33 @@ rule evaluate_stage:
         mem_mb=2000,
     script:
         "../../scripts/evaluate_stage.py"
+
+
+rule evaluate_saliency_oracle:
+    """Pseudo-masks with saliency (wsss.seeds.saliency) rebuilt at each of saliency.oracle_thresholds and scored
+    against the ground truth of their split: the best is kept, marked oracle."""
+    input:
+        data=DATASET,
+        labels=LABELS,
+        cams=lambda wc: GRID.scored_outputs(run_name(wc), "saliency_oracle"),
+        saliency=lambda wc: stage_spec(run_name(wc), "saliency_oracle")["saliency"]["maps"],
+    output:
+        f"results/{{expdir}}{registry.METRICS}/saliency_oracle.npz",
+    params:
+        split=lambda wc: stage_spec(run_name(wc), "saliency_oracle")["split"],
+        thresholds=lambda wc: stage_spec(run_name(wc), "saliency_oracle")["thresholds"],
+        fg_threshold=lambda wc: stage_spec(run_name(wc), "saliency_oracle")["saliency"]["fg_threshold"],
+        crf=lambda wc: stage_spec(run_name(wc), "saliency_oracle")["saliency"]["crf"],
+        num_classes=len(config["classes"]),
+    log:
+        "logs/{expdir}evaluate/saliency_oracle.log",
+    conda:
+        "../envs/wsss.yaml"
+    threads: config["threads"]["evaluate"]
+    resources:
+        mem_mb=2000,
+    script:
+        "../../scripts/evaluate_saliency_oracle.py"
 
 
 rule miou_table:

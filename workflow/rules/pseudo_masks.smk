@@ -23,16 +23,42 @@ rule crf:
         "../../scripts/crf.py"
 
 
+rule saliency:
+    """A saliency map per train image by an OpenCV static saliency method (saliency.source), the pseudo-masks'
+    background cue: planned only for a run that uses saliency computed rather than read from a folder."""
+    input:
+        data=DATASET,
+    output:
+        directory(step_output("saliency")),
+    params:
+        settings=step_params("saliency"),  # saliency.source
+        split=SPLITS["train"],
+        num_shards=config["shards"],
+    log:
+        "logs/{expdir}saliency/shard{shard}.log",
+    benchmark:
+        step_benchmark("saliency", "saliency")
+    conda:
+        "../envs/wsss.yaml"
+    threads: config["threads"]["crf"]
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/saliency.py"
+
+
 rule pseudo_masks:
-    """IRN-style confident pseudo-masks: CRF at the fg and bg thresholds, 255 where neither is confident."""
+    """IRN-style confident pseudo-masks: CRF at the fg and bg thresholds, 255 where neither is confident; with
+    pseudo_mask.saliency_threshold, background where the saliency map is low instead of the CRF at bg."""
     input:
         data=DATASET,
         labels=LABELS,
-        cams=upstream_path("pseudo_masks"),
+        cams=upstream_path("pseudo_masks", only="merged_cams"),
+        saliency=saliency_maps("pseudo_masks"),
     output:
         directory(step_output("pseudo_masks")),
     params:
-        settings=step_params("pseudo_masks"),  # crf and pseudo_mask
+        settings=step_params("pseudo_masks"),  # crf, pseudo_mask and, with it, saliency.source
         split=SPLITS["train"],
         num_shards=config["shards"],
     log:

@@ -167,6 +167,31 @@ def write_mask(path: Path, mask: np.ndarray) -> None:
         image.save(tmp, format="PNG")
 
 
+def read_saliency(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """An image's saliency map as uint8 (H, W), 0-255, as the WSSS repositories publish PoolNet's or DSS's maps:
+    one grayscale PNG per image (an RGB copy is read as its luma, which for grey pixels is the grey value).
+    A DataError names a missing or unreadable file, or one whose size is not its image's (shape)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"saliency map {path} not found")
+    try:
+        with Image.open(path) as image:
+            saliency = np.array(image.convert("L"))
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise DataError(f"cannot read saliency map {path}: {error}") from error
+    if saliency.shape != tuple(shape):
+        raise DataError(
+            f"saliency map {path} is {saliency.shape[1]}x{saliency.shape[0]} px, its image {shape[1]}x{shape[0]} px"
+        )
+    return saliency
+
+
+def write_saliency(path: Path, saliency: np.ndarray) -> None:
+    """Write a uint8 saliency map as a grayscale PNG (the form read_saliency reads), atomically."""
+    with atomic_write(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(saliency, dtype=np.uint8)).save(tmp, format="PNG")
+
+
 # Inside each CAM shard directory: the stride-4 grid CAMs (IRN's strided "cam" of make_cam.py), one .npy per
 # image under the same name as its image-resolution CAMs beside the folder; the random walk spreads these.
 GRID_DIR = "stride4"

@@ -7,6 +7,7 @@ the comparisons JSON Schema cannot make (segmentation.inference.tile's overlap <
 from __future__ import annotations
 
 from wsss.data.kinds import DATASET_KEYS, KINDS
+from wsss.pipeline.registry import SALIENCY_METHODS
 
 # (section, old key) -> its new name: one word per meaning (`backbone` in every section, `arch` for the
 # segmentation network only)
@@ -101,6 +102,18 @@ def _tile_errors(config: dict, where: str) -> list[str]:
     ]
 
 
+def _saliency_errors(config: dict, where: str) -> list[str]:
+    """Saliency as the background cue needs maps: pseudo_mask.saliency_threshold set with saliency.source null
+    (a folder that is not there is said when the workflow is planned: workflow/rules/common.smk)."""
+    threshold = _value(config, ("pseudo_mask", "saliency_threshold"))
+    if threshold in (None, _MISSING) or _value(config, ("saliency", "source")) is not None:
+        return []
+    return [
+        f"{where}pseudo_mask.saliency_threshold: {_word(threshold)} needs saliency.source: a saliency method "
+        f"({', '.join(SALIENCY_METHODS)}) or a folder of <image id>.png maps (it is null)"
+    ]
+
+
 def config_errors(config: dict, schema: dict, where: str = "") -> list[str]:
     """What is wrong with config in words, each prefixed by where (e.g. "experiments.unet: "); [] if nothing
     these checks know of (the schema then checks the rest)."""
@@ -118,4 +131,4 @@ def config_errors(config: dict, schema: dict, where: str = "") -> list[str]:
     for prefix, rule in rules:
         if "if" in rule:
             errors += _combination_errors(config, rule, prefix, where)
-    return errors + _dataset_errors(config, where) + _tile_errors(config, where)
+    return errors + _dataset_errors(config, where) + _tile_errors(config, where) + _saliency_errors(config, where)

@@ -70,6 +70,22 @@ def walks(config: dict) -> bool:
     return config["random_walk"]["enabled"]
 
 
+# saliency.source: a saliency method run offline by the saliency step (OpenCV contrib's static saliency,
+# wsss.seeds.saliency.METHODS), or else a folder of precomputed maps (<folder>/<image id>.png) the steps read
+SALIENCY_METHODS = ("spectral_residual", "fine_grained")
+
+
+def uses_saliency(config: dict) -> bool:
+    """Whether a run's pseudo-masks take their background from saliency maps (pseudo_mask.saliency_threshold
+    set; saliency.source then names the maps, checked by wsss.pipeline.config_checks)."""
+    return config["pseudo_mask"]["saliency_threshold"] is not None
+
+
+def computes_saliency(config: dict) -> bool:
+    """Whether a run computes its saliency maps (a method), rather than reading a folder of them."""
+    return uses_saliency(config) and config["saliency"]["source"] in SALIENCY_METHODS
+
+
 def _without(section: dict, unread) -> dict:
     return {k: v for k, v in section.items() if k not in unread}
 
@@ -128,6 +144,23 @@ def _inference_settings(config: dict) -> dict:
     if settings["inference"].get("tile") is None:
         settings["inference"] = _without(settings["inference"], {"tile"})
     return {"segmentation": settings}
+
+
+def _pseudo_mask_settings(config: dict, arg) -> dict:
+    """Without saliency the keys of IRN's pseudo-masks, as before it existed (the same params, so nothing reruns);
+    with it the saliency source, and no bg_threshold: saliency, not the CRF at bg_threshold, finds the
+    background (wsss.seeds.saliency.saliency_pseudo_mask)."""
+    if not uses_saliency(config):
+        return {"crf": config["crf"], "pseudo_mask": _without(config["pseudo_mask"], {"saliency_threshold"})}
+    return {
+        "crf": config["crf"],
+        "pseudo_mask": _without(config["pseudo_mask"], {"bg_threshold"}),
+        "saliency": {"source": config["saliency"]["source"]},
+    }
+
+
+def _saliency_upstream(config: dict) -> list[tuple[str, object]]:
+    return [("saliency", None)] if computes_saliency(config) else []
 
 
 def _prediction_settings(config: dict, supervision) -> dict:
@@ -234,11 +267,20 @@ STEPS = {
             cost="masks",
         ),
         Step(
+            "saliency",
+            "saliency",
+            per_shard=True,
+            settings=lambda config, arg: {"saliency": {"source": config["saliency"]["source"]}},
+            rules=("saliency",),
+            cost="masks",
+            when=computes_saliency,  # a folder of maps is read where it is
+        ),
+        Step(
             "pseudo_masks",
             "pseudo_masks",
             per_shard=True,
-            settings=lambda config, arg: {"crf": config["crf"], "pseudo_mask": config["pseudo_mask"]},
-            upstream=lambda config, arg: [("merged_cams", None)],
+            settings=_pseudo_mask_settings,
+            upstream=lambda config, arg: [("merged_cams", None), *_saliency_upstream(config)],
             rules=("pseudo_masks",),
             cost="masks",
         ),
@@ -332,7 +374,18 @@ def read_sections(config: dict) -> list[str]:
 # Sections an experiment may override: the ones the steps read (read_sections of the default config, checked
 # by tests/unit/test_registry.py). The data (dataset, splits, shards) is the same for every experiment, so their
 # scores compare.
-OVERRIDABLE = ("seed", "classifier", "erasing", "cam", "crf", "pseudo_mask", "irn", "random_walk", "segmentation")
+OVERRIDABLE = (
+    "seed",
+    "classifier",
+    "erasing",
+    "cam",
+    "crf",
+    "saliency",
+    "pseudo_mask",
+    "irn",
+    "random_walk",
+    "segmentation",
+)
 # Names a run's folder must not take (it would shadow one of these).
 RESERVED = tuple(
     dict.fromkeys(
@@ -364,9 +417,17 @@ def segmentation_note(config: dict) -> str:
 
 # --- scored stages ------------------------------------------------------------------------------------
 
-CAM, CAM_ORACLE, LABELS = "cam", "cam_oracle", "labels"  # how a stage's files are scored (wsss.scoring.evaluate)
-# The config keys each kind of scoring reads (the background threshold(s) of CAMs).
-KIND_READS = {CAM: ("cam.eval_threshold",), CAM_ORACLE: ("cam.oracle_thresholds",), LABELS: ()}
+# How a stage's files are scored (wsss.scoring.evaluate); SALIENCY_ORACLE: merged CAMs made into pseudo-masks
+# with saliency at each saliency threshold, the best kept
+CAM, CAM_ORACLE, LABELS, SALIENCY_ORACLE = "cam", "cam_oracle", "labels", "saliency_oracle"
+# The config keys each kind of scoring reads besides the files it scores (the background threshold(s) of CAMs;
+# the saliency oracle: the maps, their thresholds and how the CAMs claim the salient pixels).
+KIND_READS = {
+    CAM: ("cam.eval_threshold",),
+    CAM_ORACLE: ("cam.oracle_thresholds",),
+    LABELS: (),
+    SALIENCY_ORACLE: ("saliency", "pseudo_mask.fg_threshold", "crf"),
+}
 # What a stage is to the others: the WSSS result, or the fully-supervised bound it is compared with (the
 # seg/full ratio; the dashed line of the stage plot).
 RESULT, BOUND = "result", "bound"
@@ -379,7 +440,8 @@ class Stage:
     step / arg: the step whose files it scores (arg: its argument, or (config) -> its argument, unless the
     stage is per round);
     kind: CAM (label maps at cam.eval_threshold), CAM_ORACLE (the best of cam.oracle_thresholds, chosen on
-    ground truth) or LABELS (PNG label maps); split: the config["splits"] key it is scored on;
+    ground truth), SALIENCY_ORACLE (pseudo-masks with saliency at the best of saliency.oracle_thresholds, chosen
+    on ground truth) or LABELS (PNG label maps); split: the config["splits"] key it is scored on;
     ranked: a column of a grid's ranking and a choice of rank_by; gallery: "train" or "val" when the
     report's galleries show it as a panel; per_image: scored image by image (the report's best and worst);
     role: RESULT or BOUND (see there), or None;
@@ -429,6 +491,15 @@ STAGES = (
     ),
     Stage("crf", "CRF", "crf", LABELS, "seed_eval", ranked=True, gallery="train"),
     Stage("pseudo_mask", "pseudo-mask", "pseudo_masks", LABELS, "seed_eval", ranked=True, gallery="train"),
+    Stage(
+        "saliency_oracle",
+        "pseudo-mask with saliency, ORACLE threshold",
+        "merged_cams",  # and the saliency maps (workflow/rules/common.smk: stage_spec)
+        SALIENCY_ORACLE,
+        "seed_eval",
+        per_image=False,
+        when=lambda config: uses_saliency(config) and bool(config["saliency"]["oracle_thresholds"]),
+    ),
     Stage("random_walk", "random walk", "random_walk", LABELS, "seed_eval", ranked=True, gallery="train", when=walks),
     Stage(
         "segmentation",
@@ -454,7 +525,9 @@ STAGES = (
         note=segmentation_note,
     ),
 )
-STAGE_PATTERN = "|".join(stage.pattern.replace("(", "(?:") for stage in STAGES)  # the rules' {stage} wildcard
+# The {stage} wildcard of the rule evaluate_stage: every stage but the saliency oracle, which reads saliency maps
+# besides its step's files and has a rule of its own (workflow/rules/evaluate.smk)
+STAGE_PATTERN = "|".join(stage.pattern.replace("(", "(?:") for stage in STAGES if stage.kind != SALIENCY_ORACLE)
 
 
 def _match(name: str) -> tuple[Stage, re.Match]:
@@ -556,7 +629,7 @@ def closure(config: dict, name: str, arg=None) -> list[tuple[str, object]]:
 # Besides these: "data" (the dataset index and labels), "evaluate" (scores and tables) and "report".
 DVC_STEP_STAGES = {
     "cams_r{round}": ("classifier", "cams"),
-    "pseudo_masks": ("merged_cams", "crf", "pseudo_masks"),
+    "pseudo_masks": ("merged_cams", "crf", "saliency", "pseudo_masks"),
     "random_walk": ("irn", "random_walk"),
     "segmentation": ("segmentation", "predictions"),
 }

@@ -8,9 +8,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from wsss.data.datasets import Dataset
-from wsss.data.voc import IGNORE, DataError, index_files, indexed_file, load_npy, read_mask
+from wsss.data.voc import IGNORE, DataError, index_files, indexed_file, load_npy, read_image, read_mask, read_saliency
 from wsss.scoring.metrics import confusion_matrix, mean_iou, pixel_accuracy
 from wsss.seeds.masks import cam_to_label
+from wsss.seeds.saliency import cam_claims, saliency_labels, saliency_map_file
 
 PIXEL_COUNTS = ("scored", "labelled", "labelled_correct")
 
@@ -92,6 +93,35 @@ def evaluate_cams_oracle(dataset, image_ids, cam_dirs, labels, thresholds, num_c
         score_predictor(dataset, image_ids, num_classes, lambda i, t=t: cam_to_label(cams[i], labels[i], t))
         for t in thresholds
     ]
+
+
+def saliency_cues(dataset, image_ids, cam_dirs, saliency_dirs, labels, fg_threshold, crf_params) -> dict:
+    """image id -> (its saliency map, the class its CAMs claim at each pixel): what the pseudo-masks with saliency
+    are made of (wsss.seeds.saliency.saliency_pseudo_mask), computed once for every threshold of the sweep."""
+    cam_index, map_index = index_files(cam_dirs, ".npy"), index_files(saliency_dirs, ".png")
+    cues = {}
+    for image_id in image_ids:
+        image = read_image(dataset.image_path(image_id))
+        claims = cam_claims(
+            image, load_npy(indexed_file(cam_index, image_id, "CAM")), labels[image_id], fg_threshold, crf_params
+        )
+        saliency = read_saliency(saliency_map_file(map_index, saliency_dirs, image_id), image.shape[:2])
+        cues[image_id] = (saliency, claims)
+    return cues
+
+
+def evaluate_saliency_oracle(
+    dataset, image_ids, cam_dirs, saliency_dirs, labels, thresholds, fg_threshold, crf_params, num_classes, out_path
+) -> None:
+    """ORACLE: the pseudo-masks with saliency rebuilt at each saliency threshold and scored; the best threshold is
+    kept (chosen against ground truth), saved as its bg_threshold and marked oracle, as cam_oracle."""
+    cues = saliency_cues(dataset, image_ids, cam_dirs, saliency_dirs, labels, fg_threshold, crf_params)
+    swept = [
+        score_predictor(dataset, image_ids, num_classes, lambda i, t=t: saliency_labels(*cues[i], t))
+        for t in thresholds
+    ]
+    best = max(range(len(thresholds)), key=lambda k: mean_iou(swept[k]["confusion"]))
+    save_scores(out_path, swept[best], bg_threshold=thresholds[best], oracle=True)
 
 
 def evaluate_label_maps(dataset, image_ids, label_dirs, num_classes) -> dict[str, np.ndarray]:

@@ -10,7 +10,17 @@ from tqdm import tqdm
 
 from wsss.data.datasets import Dataset
 from wsss.data.labels import load_labels
-from wsss.data.voc import GRID_DIR, IGNORE, DataError, load_npy, pending_ids, read_image, save_npy, write_mask
+from wsss.data.voc import (
+    GRID_DIR,
+    IGNORE,
+    DataError,
+    load_npy,
+    pending_ids,
+    read_image,
+    read_saliency,
+    save_npy,
+    write_mask,
+)
 from wsss.pipeline.partial_work import fingerprint, shard_work_dir
 
 
@@ -103,9 +113,12 @@ def pseudo_mask(
     return mask
 
 
-def label_shard(dataset, image_ids, cam_dir, labels, out_dir, to_label, grid_cams: bool = False) -> None:
+def label_shard(
+    dataset, image_ids, cam_dir, labels, out_dir, to_label, grid_cams: bool = False, saliency_dir=None
+) -> None:
     """Write <out_dir>/<id>.png = to_label(image, cams, class_ids) for every image of one shard not written yet;
-    grid_cams: to_label(image, cams, class_ids, grid_cams=...), the image's stride-4 CAMs too (GRID_DIR)."""
+    grid_cams: to_label(image, cams, class_ids, grid_cams=...), the image's stride-4 CAMs too (GRID_DIR);
+    saliency_dir: to_label(..., saliency=...), the image's saliency map <saliency_dir>/<id>.png too."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = pending_ids(image_ids, out_dir, ".png")
@@ -118,18 +131,26 @@ def label_shard(dataset, image_ids, cam_dir, labels, out_dir, to_label, grid_cam
                 f"{len(labels[image_id])} classes"
             )
         extra = {"grid_cams": load_npy(Path(cam_dir) / GRID_DIR / f"{image_id}.npy")} if grid_cams else {}
+        if saliency_dir is not None:
+            extra["saliency"] = read_saliency(Path(saliency_dir) / f"{image_id}.png", image.shape[:2])
         write_mask(out_dir / f"{image_id}.png", to_label(image, cams, labels[image_id], **extra))
 
 
-def label_cam_shard(inputs, out_dir, shard, params: dict, to_label, grid_cams: bool = False) -> None:
+def label_cam_shard(
+    inputs, out_dir, shard, params: dict, to_label, grid_cams: bool = False, saliency: bool = False
+) -> None:
     """One shard's label maps from its CAMs (the crf and pseudo_masks rules), resumable after a kill.
 
     inputs: the rule's inputs (.data: the dataset index, .labels: image labels, .cams: the shard's CAM
     directory, and whatever else to_label reads); params: the rule's params (split, num_shards and what
     decides to_label), which with all the inputs make the fingerprint of the partial work a rerun continues.
-    grid_cams: to_label reads the stride-4 CAMs too (see label_shard).
+    grid_cams: to_label reads the stride-4 CAMs too (see label_shard); saliency: to_label reads the saliency map
+    of each image in inputs.saliency (the shard's directory of the saliency step, or a folder of maps).
     """
     dataset = Dataset.open(inputs.data)
     with shard_work_dir(out_dir, fingerprint(params, inputs)) as work:
         image_ids = dataset.shard_ids(params["split"], shard, params["num_shards"])
-        label_shard(dataset, image_ids, inputs.cams, load_labels(inputs.labels), work, to_label, grid_cams)
+        saliency_dir = inputs.saliency if saliency else None
+        label_shard(
+            dataset, image_ids, inputs.cams, load_labels(inputs.labels), work, to_label, grid_cams, saliency_dir
+        )
