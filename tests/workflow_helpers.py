@@ -53,6 +53,17 @@ GRID_EXPERIMENTS = {
         "segmentation": {**GRID_UNET, "inference": {"scales": [0.75, 1.0], "flip": True, "crf": GRID_CRF}},
     },
     "seam": {"erasing": {"rounds": 1}, "classifier": {"method": "seam", "seam": {"scale": 0.5}}},
+    # the background reading's methods through the workflow: Mixup-CAM's classifier, pseudo-masks with OpenCV's
+    # saliency as the background (and its oracle stage), a network trained with SEC's loss, predictions on tiles
+    "reading": {
+        "erasing": {"rounds": 1},
+        "classifier": {"mixup": {"alpha": 0.2, "entropy_weight": 0.02, "concentration_weight": 2.0e-4}},
+        "saliency": {"source": "spectral_residual"},
+        "pseudo_mask": {"saliency_threshold": 0.3},
+        "segmentation": {"loss": "sec", "inference": {"tile": {"size": 32, "overlap": 8}}},
+    },
+    # cam's pseudo-masks, networks (both) with median-frequency class weights
+    "cam_weights": {"erasing": {"rounds": 1}, "segmentation": {"class_weights": "median_frequency"}},
 }
 # One shard (the tiny config has 2): half the per-shard jobs, and cam_erasing matching the plain 2-shard run
 # exactly shows that the shard count changes no figure.

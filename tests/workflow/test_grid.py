@@ -1,5 +1,7 @@
 """The experiments grid through Snakemake's CLI on the tiny config: shared steps run once, one ranked table."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,15 +31,21 @@ def test_a_bad_override_names_the_experiment(workdir):
 
 def test_the_plan_computes_shared_steps_once(workdir):
     jobs = plan(workdir, "results/miou.parquet")
-    assert jobs["train_classifier"] == 3  # round 0 for the CAM experiments, round 1 for cam_erasing, SEAM's
-    assert jobs["cams"] == 4  # cam r0, gradcampp r0, cam_erasing r1, seam r0 (one shard each)
-    assert jobs["merge_cams"] == jobs["crf"] == jobs["pseudo_masks"] == jobs["random_walk"] == 4
-    assert jobs["train_irn"] == 4  # each of the experiments but unet_ms_crf has its own pseudo-masks
-    assert jobs["train_segmentation"] == 4 + 1 + 2  # one per experiment + one bound; U-Net: both its own
+    # round 0 for the CAM experiments, round 1 for cam_erasing, SEAM's, reading's (Mixup-CAM)
+    assert jobs["train_classifier"] == 4
+    assert jobs["cams"] == 5  # cam r0, gradcampp r0, cam_erasing r1, seam r0, reading r0 (one shard each)
+    assert jobs["merge_cams"] == jobs["crf"] == jobs["pseudo_masks"] == jobs["random_walk"] == 5
+    # each of the experiments but unet_ms_crf and cam_weights has its own pseudo-masks
+    assert jobs["train_irn"] == 5
+    # one per experiment + one bound; U-Net and cam_weights: both their own (the bound shares reading's SEC-free
+    # settings, so reading's is cam's, predicted on tiles)
+    assert jobs["train_segmentation"] == 5 + 1 + 2 + 2 and jobs["predict_segmentation"] == 5 + 1 + 2 + 2 + 1
+    assert jobs["saliency"] == jobs["evaluate_saliency_oracle"] == 1  # reading's OpenCV maps and oracle stage
     # cam: 8 stages; gradcampp, seam: 7 (share fully_supervised); cam_erasing: 7 (shares cam_r0 and
-    # fully_supervised); unet_ms_crf: its two networks' stages only
-    assert jobs["evaluate_stage"] == 8 + 7 + 7 + 2 + 7
-    assert jobs["miou_table"] == 5 and jobs["grid_table"] == 1
+    # fully_supervised); unet_ms_crf, cam_weights: their two networks' stages only; reading: 8 (its bound
+    # predicts on tiles) and the saliency oracle
+    assert jobs["evaluate_stage"] == 8 + 7 + 7 + 2 + 7 + 8 + 2
+    assert jobs["miou_table"] == 7 and jobs["grid_table"] == 1
 
 
 def test_config_mistakes_are_said_in_words(workdir):
@@ -71,11 +79,12 @@ def test_an_inference_only_experiment_trains_no_network(workdir):
 
 def test_grid_run_trains_each_shared_network_once(grid_run):
     counts = job_counts(grid_run.output)
-    assert counts["train_classifier"] == 3 and counts["train_segmentation"] == 7
+    assert counts["train_classifier"] == 4 and counts["train_segmentation"] == 10
     results, logs = grid_run.root / "results", grid_run.root / "logs"
     assert sorted(str(p.relative_to(results)) for p in results.glob("*/classifier/r*")) == [
         "cam/classifier/r0",
         "cam_erasing/classifier/r1",
+        "reading/classifier/r0",
         "seam/classifier/r0",
     ]
     seam = torch.load(results / "seam/classifier/r0/model.pt", weights_only=True)
@@ -112,7 +121,7 @@ def test_grid_tables_cover_every_experiment(grid_run, tiny_reference):
 def test_ranking_orders_experiments_and_prices_them(grid_run):
     ranking = pd.read_parquet(grid_run.root / "results" / "ranking.parquet")
     assert sorted(ranking["experiment"]) == sorted(GRID_EXPERIMENTS)
-    assert ranking["segmentation"].is_monotonic_decreasing and list(ranking["rank"]) == [1, 2, 3, 4, 5]
+    assert ranking["segmentation"].is_monotonic_decreasing and list(ranking["rank"]) == [1, 2, 3, 4, 5, 6, 7]
     costs = ranking.set_index("experiment")
     assert (costs["total_s"] > 0).all() and (costs["own_s"] <= costs["total_s"]).all()
     # gradcampp reuses cam's classifier, so it ran less than it needs
@@ -120,7 +129,7 @@ def test_ranking_orders_experiments_and_prices_them(grid_run):
     assert costs.loc["cam", "classifier_s"] == costs.loc["gradcampp", "classifier_s"] > 0
     lines = (grid_run.root / "results" / "ranking.txt").read_text().splitlines()
     assert lines[0].startswith("Experiments ranked by segmentation mIoU")
-    assert [line.split()[1] for line in lines[2:7]] == list(ranking["experiment"])
+    assert [line.split()[1] for line in lines[2:9]] == list(ranking["experiment"])
     assert "segmentation pix.acc" in lines[1]
     summary = pd.read_parquet(grid_run.root / "results" / "summary.parquet").set_index(["experiment", "stage"])
     np.testing.assert_array_equal(
@@ -142,3 +151,21 @@ def test_each_network_reports_its_inference_and_has_its_own_bound(grid_run):
     assert summary["cam", "crf"] == ""
     text = (results / "summary.txt").read_text()
     assert f"  {note}" in text
+
+
+def test_the_reading_methods_run_through_the_workflow(grid_run):
+    """reading: a Mixup-CAM classifier, OpenCV saliency maps as the pseudo-masks' background (and the oracle
+    sweep of its threshold, marked ORACLE), a network trained with SEC's loss, predictions on tiles; cam_weights:
+    networks with median-frequency class weights, written next to them."""
+    results = grid_run.root / "results"
+    maps = sorted((results / "reading/saliency").glob("shard*/*.png"))
+    assert len(maps) == len(list((results / "reading/pseudo_masks").glob("shard*/*.png"))) > 0
+    history = pd.read_parquet(results / "reading/segmentation/pseudo_mask/history.parquet")
+    assert {"seed_loss", "expand_loss", "constrain_loss"} <= set(history.columns)
+    summary = pd.read_parquet(results / "summary.parquet").set_index(["experiment", "stage"])
+    assert summary.loc[("reading", "saliency_oracle"), "oracle"]
+    assert summary.loc[("reading", "segmentation"), "note"].endswith("+ tiles 32/8; SEC loss")
+    weights = json.loads((results / "cam_weights/segmentation/pseudo_mask/class_weights.json").read_text())
+    assert weights["method"] == "median_frequency"
+    plain = json.loads((results / "cam/segmentation/pseudo_mask/class_weights.json").read_text())
+    assert plain["method"] == "none" and set(plain["weights"].values()) <= {0.0, 1.0}
