@@ -130,6 +130,18 @@ def test_seam_pcm_losses_train_only_the_pcm():
     assert "small" not in model.eval()(x)  # the second pass is for training only
 
 
+def test_seam_trains_under_autocast():
+    """On a GPU the backbone runs under autocast (float16) and hands the PCM half-precision features; the PCM turns
+    autocast off and must take them as float32 (CPU's bfloat16 autocast shows it here, with no GPU)."""
+    model = model_of("seam").train()
+    x, targets = torch.randn(2, 3, 64, 64), torch.tensor([[1.0] + [0.0] * 19, [0.0, 1.0] + [0.0] * 18])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(x)
+        loss = model.loss(outputs, targets)
+    assert outputs["pcm"].dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+
+
 def test_seam_cam_is_the_pcm_foreground_less_its_floor():
     model = model_of("seam").eval()
     x = torch.randn(2, 3, 64, 64)

@@ -81,7 +81,9 @@ class PixelCorrelation(nn.Module):
         def resized(x):
             return F.interpolate(x.float(), size=size, mode="bilinear", align_corners=True)
 
-        parts = [resized(image), resized(F.relu(self.proj2(f2.detach()))), resized(F.relu(self.proj3(f3.detach())))]
+        # float32 features into the float32 layers: forward() turns autocast off, the backbone may have run under it
+        f2, f3 = f2.detach().float(), f3.detach().float()
+        parts = [resized(image), resized(F.relu(self.proj2(f2))), resized(F.relu(self.proj3(f3)))]
         return self.mix(torch.cat(parts, 1))
 
     def affinity(self, embedding: torch.Tensor) -> torch.Tensor:
