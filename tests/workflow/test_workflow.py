@@ -162,6 +162,7 @@ OTHER_VALUES = {
     "segmentation.inference.scales": [1.0, 0.5],
     "segmentation.inference.crf": CRF,
     "segmentation.inference.tile": {"size": 48, "overlap": 16},
+    "saliency.source": "fine_grained",  # read only with pseudo_mask.saliency_threshold: reruns nothing here
     "report.columns": 3,
     "rank_by": "crf",
 }
@@ -176,6 +177,7 @@ UNPLANNED = {
         for key in DEFAULT_CONFIG["dataset"]
     },
     "segment.images": "a folder of photos to segment (tests/own_data.py, test_readme.py)",
+    "pseudo_mask.saliency_threshold": "needs saliency.source as well (test_grid.py's reading experiment has both)",
 }
 # The dataset itself (its images, classes, the splits its index lists): every step reruns when it changes.
 # splits.val: val -> train leaves val out of the index (splits.seed_eval: train -> val does not change it).
