@@ -104,6 +104,9 @@ RUNNERS = {
     # over seeds: a dry run on the tiny tree (the seeds replicate what the runs above check)
     ".venv/bin/snakemake --cores all --configfile config/photos.yaml config/demo-seeds.yaml --config "
     "voc_root=../shared/data/coco340-voc/VOC2012": (DRY_RUN, VOC),
+    # the reading's methods on photos (config/photos-reading.yaml): a dry run on the tiny tree
+    ".venv/bin/snakemake --cores all --configfile config/photos.yaml config/photos-reading.yaml --config "
+    "voc_root=../shared/data/coco340-voc/VOC2012": (DRY_RUN, VOC),
     ".venv/bin/python benchmarks/photos.py results": NotRun(
         "needs a finished run; tests/workflow/test_photos.py runs it on the photos run it makes"
     ),

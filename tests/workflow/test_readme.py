@@ -170,6 +170,11 @@ def test_voc_commands(voc):
         assert "train_classifier" in result.stdout and "miou_table" in result.stdout
         if "voc_root" in command or "my_voc.yaml" in command:  # the existing tree: nothing to download
             assert "download_archive" not in result.stdout and "dataset_index" in result.stdout
+        if "photos-reading" in command:  # two classifiers (cam's, mixup's); five networks and two bounds (cross-
+            # entropy's, shared, and class_weights'); OpenCV's maps once
+            assert re.search(r"^train_classifier\s+2$", result.stdout, re.M), result.stdout[-2000:]
+            assert re.search(r"^train_segmentation\s+7$", result.stdout, re.M), result.stdout[-2000:]
+            assert re.search(r"^saliency\s+\d+$", result.stdout, re.M), result.stdout[-2000:]
         if command.endswith("--configfile config/voc2012.yaml"):  # IRN's chain: one classifier, a network + bound
             assert re.search(r"^train_classifier\s+1$", result.stdout, re.M), result.stdout[-2000:]
             assert re.search(r"^train_segmentation\s+2$", result.stdout, re.M), result.stdout[-2000:]
