@@ -42,7 +42,8 @@ def photos(count: int) -> tuple[list[np.ndarray], str]:
         ids = listing.read_text().split()[:count]
         images = [np.asarray(Image.open(PHOTOS / "JPEGImages" / f"{i}.jpg").convert("RGB")) for i in ids]
         sizes = np.array([image.shape[:2] for image in images])
-        return images, f"{len(images)} coco340 train photos (median {np.median(sizes[:, 1]):.0f}x{np.median(sizes[:, 0]):.0f})"
+        width, height = np.median(sizes[:, 1]), np.median(sizes[:, 0])
+        return images, f"{len(images)} coco340 train photos (median {width:.0f}x{height:.0f})"
     rng = np.random.default_rng(0)
     return [rng.integers(0, 256, (375, 500, 3), np.uint8) for _ in range(count)], f"{count} random 500x375 images"
 
