@@ -85,8 +85,9 @@ def test_recam_needs_one_round_and_classic_cams():
         "cam.source: recam needs classifier.method: cam (it is acol)"
     ]
     assert errors_of({"cam": {"source": "recam"}, "erasing": {"rounds": 1}}) == []
-    for name in ("demo-recam.yaml", "voc2012-grid.yaml"):
+    voc = deep_merge(CONFIG, yaml.safe_load((REPO / "config/voc2012.yaml").read_text()))
+    for base, name in ((CONFIG, "demo-recam.yaml"), (voc, "voc2012-grid.yaml")):
         shipped = yaml.safe_load((REPO / "config" / name).read_text())
-        for experiment, overrides in (shipped.get("experiments") or {}).items():
-            merged = deep_merge(CONFIG, {k: v for k, v in shipped.items() if k != "experiments"})
+        merged = deep_merge(base, {k: v for k, v in shipped.items() if k != "experiments"})
+        for experiment, overrides in shipped["experiments"].items():
             assert config_errors(deep_merge(merged, overrides or {}), SCHEMA) == [], (name, experiment)
