@@ -70,6 +70,8 @@ RUNNERS = {
     ".venv/bin/snakemake --cores all --configfile config/demo-expansion.yaml": (DRY_RUN, DEMO),
     # the background reading's methods over seeds: a dry run (test_grid.py runs each switch through the workflow)
     ".venv/bin/snakemake --cores all --configfile config/demo-reading.yaml": (DRY_RUN, DEMO),
+    # ReCAM against plain CAM over seeds: a dry run (tests/workflow/test_recam.py runs ReCAM's steps for real)
+    ".venv/bin/snakemake --cores all --configfile config/demo-recam.yaml": (DRY_RUN, DEMO),
     "make expansion": (MAKE_DRY_RUN, DEMO),
     # the segmentation networks: a dry run (test_grid.py runs a U-Net with multi-scale + CRF inference for real)
     ".venv/bin/snakemake --cores all --configfile config/demo-archs.yaml": (DRY_RUN, DEMO),

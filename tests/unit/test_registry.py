@@ -29,7 +29,7 @@ def test_the_schema_enums_are_the_librarys():
     assert set(properties["experiments"]["additionalProperties"]["properties"]) == set(registry.OVERRIDABLE)
     # an experiment may override what the steps read (with erasing rounds, the erasing threshold too; with
     # saliency, its source), but not the data: the shards and the val split the predictions are made on are
-    # every run's
+    # every run's; with cam.source recam (one round), ReCAM's section
     sections = registry.read_sections(
         {
             **CONFIG,
@@ -37,6 +37,8 @@ def test_the_schema_enums_are_the_librarys():
             "saliency": {**CONFIG["saliency"], "source": "fine_grained"},
             "pseudo_mask": {**CONFIG["pseudo_mask"], "saliency_threshold": 0.5},
         }
+    ) + registry.read_sections(
+        {**CONFIG, "erasing": {**CONFIG["erasing"], "rounds": 1}, "cam": {**CONFIG["cam"], "source": "recam"}}
     )
     assert set(registry.OVERRIDABLE) == set(sections) - {"shards", "splits"}
     assert SCHEMA["definitions"]["backbone"]["enum"] == list(ARCHS)
@@ -115,14 +117,23 @@ def test_label_sources_are_scored_stages_of_their_steps():
 def test_every_step_reads_upstream_steps_of_the_registry():
     """The step graph is closed (every upstream step exists) and acyclic (closure terminates), and a run's
     result needs every step except the CRF stage's (scored, not used further), the segmented new photos (they
-    follow the network), the saliency maps (switched off) and, on the confident pseudo-masks, IRN's two; on
-    IRN's random-walk labels it needs those too."""
+    follow the network), the saliency maps and ReCAM's two (switched off) and, on the confident pseudo-masks,
+    IRN's two; on IRN's random-walk labels it needs those too. With cam.source recam the merged CAMs are
+    ReCAM's maps, on the round-0 classifier, and the round-0 CAMs are still made (stage cam_r0)."""
     on_masks = dict(CONFIG, segmentation=dict(CONFIG["segmentation"], labels="pseudo_mask"))
     needed = {step for step, _ in registry.closure(on_masks, "predictions", "pseudo_mask")}
-    assert needed == set(registry.STEPS) - {"crf", "irn", "random_walk", "segment", "saliency"}
+    off = {"segment", "saliency", "recam", "recam_cams"}
+    assert needed == set(registry.STEPS) - {"crf", "irn", "random_walk", *off}
     on_walk = dict(CONFIG, segmentation=dict(CONFIG["segmentation"], labels="random_walk"))
     needed = {step for step, _ in registry.closure(on_walk, "predictions", "random_walk")}
-    assert needed == set(registry.STEPS) - {"crf", "segment", "saliency"}
+    assert needed == set(registry.STEPS) - {"crf", *off}
+    recam = dict(on_walk, erasing=dict(CONFIG["erasing"], rounds=1), cam=dict(CONFIG["cam"], source="recam"))
+    closure = registry.closure(recam, "predictions", "random_walk")
+    assert ("recam_cams", None) in closure and ("classifier", 0) in closure and ("cams", 0) not in closure
+    assert registry.step("merged_cams").upstream(recam, None) == [("recam_cams", None)]
+    assert registry.step("cams").args(recam) == [0]  # scored as cam_r0
+    # the CAMs' settings leave the source out: a CAM run and a ReCAM run share the classifier and its CAMs
+    assert registry.own_settings(recam, "cams", 0) == registry.own_settings(on_walk, "cams", 0)
     assert registry.closure(on_walk, "segment")[-2:] == [("segmentation", "random_walk"), ("segment", None)]
     # the result stage scores the network on the run's own pseudo-labels; the bound's needs no CAM
     assert registry.stage(registry.RESULT_STAGE, on_walk) == (registry.stage_named("segmentation"), "random_walk")

@@ -9,6 +9,8 @@ PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
 GPU_RULES = [
     "train_classifier",
     "cams",
+    "train_recam",
+    "recam_cams",
     "train_segmentation",
     "predict_segmentation",
     "segment_photos",

@@ -139,6 +139,9 @@ def test_workflow_commands(demo):
         if "demo-reading" in command:  # 4 classifiers a seed (2 rounds + mixup's 2), OpenCV's maps once (1 shard)
             assert re.search(r"^train_classifier\s+12$", result.stdout, re.M), result.stdout[-2000:]
             assert re.search(r"^saliency\s+1$", result.stdout, re.M), result.stdout[-2000:]
+        if "demo-recam" in command:  # one classifier a seed, shared by cam and recam; ReCAM's step once a seed
+            assert re.search(r"^train_classifier\s+3$", result.stdout, re.M), result.stdout[-2000:]
+            assert re.search(r"^train_recam\s+3$", result.stdout, re.M), result.stdout[-2000:]
         if command == "make expansion":
             assert "--configfile config/demo-expansion.yaml" in result.stdout, result.stdout
         if "demo-labels.yaml" in command:  # two segmentation networks on pseudo-labels per seed, one bound

@@ -53,6 +53,24 @@ CLASSIFIER_METHODS = ("cam", "seam", "acol", "multi_dilation")
 CLASSIFIER_METHOD_SECTIONS = CLASSIFIER_METHODS[1:]
 # cam keys that only score or threshold CAMs; the rest decide the CAM files themselves.
 CAM_SCORING_KEYS = ("eval_threshold", "oracle_thresholds")
+# cam.source: the step whose maps the merged CAMs are (None: the erasing rounds' CAMs, their per-pixel maximum).
+# It is not one of the cams step's settings (cam_settings), so runs that differ only in it share the classifier
+# and its CAMs; the source's own step reads its own section.
+CAM_SOURCES = {"classifier": None, "recam": "recam_cams"}
+
+
+def cam_source(config: dict) -> str:
+    return config["cam"].get("source", "classifier")
+
+
+def uses_recam(config: dict) -> bool:
+    """Whether a run's merged CAMs are ReCAM's re-activated maps (cam.source recam; wsss.training.recam)."""
+    return cam_source(config) == "recam"
+
+
+def _merged_cams_upstream(config: dict) -> list[tuple[str, object]]:
+    source = CAM_SOURCES[cam_source(config)]
+    return [("cams", r) for r in _rounds(config)] if source is None else [(source, None)]
 
 
 def _rounds(config: dict) -> range:
@@ -246,10 +264,36 @@ STEPS = {
             cost="cams",
         ),
         Step(
+            "recam",
+            "classifier/recam",
+            # the round-0 classifier fine-tuned with ReCAM's class predictor, its head folded (W_recam * W_cls),
+            # on the classifier's crops
+            settings=lambda config, arg: {
+                "seed": config["seed"],
+                "recam": config["recam"],
+                "classifier": {k: config["classifier"][k] for k in ("resize_long", "crop_size")},
+            },
+            upstream=lambda config, arg: [("classifier", 0)],
+            files=("model.pt", "history.parquet"),
+            rules=("train_recam",),
+            cost="classifier",
+            when=uses_recam,
+        ),
+        Step(
+            "recam_cams",
+            "cams/recam",
+            per_shard=True,
+            settings=lambda config, arg: {"cam": cam_settings(config)},
+            upstream=lambda config, arg: [("recam", None)],
+            rules=("recam_cams",),
+            cost="cams",
+            when=uses_recam,
+        ),
+        Step(
             "merged_cams",
             "cams/merged",
             per_shard=True,
-            upstream=lambda config, arg: [("cams", r) for r in _rounds(config)],
+            upstream=lambda config, arg: _merged_cams_upstream(config),
             rules=("merge_cams",),
             cost="masks",
         ),
@@ -350,7 +394,7 @@ def step(name: str) -> Step:
 
 def cam_settings(config: dict) -> dict:
     """The cam keys that decide the CAM files (method, scales, ...), not how they are scored."""
-    return {k: v for k, v in config["cam"].items() if k not in CAM_SCORING_KEYS}
+    return {k: v for k, v in config["cam"].items() if k not in (*CAM_SCORING_KEYS, "source")}
 
 
 def setting(config: dict, key: str):
@@ -379,6 +423,7 @@ OVERRIDABLE = (
     "classifier",
     "erasing",
     "cam",
+    "recam",
     "crf",
     "saliency",
     "pseudo_mask",
