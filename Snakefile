@@ -33,6 +33,7 @@ wildcard_constraints:
 include: "workflow/rules/data.smk"
 include: "workflow/rules/classifier.smk"
 include: "workflow/rules/cams.smk"
+include: "workflow/rules/clip_es.smk"
 include: "workflow/rules/pseudo_masks.smk"
 include: "workflow/rules/random_walk.smk"
 include: "workflow/rules/segmentation.smk"

@@ -29,7 +29,7 @@ def test_the_schema_enums_are_the_librarys():
     assert set(properties["experiments"]["additionalProperties"]["properties"]) == set(registry.OVERRIDABLE)
     # an experiment may override what the steps read (with erasing rounds, the erasing threshold too; with
     # saliency, its source), but not the data: the shards and the val split the predictions are made on are
-    # every run's
+    # every run's; with CLIP-ES's maps (cam.source: clip_es), its section
     sections = registry.read_sections(
         {
             **CONFIG,
@@ -37,7 +37,7 @@ def test_the_schema_enums_are_the_librarys():
             "saliency": {**CONFIG["saliency"], "source": "fine_grained"},
             "pseudo_mask": {**CONFIG["pseudo_mask"], "saliency_threshold": 0.5},
         }
-    )
+    ) + registry.read_sections({**CONFIG, "cam": {**CONFIG["cam"], "source": "clip_es"}})
     assert set(registry.OVERRIDABLE) == set(sections) - {"shards", "splits"}
     assert SCHEMA["definitions"]["backbone"]["enum"] == list(ARCHS)
     assert SCHEMA["definitions"]["optimizer"]["enum"] == list(OPTIMIZERS)
@@ -119,10 +119,19 @@ def test_every_step_reads_upstream_steps_of_the_registry():
     IRN's random-walk labels it needs those too."""
     on_masks = dict(CONFIG, segmentation=dict(CONFIG["segmentation"], labels="pseudo_mask"))
     needed = {step for step, _ in registry.closure(on_masks, "predictions", "pseudo_mask")}
-    assert needed == set(registry.STEPS) - {"crf", "irn", "random_walk", "segment", "saliency"}
+    clip_es = {"clip_es", "clip_es_labels"}  # CLIP-ES's steps: only with cam.source clip_es
+    assert needed == set(registry.STEPS) - {"crf", "irn", "random_walk", "segment", "saliency", *clip_es}
     on_walk = dict(CONFIG, segmentation=dict(CONFIG["segmentation"], labels="random_walk"))
     needed = {step for step, _ in registry.closure(on_walk, "predictions", "random_walk")}
-    assert needed == set(registry.STEPS) - {"crf", "segment", "saliency"}
+    assert needed == set(registry.STEPS) - {"crf", "segment", "saliency", *clip_es}
+    # CLIP-ES's maps are the merged CAMs, without a classifier; its labels the network's
+    on_clip = dict(
+        CONFIG, cam=dict(CONFIG["cam"], source="clip_es"), segmentation=dict(CONFIG["segmentation"], labels="clip_es")
+    )
+    needed = registry.closure(on_clip, "predictions", "clip_es")
+    assert [step for step, _ in needed] == ["clip_es", "merged_cams", "clip_es_labels", "segmentation", "predictions"]
+    assert registry.step("classifier").args(on_clip) == [] and registry.step("cams").args(on_clip) == []
+    assert "cam_r0" not in registry.stage_names(on_clip, scored=False) and "clip_es" in registry.stage_names(on_clip)
     assert registry.closure(on_walk, "segment")[-2:] == [("segmentation", "random_walk"), ("segment", None)]
     # the result stage scores the network on the run's own pseudo-labels; the bound's needs no CAM
     assert registry.stage(registry.RESULT_STAGE, on_walk) == (registry.stage_named("segmentation"), "random_walk")

@@ -258,5 +258,5 @@ def encode_image(model: nn.Module, image: torch.Tensor) -> tuple[torch.Tensor, C
 def encode_texts(model: nn.Module, texts: list[str]) -> torch.Tensor:
     """CLIP's text features of texts, each L2-normalised: (len(texts), D)."""
     with torch.no_grad():
-        features = model.encode_text(tokenize(texts)).float()
+        features = model.encode_text(tokenize(texts).to(model.logit_scale.device)).float()
     return features / features.norm(dim=-1, keepdim=True)

@@ -117,9 +117,10 @@ def image_maps(
     model, image: np.ndarray, class_ids: list[int], fg: torch.Tensor, bg: torch.Tensor, settings: dict
 ) -> ClipEsMaps:
     """CLIP-ES's maps of an image (uint8 HxWx3 RGB) for its classes (ids 1.., fg row id - 1); fg, bg: the classes'
-    and background words' text features; settings: the clip_es section."""
+    and background words' text features (on the model's device); settings: the clip_es section. The network runs
+    on the model's device; Grad-CAM, the box masks and CAA on the CPU in float32."""
     height, width = image.shape[:2]
-    batch = clip_input(image)
+    batch = clip_input(image).to(model.logit_scale.device)
     grid = (batch.shape[-2] // PATCH, batch.shape[-1] // PATCH)
     if not class_ids:
         empty = np.zeros((0, *grid), np.float32)
@@ -133,10 +134,12 @@ def image_maps(
             torch.autograd.grad(probs[k], taps.activation, retain_graph=True)[0] for k in range(len(class_ids))
         ]
     caa = settings["caa"]
-    transition = caa_transition(taps.attentions, caa["layers"], caa["sinkhorn_rounds"], caa["power"])
+    attentions = [a.cpu() for a in taps.attentions]
+    transition = caa_transition(attentions, caa["layers"], caa["sinkhorn_rounds"], caa["power"])
+    activation = taps.activation.detach().cpu()
     cams, refined = [], []
     for gradient in gradients:
-        cam = gradcam(taps.activation.detach(), gradient, grid)
+        cam = gradcam(activation, gradient.cpu(), grid)
         cams.append(cam)
         refined.append(refine(transition, box_mask(cam, settings["box_threshold"]), cam))
     cams, refined = np.stack(cams), np.stack(refined)
@@ -144,12 +147,15 @@ def image_maps(
     return ClipEsMaps(cams, refined, highres)
 
 
-def compute_clip_es(model, dataset, image_ids, labels, class_names: list[str], settings: dict, out_dir: Path) -> None:
-    """Write <out_dir>/<id>.npy (the refined maps at the image's size, float16, ascending class id) and
+def compute_clip_es(
+    model, dataset, image_ids, labels, class_names: list[str], settings: dict, out_dir: Path, device="cpu"
+) -> None:
+    """On device, write <out_dir>/<id>.npy (the refined maps at the image's size, float16, ascending class id) and
     <out_dir>/GRID_DIR/<id>.npy (the same maps at stride 4, what the random walk reads) for every image of
     image_ids not written yet. class_names: each foreground class's text (class_texts)."""
     out_dir = Path(out_dir)
     (out_dir / GRID_DIR).mkdir(parents=True, exist_ok=True)
+    model = model.to(device)
     fg = text_features(model, class_names, settings["prompt"])
     bg = text_features(model, settings["background"], settings["prompt"])
     for image_id in tqdm(pending_ids(image_ids, out_dir, ".npy"), desc=f"CLIP-ES {out_dir.name}", mininterval=5):
