@@ -43,6 +43,7 @@ def test_the_schema_enums_are_the_librarys():
     assert SCHEMA["definitions"]["optimizer"]["enum"] == list(OPTIMIZERS)
     assert SCHEMA["definitions"]["training"]["properties"]["output_stride"]["enum"] == list(OUTPUT_STRIDES)
     assert properties["cam"]["properties"]["method"]["enum"] == list(METHODS)
+    assert properties["cam"]["properties"]["source"]["enum"] == list(registry.CAM_SOURCES)
     assert properties["classifier"]["properties"]["pooling"]["enum"] == list(POOLINGS)
     assert properties["classifier"]["properties"]["method"]["enum"] == list(registry.CLASSIFIER_METHODS)
     assert properties["segmentation"]["properties"]["arch"]["enum"] == list(SEGMENTATION_ARCHS)

@@ -551,7 +551,7 @@ STAGES = (
         per_image=False,
         when=lambda config: uses_saliency(config) and bool(config["saliency"]["oracle_thresholds"]),
     ),
-    Stage("clip_es", "CLIP-ES labels", "clip_es_labels", LABELS, "seed_eval", when=uses_clip_es),
+    Stage("clip_es", "CLIP-ES labels", "clip_es_labels", LABELS, "seed_eval", gallery="train", when=uses_clip_es),
     Stage("random_walk", "random walk", "random_walk", LABELS, "seed_eval", ranked=True, gallery="train", when=walks),
     Stage(
         "segmentation",
