@@ -19,6 +19,7 @@ class, so no code of the file runs; the tensors come from the archive's data/ me
 
 from __future__ import annotations
 
+import logging
 import pickle
 import zipfile
 from collections import OrderedDict
@@ -183,7 +184,12 @@ def clip_model(state_dict: dict[str, torch.Tensor] | None = None) -> nn.Module:
     random initialisation (seeded by torch's global generator) without them."""
     import open_clip
 
-    model = open_clip.create_model(CLIP_MODEL, pretrained=None, force_quick_gelu=True)
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # open_clip's "initialized randomly": the weights follow here
+    try:
+        model = open_clip.create_model(CLIP_MODEL, pretrained=None, force_quick_gelu=True)
+    finally:
+        logging.disable(previous)
     if state_dict is not None:
         expected = model.state_dict()
         missing = [key for key in expected if key not in state_dict and key != "attn_mask"]
