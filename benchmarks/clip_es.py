@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from wsss.nets.clip import clip_model
-from wsss.seeds.clip_es import clip_es_label, image_maps, text_features
+from wsss.seeds.clip_es import image_maps, text_features
+from wsss.seeds.masks import clip_es_label
 
 BACKGROUND = ["ground", "land", "grass", "tree", "building", "wall", "sky", "lake", "water", "river", "sea",
               "railway", "railroad", "keyboard", "helmet", "cloud", "house", "mountain", "ocean", "road", "rock",

@@ -1,8 +1,7 @@
 from functools import partial
 
 from wsss.runtime import setup
-from wsss.seeds.clip_es import clip_es_label
-from wsss.seeds.masks import label_cam_shard
+from wsss.seeds.masks import clip_es_label, label_cam_shard
 
 params = snakemake.params
 setup(snakemake.log[0], snakemake.threads)

@@ -14,8 +14,8 @@ import torch
 
 from tests import clip_es_reference as ref
 from wsss.data.voc import read_image
-from wsss.nets import clip
-from wsss.seeds import clip_es
+from wsss.nets import clip, clip_file
+from wsss.seeds import clip_es, masks
 
 PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "coco340-voc" / "VOC2012" / "JPEGImages"
 # what CLIP-ES ships for VOC (clip_text.py), the config's defaults
@@ -80,7 +80,7 @@ def test_maps_and_labels_are_clip_es(weights, texts, photo, class_ids):
     assert np.abs(saved.astype(np.float32) - theirs["attn_highres"].astype(np.float32)).max() <= 5e-3
     # the CRF labels with the confidence mask: identical on the same maps; from each side's own maps, measured
     # agreement 99.5-99.96 %
-    label = clip_es.clip_es_label(image, saved, class_ids, CRF, 0.95)
+    label = masks.clip_es_label(image, saved, class_ids, CRF, 0.95)
     assert (label == 255).mean() < 0.9 and set(np.unique(label)) - {255} <= {0, *class_ids}
     assert (label == ref.clip_es_crf_label(str(path), saved, class_ids)).all()
     assert (label == ref.clip_es_crf_label(str(path), theirs["attn_highres"], class_ids)).mean() >= 0.99
@@ -92,7 +92,7 @@ def test_an_image_without_classes_is_background(weights, texts):
     image = np.full((40, 56, 3), 90, np.uint8)
     maps = clip_es.image_maps(model, image, [], fg, bg, SETTINGS)
     assert maps.cams.shape == (0, 40, 56)
-    assert (clip_es.clip_es_label(image, maps.cams, [], CRF, 0.95) == 0).all()
+    assert (masks.clip_es_label(image, maps.cams, [], CRF, 0.95) == 0).all()
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -120,8 +120,8 @@ def test_caa_is_sinkhorn_symmetrised_squared():
 
 def test_crf_image_wraps_as_numpys_cast():
     image = np.random.default_rng(0).integers(0, 256, (30, 40, 3)).astype(np.uint8)
-    bgr = image[..., ::-1].astype(np.float32) - np.asarray(clip_es.MEAN_BGR, np.float32)
-    assert (clip_es.crf_image(image) == bgr.astype(np.uint8)).all()
+    bgr = image[..., ::-1].astype(np.float32) - np.asarray(masks.MEAN_BGR, np.float32)
+    assert (masks.crf_image(image) == bgr.astype(np.uint8)).all()
 
 
 def test_positions_interpolate_to_the_grid():
@@ -184,3 +184,11 @@ def test_weights_errors_name_the_file(tmp_path):
     (tmp_path / "list.pt").write_bytes(buffer.getvalue())
     with pytest.raises(clip.WeightsError, match="no state_dict"):
         clip.read_clip_weights(tmp_path / "list.pt")
+
+
+def test_the_weights_come_from_the_mirrors_first():
+    assert clip_file.clip_weights_urls(["http://mirror/clip/"]) == [
+        "http://mirror/clip/ViT-B-16.pt",
+        clip_file.CLIP_VIT_B16_URL,
+    ]
+    assert clip_file.CLIP_VIT_B16_SHA256 in clip_file.CLIP_VIT_B16_URL  # OpenAI's address names its digest

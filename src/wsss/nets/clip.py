@@ -30,13 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss.data.download import file_digest
+from wsss.nets.clip_file import CLIP_VIT_B16_SHA256 as CLIP_VIT_B16_SHA256
 
-# OpenAI's ViT-B/16 (the file CLIP-ES's README names); the hex in its address is the file's sha256
-CLIP_VIT_B16_URL = (
-    "https://openaipublic.azureedge.net/clip/models/"
-    "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt"
-)
-CLIP_VIT_B16_SHA256 = "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"
 CLIP_MODEL = "ViT-B-16"
 PATCH = 16
 # CLIP's image normalisation (OpenAI)

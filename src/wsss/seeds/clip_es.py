@@ -4,7 +4,8 @@ Per image, for each of its image-level classes: Grad-CAM at the last block's ln_
 classes and the background words (prompt "a clean origami {}."), from the patch tokens' mean feature; a box mask
 of the Grad-CAM's regions above box_threshold x its maximum; the class-aware attention affinity (CAA: the mean
 attention of the last blocks, Sinkhorn-normalised, symmetrised, raised to a power) applied to the box-masked
-Grad-CAM. Labels: dense CRF over (1 - max CAM, CAMs), pixels below a CRF confidence ignored (255).
+Grad-CAM. Its labels (dense CRF over (1 - max CAM, CAMs), pixels below a CRF confidence ignored): torch-free, in
+wsss.seeds.masks (clip_es_label).
 config/README.md ("clip_es") says which of CLIP-ES's quirks are reproduced and which changed.
 """
 
@@ -19,13 +20,9 @@ from PIL import Image
 from scipy import ndimage
 from tqdm import tqdm
 
-from wsss.data.voc import GRID_DIR, IGNORE, pending_ids, read_image, save_npy
+from wsss.data.voc import GRID_DIR, pending_ids, read_image, save_npy
 from wsss.nets.clip import CLIP_MEAN, CLIP_STD, PATCH, encode_image, encode_texts
 from wsss.seeds.cam import strided_size
-from wsss.seeds.masks import dense_crf, label_keys
-
-# CLIP-ES's CRF input: the BGR image minus Caffe's BGR mean, cast to uint8 (eval_cam_with_crf.py)
-MEAN_BGR = (104.008, 116.669, 122.675)
 
 
 def class_texts(classes: list[str], class_names: dict[str, str]) -> list[str]:
@@ -165,27 +162,3 @@ def compute_clip_es(
         grid = np.zeros((0, *strided_size(*image.shape[:2])), np.float32) if grid is None else grid
         save_npy(out_dir / GRID_DIR / f"{image_id}.npy", grid.astype(np.float16))
         save_npy(out_dir / f"{image_id}.npy", maps.cams.astype(np.float16))
-
-
-def crf_image(image: np.ndarray) -> np.ndarray:
-    """CLIP-ES's CRF image: BGR minus MEAN_BGR, cast to uint8, negative values wrapping (modulo 256, as numpy's
-    cast does on x86): most dark pixels become bright, a quirk kept since the published labels were made so."""
-    shifted = np.trunc(image[..., ::-1].astype(np.float32) - np.asarray(MEAN_BGR, np.float32))
-    return np.ascontiguousarray(np.mod(shifted.astype(np.int64), 256).astype(np.uint8))
-
-
-def clip_es_label(
-    image: np.ndarray, cams: np.ndarray, class_ids: list[int], crf: dict, confidence: float
-) -> np.ndarray:
-    """CLIP-ES's pseudo-label (uint8 HxW): dense CRF over the probabilities (1 - max CAM, CAMs) as given (float16
-    CAM files: their precision), argmax as class id, IGNORE where the CRF's probability is below confidence. An
-    image without classes is background."""
-    from pydensecrf.utils import unary_from_softmax
-
-    if not len(class_ids):
-        return np.zeros(image.shape[:2], np.uint8)
-    probs = np.concatenate([1 - np.max(cams, axis=0, keepdims=True), cams])
-    posterior = dense_crf(crf_image(image), unary_from_softmax(probs), crf)
-    label = label_keys(class_ids)[np.argmax(posterior, axis=0)]
-    label[np.max(posterior, axis=0) < confidence] = IGNORE
-    return label
