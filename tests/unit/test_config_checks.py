@@ -45,6 +45,10 @@ def test_a_combination_across_sections_is_said_in_words():
         "segmentation.labels: random_walk needs random_walk.enabled: true (it is false)"
     ]
     assert errors_of({"segmentation": {"labels": "pseudo_mask"}, "random_walk": {"enabled": False}}) == []
+    assert errors_of({"segmentation": {"labels": "clip_es"}}) == [
+        "segmentation.labels: clip_es needs cam.source: clip_es (it is classifier)"
+    ]
+    assert errors_of({"segmentation": {"labels": "clip_es"}, "cam": {"source": "clip_es"}}) == []
     assert errors_of({"classifier": {"method": "seam"}, "cam": {"method": "gradcam"}}, "experiments.s: ") == [
         "experiments.s: classifier.method: seam needs cam.method: cam (it is gradcam)"
     ]

@@ -29,7 +29,7 @@ def test_the_schema_enums_are_the_librarys():
     assert set(properties["experiments"]["additionalProperties"]["properties"]) == set(registry.OVERRIDABLE)
     # an experiment may override what the steps read (with erasing rounds, the erasing threshold too; with
     # saliency, its source), but not the data: the shards and the val split the predictions are made on are
-    # every run's; with cam.source recam (one round), ReCAM's section
+    # every run's; with cam.source recam (one round), ReCAM's section; with CLIP-ES's maps, its section
     sections = registry.read_sections(
         {
             **CONFIG,
@@ -39,12 +39,13 @@ def test_the_schema_enums_are_the_librarys():
         }
     ) + registry.read_sections(
         {**CONFIG, "erasing": {**CONFIG["erasing"], "rounds": 1}, "cam": {**CONFIG["cam"], "source": "recam"}}
-    )
+    ) + registry.read_sections({**CONFIG, "cam": {**CONFIG["cam"], "source": "clip_es"}})
     assert set(registry.OVERRIDABLE) == set(sections) - {"shards", "splits"}
     assert SCHEMA["definitions"]["backbone"]["enum"] == list(ARCHS)
     assert SCHEMA["definitions"]["optimizer"]["enum"] == list(OPTIMIZERS)
     assert SCHEMA["definitions"]["training"]["properties"]["output_stride"]["enum"] == list(OUTPUT_STRIDES)
     assert properties["cam"]["properties"]["method"]["enum"] == list(METHODS)
+    assert properties["cam"]["properties"]["source"]["enum"] == list(registry.CAM_SOURCES)
     assert properties["classifier"]["properties"]["pooling"]["enum"] == list(POOLINGS)
     assert properties["classifier"]["properties"]["method"]["enum"] == list(registry.CLASSIFIER_METHODS)
     assert properties["segmentation"]["properties"]["arch"]["enum"] == list(SEGMENTATION_ARCHS)
@@ -122,7 +123,7 @@ def test_every_step_reads_upstream_steps_of_the_registry():
     ReCAM's maps, on the round-0 classifier, and the round-0 CAMs are still made (stage cam_r0)."""
     on_masks = dict(CONFIG, segmentation=dict(CONFIG["segmentation"], labels="pseudo_mask"))
     needed = {step for step, _ in registry.closure(on_masks, "predictions", "pseudo_mask")}
-    off = {"segment", "saliency", "recam", "recam_cams"}
+    off = {"segment", "saliency", "recam", "recam_cams", "clip_es", "clip_es_labels"}
     assert needed == set(registry.STEPS) - {"crf", "irn", "random_walk", *off}
     on_walk = dict(CONFIG, segmentation=dict(CONFIG["segmentation"], labels="random_walk"))
     needed = {step for step, _ in registry.closure(on_walk, "predictions", "random_walk")}
@@ -134,6 +135,14 @@ def test_every_step_reads_upstream_steps_of_the_registry():
     assert registry.step("cams").args(recam) == [0]  # scored as cam_r0
     # the CAMs' settings leave the source out: a CAM run and a ReCAM run share the classifier and its CAMs
     assert registry.own_settings(recam, "cams", 0) == registry.own_settings(on_walk, "cams", 0)
+    # CLIP-ES's maps are the merged CAMs, without a classifier; its labels the network's
+    on_clip = dict(
+        CONFIG, cam=dict(CONFIG["cam"], source="clip_es"), segmentation=dict(CONFIG["segmentation"], labels="clip_es")
+    )
+    needed = registry.closure(on_clip, "predictions", "clip_es")
+    assert [step for step, _ in needed] == ["clip_es", "merged_cams", "clip_es_labels", "segmentation", "predictions"]
+    assert registry.step("classifier").args(on_clip) == [] and registry.step("cams").args(on_clip) == []
+    assert "cam_r0" not in registry.stage_names(on_clip, scored=False) and "clip_es" in registry.stage_names(on_clip)
     assert registry.closure(on_walk, "segment")[-2:] == [("segmentation", "random_walk"), ("segment", None)]
     # the result stage scores the network on the run's own pseudo-labels; the bound's needs no CAM
     assert registry.stage(registry.RESULT_STAGE, on_walk) == (registry.stage_named("segmentation"), "random_walk")

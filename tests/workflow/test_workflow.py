@@ -165,6 +165,10 @@ OTHER_VALUES = {
     "saliency.source": "fine_grained",  # read only with pseudo_mask.saliency_threshold: reruns nothing here
     "report.columns": 3,
     "rank_by": "crf",
+    # CLIP-ES's keys: read only with cam.source clip_es (its other value, clip_es, is planned with them)
+    "clip_es.weights": "/nonexistent/ViT-B-16.pt",
+    "clip_es.prompt": "a photo of a {}.",
+    **{f"clip_es.class_names.{name}": f"a {name}" for name in DEFAULT_CONFIG["clip_es"]["class_names"]},
 }
 # Keys that change which runs there are or where the data is, tested where those are
 UNPLANNED = {

@@ -144,7 +144,8 @@ def settings(wildcards):
 
 
 def rounds(name):
-    return list(range(GRID.configs[name]["erasing"]["rounds"]))
+    """A run's erasing rounds: their classifiers and CAMs (none where cam.source is not the classifier)."""
+    return registry.step("cams").args(GRID.configs[name])
 
 
 def step_output(step, file=None):
@@ -327,6 +328,22 @@ def pretrained_weights(settings):
     return [f"resources/weights/{settings['backbone']}.{settings['pretrained']}.pth"] if settings.get("pretrained") else []
 
 
+# CLIP-ES's weights (clip_es.weights, else downloaded here by the rule clip_weights); the sha256 decides, not the path
+CLIP_WEIGHTS = "resources/weights/clip/ViT-B-16.pt"
+
+
+def clip_weights(values):
+    """The CLIP weights file a run of CLIP-ES reads (clip_es.weights, checked), or nothing without CLIP-ES."""
+    if not registry.uses_clip_es(values):
+        return []
+    local = values["clip_es"]["weights"]
+    return existing_path("clip_es.weights", local, folder=False) if local else CLIP_WEIGHTS
+
+
+for name in RUNS:  # every run's CLIP weights file, when the workflow is planned
+    clip_weights(GRID.configs[name])
+
+
 def gallery_title(selection, rank_stage):
     """A train gallery's subcategory; best and worst are ranked by the run's own pseudo-labels (rank_stage)."""
     shown = config["report"]  # (`report` is a Snakemake keyword)
@@ -345,7 +362,7 @@ TRAINING_CATEGORY = "4. Classifier training"
 # results/<run>/report/...). Score plots need a scored stage, the confusion matrix a scored segmentation.
 def report_figures(name):
     scored = stages(name)
-    figures = ["train_gallery", "val_gallery", "classifier_curves.png"]
+    figures = ["train_gallery", "val_gallery"] + ["classifier_curves.png"] * bool(rounds(name))
     figures += ["class_iou.png", "miou_by_stage.png"] if scored else []
     figures += ["confusion_segmentation.png"] if registry.RESULT_STAGE in scored else []
     return [f"results/{GRID.folder(name)}{registry.REPORT}/{figure}" for figure in figures]

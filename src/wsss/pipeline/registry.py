@@ -30,8 +30,9 @@ from wsss.data.kinds import masked_splits
 # The arguments a step can take, by the wildcard that carries it in the rules.
 ROUND, SUPERVISION = "round", "supervision"
 # The steps whose label maps the pseudo-label network may train on, by their segmentation.labels value:
-# the confident pseudo-masks (255 where neither threshold is sure) or IRN's dense random-walk labels.
-LABEL_STEPS = {"pseudo_mask": "pseudo_masks", "random_walk": "random_walk"}
+# the confident pseudo-masks (255 where neither threshold is sure), IRN's dense random-walk labels, or CLIP-ES's
+# confidence-masked CRF labels (cam.source: clip_es).
+LABEL_STEPS = {"pseudo_mask": "pseudo_masks", "random_walk": "random_walk", "clip_es": "clip_es_labels"}
 # What a segmentation network is trained on, which names its folder (segmentation/<supervision>/): the
 # pseudo-labels of segmentation.labels (the WSSS result), or the ground truth (the fully-supervised bound
 # it is compared with).
@@ -53,14 +54,21 @@ CLASSIFIER_METHODS = ("cam", "seam", "acol", "multi_dilation")
 CLASSIFIER_METHOD_SECTIONS = CLASSIFIER_METHODS[1:]
 # cam keys that only score or threshold CAMs; the rest decide the CAM files themselves.
 CAM_SCORING_KEYS = ("eval_threshold", "oracle_thresholds")
-# cam.source: the step whose maps the merged CAMs are (None: the erasing rounds' CAMs, their per-pixel maximum).
-# It is not one of the cams step's settings (cam_settings), so runs that differ only in it share the classifier
-# and its CAMs; the source's own step reads its own section.
-CAM_SOURCES = {"classifier": None, "recam": "recam_cams"}
+# cam.source -> the step whose maps are the merged CAMs the chain reads: the erasing rounds' classifier CAMs (their
+# per-pixel maximum), ReCAM's re-activated maps of the round-0 classifier, or a training-free method's (no classifier
+# then). cam.source is no setting of the cams step, so runs that differ only in it share the classifier and its CAMs;
+# the source's own step reads its own section.
+CAM_SOURCES = {"classifier": "cams", "recam": "recam_cams", "clip_es": "clip_es"}
+TRAINING_FREE_SOURCES = ("clip_es",)  # no classifier, no cams step
 
 
 def cam_source(config: dict) -> str:
+    """cam.source (classifier where a config predates the key)."""
     return config["cam"].get("source", "classifier")
+
+
+def trains_classifier(config: dict) -> bool:
+    return cam_source(config) not in TRAINING_FREE_SOURCES
 
 
 def uses_recam(config: dict) -> bool:
@@ -68,9 +76,17 @@ def uses_recam(config: dict) -> bool:
     return cam_source(config) == "recam"
 
 
-def _merged_cams_upstream(config: dict) -> list[tuple[str, object]]:
-    source = CAM_SOURCES[cam_source(config)]
-    return [("cams", r) for r in _rounds(config)] if source is None else [(source, None)]
+def uses_clip_es(config: dict) -> bool:
+    return cam_source(config) == "clip_es"
+
+
+def _merged_upstream(config: dict) -> list[tuple[str, object]]:
+    step = CAM_SOURCES[cam_source(config)]
+    return [("cams", r) for r in _rounds(config)] if step == "cams" else [(step, None)]
+
+
+# the clip_es keys of CLIP-ES's labels; the rest decide its maps (weights: its checksum does, see config/README.md)
+CLIP_ES_LABEL_KEYS = ("crf", "confidence")
 
 
 def _rounds(config: dict) -> range:
@@ -252,6 +268,7 @@ STEPS = {
             files=("model.pt", "history.parquet"),
             rules=("train_classifier",),
             cost="classifier",
+            when=trains_classifier,
         ),
         Step(
             "cams",
@@ -262,6 +279,17 @@ STEPS = {
             upstream=lambda config, r: [("classifier", int(r)), *(("cams", k) for k in range(int(r)))],
             rules=("cams",),
             cost="cams",
+            when=trains_classifier,
+        ),
+        Step(
+            "clip_es",
+            "cams/clip_es",
+            per_shard=True,
+            # (the classes it prompts are the dataset's: a change of classes reruns every step)
+            settings=lambda config, arg: {"clip_es": _without(config["clip_es"], {"weights", *CLIP_ES_LABEL_KEYS})},
+            rules=("clip_es",),
+            cost="cams",
+            when=uses_clip_es,
         ),
         Step(
             "recam",
@@ -293,7 +321,7 @@ STEPS = {
             "merged_cams",
             "cams/merged",
             per_shard=True,
-            upstream=lambda config, arg: _merged_cams_upstream(config),
+            upstream=lambda config, arg: _merged_upstream(config),
             rules=("merge_cams",),
             cost="masks",
         ),
@@ -327,6 +355,16 @@ STEPS = {
             upstream=lambda config, arg: [("merged_cams", None), *_saliency_upstream(config)],
             rules=("pseudo_masks",),
             cost="masks",
+        ),
+        Step(
+            "clip_es_labels",
+            "clip_es_labels",
+            per_shard=True,
+            settings=lambda config, arg: {"clip_es": {k: config["clip_es"][k] for k in CLIP_ES_LABEL_KEYS}},
+            upstream=lambda config, arg: [("merged_cams", None)],  # the maps as CLIP-ES saves them: float16
+            rules=("clip_es_labels",),
+            cost="masks",
+            when=uses_clip_es,
         ),
         Step(
             "irn",
@@ -424,6 +462,7 @@ OVERRIDABLE = (
     "erasing",
     "cam",
     "recam",
+    "clip_es",
     "crf",
     "saliency",
     "pseudo_mask",
@@ -523,7 +562,7 @@ def result_note(config: dict) -> str:
 
 
 STAGES = (
-    Stage("cam_r{round}", "CAM round {round}", "cams", CAM, "seed_eval"),
+    Stage("cam_r{round}", "CAM round {round}", "cams", CAM, "seed_eval", when=trains_classifier),
     Stage("cam", "merged CAM", "merged_cams", CAM, "seed_eval", ranked=True),
     Stage(
         "cam_oracle",
@@ -545,6 +584,7 @@ STAGES = (
         per_image=False,
         when=lambda config: uses_saliency(config) and bool(config["saliency"]["oracle_thresholds"]),
     ),
+    Stage("clip_es", "CLIP-ES labels", "clip_es_labels", LABELS, "seed_eval", gallery="train", when=uses_clip_es),
     Stage("random_walk", "random walk", "random_walk", LABELS, "seed_eval", ranked=True, gallery="train", when=walks),
     Stage(
         "segmentation",
@@ -674,7 +714,7 @@ def closure(config: dict, name: str, arg=None) -> list[tuple[str, object]]:
 # Besides these: "data" (the dataset index and labels), "evaluate" (scores and tables) and "report".
 DVC_STEP_STAGES = {
     "cams_r{round}": ("classifier", "cams"),
-    "pseudo_masks": ("merged_cams", "crf", "saliency", "pseudo_masks"),
+    "pseudo_masks": ("clip_es", "merged_cams", "crf", "saliency", "pseudo_masks", "clip_es_labels"),
     "random_walk": ("irn", "random_walk"),
     "segmentation": ("segmentation", "predictions"),
 }
@@ -689,7 +729,8 @@ def dvc_step_stages(config: dict) -> dict[str, list[tuple[str, object]]]:
             stages[template.format(round=round_)] = [
                 (name, arg)
                 for name in steps
-                for arg in ([round_] if step(name).arg == ROUND else step(name).args(config))
+                for arg in step(name).args(config)
+                if step(name).arg != ROUND or arg == round_  # a per-round stage: its round (when the step runs)
             ]
     return stages
 

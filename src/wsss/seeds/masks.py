@@ -1,5 +1,6 @@
 """From CAMs to label maps: the erasing rounds' CAMs merged, background-threshold argmax (IRN), dense CRF, and
-confident pseudo-masks. numpy only (no torch), so these CPU steps start fast."""
+confident pseudo-masks, CLIP-ES's confidence-masked CRF labels. numpy only (no torch), so these CPU steps start
+fast."""
 
 from __future__ import annotations
 
@@ -154,3 +155,31 @@ def label_cam_shard(
         label_shard(
             dataset, image_ids, inputs.cams, load_labels(inputs.labels), work, to_label, grid_cams, saliency_dir
         )
+
+
+# CLIP-ES's CRF input: the BGR image minus Caffe's BGR mean, cast to uint8 (eval_cam_with_crf.py)
+MEAN_BGR = (104.008, 116.669, 122.675)
+
+
+def crf_image(image: np.ndarray) -> np.ndarray:
+    """CLIP-ES's CRF image: BGR minus MEAN_BGR, cast to uint8, negative values wrapping (modulo 256, as numpy's
+    cast does on x86): most dark pixels become bright, a quirk kept since the published labels were made so."""
+    shifted = np.trunc(image[..., ::-1].astype(np.float32) - np.asarray(MEAN_BGR, np.float32))
+    return np.ascontiguousarray(np.mod(shifted.astype(np.int64), 256).astype(np.uint8))
+
+
+def clip_es_label(
+    image: np.ndarray, cams: np.ndarray, class_ids: list[int], crf: dict, confidence: float
+) -> np.ndarray:
+    """CLIP-ES's pseudo-label (uint8 HxW): dense CRF over the probabilities (1 - max CAM, CAMs) as given (float16
+    CAM files: their precision), argmax as class id, IGNORE where the CRF's probability is below confidence. An
+    image without classes is background."""
+    from pydensecrf.utils import unary_from_softmax
+
+    if not len(class_ids):
+        return np.zeros(image.shape[:2], np.uint8)
+    probs = np.concatenate([1 - np.max(cams, axis=0, keepdims=True), cams])
+    posterior = dense_crf(crf_image(image), unary_from_softmax(probs), crf)
+    label = label_keys(class_ids)[np.argmax(posterior, axis=0)]
+    label[np.max(posterior, axis=0) < confidence] = IGNORE
+    return label
