@@ -30,16 +30,20 @@ def test_the_schema_enums_are_the_librarys():
     # an experiment may override what the steps read (with erasing rounds, the erasing threshold too; with
     # saliency, its source), but not the data: the shards and the val split the predictions are made on are
     # every run's; with cam.source recam (one round), ReCAM's section; with CLIP-ES's maps, its section
-    sections = registry.read_sections(
-        {
-            **CONFIG,
-            "erasing": {**CONFIG["erasing"], "rounds": 2},
-            "saliency": {**CONFIG["saliency"], "source": "fine_grained"},
-            "pseudo_mask": {**CONFIG["pseudo_mask"], "saliency_threshold": 0.5},
-        }
-    ) + registry.read_sections(
-        {**CONFIG, "erasing": {**CONFIG["erasing"], "rounds": 1}, "cam": {**CONFIG["cam"], "source": "recam"}}
-    ) + registry.read_sections({**CONFIG, "cam": {**CONFIG["cam"], "source": "clip_es"}})
+    sections = (
+        registry.read_sections(
+            {
+                **CONFIG,
+                "erasing": {**CONFIG["erasing"], "rounds": 2},
+                "saliency": {**CONFIG["saliency"], "source": "fine_grained"},
+                "pseudo_mask": {**CONFIG["pseudo_mask"], "saliency_threshold": 0.5},
+            }
+        )
+        + registry.read_sections(
+            {**CONFIG, "erasing": {**CONFIG["erasing"], "rounds": 1}, "cam": {**CONFIG["cam"], "source": "recam"}}
+        )
+        + registry.read_sections({**CONFIG, "cam": {**CONFIG["cam"], "source": "clip_es"}})
+    )
     assert set(registry.OVERRIDABLE) == set(sections) - {"shards", "splits"}
     assert SCHEMA["definitions"]["backbone"]["enum"] == list(ARCHS)
     assert SCHEMA["definitions"]["optimizer"]["enum"] == list(OPTIMIZERS)
