@@ -181,11 +181,18 @@ def test_voc_commands(voc):
         if command.endswith("--configfile config/voc2012.yaml"):  # IRN's chain: one classifier, a network + bound
             assert re.search(r"^train_classifier\s+1$", result.stdout, re.M), result.stdout[-2000:]
             assert re.search(r"^train_segmentation\s+2$", result.stdout, re.M), result.stdout[-2000:]
-        if "voc2012-grid.yaml" in command:  # IRN's, 2 erasing rounds, 3 methods, CLIP-ES; 7 networks, 3 bounds
+        if "voc2012-grid.yaml" in command:  # IRN's, 2 erasing rounds, 3 methods, ReCAM, CLIP-ES; 8 networks, 3 bounds
             assert re.search(r"^train_classifier\s+6$", result.stdout, re.M), result.stdout[-2000:]
-            assert re.search(r"^train_segmentation\s+10$", result.stdout, re.M), result.stdout[-2000:]
-            # CLIP-ES: no classifier; its maps and labels per shard, its weights downloaded on the submit host
-            for rule, count in (("clip_es", 16), ("clip_es_labels", 16), ("clip_weights", 1)):
+            assert re.search(r"^train_segmentation\s+11$", result.stdout, re.M), result.stdout[-2000:]
+            # ReCAM: on irn_chain's classifier; CLIP-ES: no classifier; its maps and labels per shard, its weights
+            # downloaded on the submit host
+            for rule, count in (
+                ("train_recam", 1),
+                ("recam_cams", 16),
+                ("clip_es", 16),
+                ("clip_es_labels", 16),
+                ("clip_weights", 1),
+            ):
                 assert re.search(rf"^{rule}\s+{count}$", result.stdout, re.M), result.stdout[-2000:]
             assert "grid_table" in result.stdout
         if "coco2014.yaml" in command:  # the three COCO archives fetched and extracted, 64 shards of CAMs
