@@ -109,6 +109,9 @@ RUNNERS = {
     # the reading's methods on photos (config/photos-reading.yaml): a dry run on the tiny tree
     ".venv/bin/snakemake --cores all --configfile config/photos.yaml config/photos-reading.yaml --config "
     "voc_root=../shared/data/coco340-voc/VOC2012": (DRY_RUN, VOC),
+    # ReCAM against CAM on photos (config/demo-recam.yaml): a dry run on the tiny tree
+    ".venv/bin/snakemake --cores all --configfile config/photos.yaml config/demo-recam.yaml --config "
+    "voc_root=../shared/data/coco340-voc/VOC2012": (DRY_RUN, VOC),
     ".venv/bin/python benchmarks/photos.py results": NotRun(
         "needs a finished run; tests/workflow/test_photos.py runs it on the photos run it makes"
     ),

@@ -178,6 +178,11 @@ def test_voc_commands(voc):
             assert re.search(r"^train_classifier\s+2$", result.stdout, re.M), result.stdout[-2000:]
             assert re.search(r"^train_segmentation\s+7$", result.stdout, re.M), result.stdout[-2000:]
             assert re.search(r"^saliency\s+\d+$", result.stdout, re.M), result.stdout[-2000:]
+        if "demo-recam" in command:  # photos.yaml has one round: one classifier a seed, shared by cam and recam;
+            # ReCAM's step once a seed; two networks a seed and one bound
+            assert re.search(r"^train_classifier\s+3$", result.stdout, re.M), result.stdout[-2000:]
+            assert re.search(r"^train_recam\s+3$", result.stdout, re.M), result.stdout[-2000:]
+            assert re.search(r"^train_segmentation\s+9$", result.stdout, re.M), result.stdout[-2000:]
         if command.endswith("--configfile config/voc2012.yaml"):  # IRN's chain: one classifier, a network + bound
             assert re.search(r"^train_classifier\s+1$", result.stdout, re.M), result.stdout[-2000:]
             assert re.search(r"^train_segmentation\s+2$", result.stdout, re.M), result.stdout[-2000:]
